@@ -1,0 +1,124 @@
+"""`avatar-bridge` command line: serve, animate, capabilities."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import fields
+
+from bridge_server.config import ServerConfig
+
+EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised"]
+
+
+def _add_serve(sub) -> None:
+    ap = sub.add_parser("serve", help="run the gRPC server (defaults: 127.0.0.1:50051, metrics on :9464)",
+                        description="Run the bridge server. Settings come from defaults < --config TOML < "
+                                    "AVATAR_BRIDGE_<SETTING> environment variables < these flags.")
+    ap.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
+    for f in fields(ServerConfig):
+        typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
+        ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None,
+                        help=f"(default {f.default!r}; env {ServerConfig.env_name(f.name)})")
+
+
+def _add_client(sub) -> None:
+    ap = sub.add_parser("animate", help="animate an audio file into frames.json / frames.csv")
+    ap.add_argument("audio", help="wav/flac/ogg/mp3 file")
+    ap.add_argument("--out", required=True, help="output path; .json or .csv (layout: docs/output_formats.md)")
+    ap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    ap.add_argument("--fps", type=int, default=30, choices=[30, 60])
+    ap.add_argument("--emotion", default="neutral", choices=EMOTIONS)
+    ap.add_argument("--emotion-strength", type=float, default=0.5)
+    ap.add_argument("--intensity", type=float, default=1.0, help="mouth articulation 0..2")
+    ap.add_argument("--head-motion", type=float, default=1.0, help="head and eye motion 0..2")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stream", action="store_true",
+                    help="send the audio as a real-time StreamExpression (PCM16 chunks) instead of AnimateClip")
+    ap.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
+
+    cap = sub.add_parser("capabilities", help="print the server's capabilities as JSON")
+    cap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="avatar-bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_serve(sub)
+    _add_client(sub)
+    args = parser.parse_args(argv)
+    if args.cmd == "serve":
+        return _serve(args)
+    return _client(args)
+
+
+def _serve(args) -> int:
+    from bridge_server.server import serve
+    from engine.logjson import setup_logging
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(ServerConfig)}
+    try:
+        cfg = ServerConfig.load(args.config, overrides)
+    except (ValueError, OSError) as exc:
+        print(f"avatar-bridge serve: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_level, cfg.log_format)
+    return asyncio.run(serve(cfg))
+
+
+def _client(args) -> int:
+    import contextlib
+
+    import grpc
+    from google.protobuf import json_format
+
+    from avatarbridge.v1 import bridge_pb2 as pb
+    from bridge_server.client import Animation, BridgeClient, embedded_server
+
+    ctx = contextlib.nullcontext(args.server) if args.server else embedded_server()
+    try:
+        with ctx as target:
+            client = BridgeClient(target)
+            if args.cmd == "capabilities":
+                print(json_format.MessageToJson(client.capabilities(), always_print_fields_with_no_presence=True))
+                return 0
+            with open(args.audio, "rb") as fh:
+                data = fh.read()
+            style = pb.ExpressionStyle(emotion=pb.Emotion.Value("EMOTION_" + args.emotion.upper()),
+                                       emotion_strength=args.emotion_strength, intensity=args.intensity,
+                                       head_motion=args.head_motion, seed=args.seed)
+            if args.stream:
+                anim = _stream_file(client, data, args, style)
+            else:
+                anim = client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
+                                           timeout=args.timeout)
+            anim.write(args.out)
+            s = anim.status
+            print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
+                  f"-> {args.out}" + "".join(f"\nwarning: {w}" for w in s.warnings))
+            return 0
+    except grpc.RpcError as err:
+        print(f"avatar-bridge {args.cmd}: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as exc:
+        print(f"avatar-bridge {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _stream_file(client, data: bytes, args, style):
+    import numpy as np
+
+    from avatarbridge.v1 import bridge_pb2 as pb
+    from bridge_server.client import Animation, stream_requests
+    from engine.audio import decode_file
+
+    x, sr = decode_file(data)
+    pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+    reqs = list(stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio))
+    reqs[0].header.style.CopyFrom(style)
+    return Animation.collect(client.stream(reqs, timeout=args.timeout))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

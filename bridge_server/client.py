@@ -1,0 +1,148 @@
+"""A small Python client for the bridge (used by the CLI, the tests and the benchmark)."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import grpc
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
+
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+
+
+@dataclass
+class Animation:
+    """Everything a stream returned: header, frames, final status."""
+
+    header: pb.ExpressionHeader | None = None
+    frames: list[pb.Frame] = field(default_factory=list)
+    status: pb.StreamStatus | None = None
+
+    @classmethod
+    def collect(cls, responses: Iterable[pb.ExpressionResponse]) -> "Animation":
+        out = cls()
+        for r in responses:
+            which = r.WhichOneof("msg")
+            if which == "header":
+                out.header = r.header
+            elif which == "frames":
+                out.frames.extend(r.frames.frames)
+            elif which == "status":
+                out.status = r.status
+        return out
+
+    def to_json(self) -> dict:
+        h = self.header
+        names, bones = list(h.blendshape_names), list(h.bone_names)
+        frames = []
+        for f in self.frames:
+            w, r = list(f.weights), list(f.rotations)
+            frames.append({
+                "index": f.index, "time": f.time, "sample_index": f.sample_index,
+                "blendshapes": {n: round(v, 6) for n, v in zip(names, w)},
+                "rotations": {b: [round(v, 6) for v in r[4 * i:4 * i + 4]] for i, b in enumerate(bones)},
+                "head_translation": ([f.head_translation.x, f.head_translation.y, f.head_translation.z]
+                                     if f.HasField("head_translation") else None),
+            })
+        return {
+            "format": "avatar-bridge.frames.v1", "stream_id": h.stream_id, "engine": h.engine, "fps": h.fps,
+            "sample_rate": h.sample_rate, "lookahead_ms": h.lookahead_ms, "blendshape_names": names,
+            "bone_names": bones, "rotation_convention": "quaternion xyzw, right-handed Y-up, subject faces +Z "
+                                                        "(docs/conventions.md)",
+            "frames": frames,
+            "status": {"frames_sent": self.status.frames_sent, "audio_seconds": self.status.audio_seconds,
+                       "warnings": list(self.status.warnings)} if self.status else None,
+        }
+
+    def write(self, path: str) -> None:
+        if path.endswith(".csv"):
+            self.write_csv(path)
+        else:
+            with open(path, "w") as fh:
+                json.dump(self.to_json(), fh, indent=1)
+
+    def write_csv(self, path: str) -> None:
+        names, bones = list(self.header.blendshape_names), list(self.header.bone_names)
+        cols = ["time", "index", "sample_index", *names,
+                *[f"{b}.{c}" for b in bones for c in ("qx", "qy", "qz", "qw")]]
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for f in self.frames:
+                w.writerow([f"{f.time:.6f}", f.index, f.sample_index, *[f"{v:.6f}" for v in f.weights],
+                            *[f"{v:.6f}" for v in f.rotations]])
+
+
+class BridgeClient:
+    def __init__(self, target: str):
+        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.stub = pb_grpc.AvatarBridgeStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def capabilities(self, timeout: float = 10.0) -> pb.Capabilities:
+        return self.stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=timeout, wait_for_ready=True)
+
+    def animate_clip(self, audio_file: bytes, fps: int = 30, stream_id: str = "", style=None,
+                     timeout: float | None = None) -> Animation:
+        req = pb.AnimateClipRequest(audio_file=audio_file, fps=fps, stream_id=stream_id,
+                                    style=style or pb.ExpressionStyle())
+        return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True))
+
+    def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):
+        return self.stub.StreamExpression(iter(requests), timeout=timeout, wait_for_ready=True)
+
+
+def stream_requests(pcm16: bytes, sample_rate: int, fps: int = 30, chunk_s: float = 0.02, channels: int = 1,
+                    stream_id: str = "", realtime: bool = False, end: bool = True) -> Iterator[pb.ExpressionRequest]:
+    """Header + PCM16 chunks (+ end marker); optionally paced at real time."""
+    yield pb.ExpressionRequest(header=pb.StreamHeader(
+        encoding=pb.AUDIO_ENCODING_PCM16, sample_rate=sample_rate, channels=channels, fps=fps, stream_id=stream_id))
+    step = max(1, int(chunk_s * sample_rate)) * 2 * channels
+    t0 = time.monotonic()
+    for i, off in enumerate(range(0, len(pcm16), step)):
+        if realtime:
+            delay = t0 + i * chunk_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield pb.ExpressionRequest(audio=pb.AudioChunk(data=pcm16[off:off + step]))
+    if end:
+        yield pb.ExpressionRequest(end=pb.EndOfAudio())
+
+
+@contextlib.contextmanager
+def embedded_server(workers: int = 1, extra_args: Iterable[str] = ()) -> Iterator[str]:
+    """Start `avatar-bridge serve` on a free loopback port for the duration of the block."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = os.path.join(tmp, "ready.json")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0", "--metrics-port", "-1",
+             "--workers", str(workers), "--ready-file", ready, "--log-level", "warning", *extra_args])
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(ready):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the embedded server exited with code {proc.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the embedded server did not start within 60 s")
+                time.sleep(0.05)
+            with open(ready) as fh:
+                yield f"127.0.0.1:{json.load(fh)['port']}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

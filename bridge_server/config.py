@@ -1,0 +1,74 @@
+"""Server configuration: defaults < TOML file < environment (AVATAR_BRIDGE_*) < flags."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 = pick a free port (written to ready_file)
+    workers: int = 0  # 0 = one per CPU core
+    metrics_port: int = 9464  # Prometheus /metrics; 0 = pick a free port, -1 = off
+    metrics_host: str = "127.0.0.1"
+    max_message_bytes: int = 4 * 1024 * 1024  # largest request message
+    max_audio_seconds: float = 3600.0  # per stream or clip
+    max_clip_seconds: float = 600.0  # AnimateClip decodes whole files; keep them bounded
+    max_concurrent_streams: int = 1000  # 0 = unlimited
+    max_pending_frames: int = 600  # per stream, waiting for a slow client (10 s at 60 fps)
+    max_inflight_chunks: int = 8  # audio chunks a stream may have inside a worker
+    header_timeout_s: float = 10.0  # a stream must send its header within this
+    idle_timeout_s: float = 60.0  # no audio for this long ends a stream (DEADLINE_EXCEEDED)
+    grace_s: float = 10.0  # SIGTERM: time live streams get to flush before the server exits
+    worker_timeout_s: float = 10.0  # a busy worker silent for this long is killed and restarted
+    keepalive_time_s: float = 30.0
+    keepalive_timeout_s: float = 10.0
+    log_level: str = "info"
+    log_format: str = "json"  # json | text
+    ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        return "AVATAR_BRIDGE_" + field.upper()
+
+    @classmethod
+    def load(cls, toml_path: str | None = None, overrides: dict | None = None,
+             environ: dict | None = None) -> "ServerConfig":
+        cfg = cls()
+        known = {f.name: f for f in fields(cls)}
+        environ = os.environ if environ is None else environ
+        toml_path = toml_path or environ.get("AVATAR_BRIDGE_CONFIG")
+        layers: list[tuple[str, dict]] = []
+        if toml_path:
+            with open(toml_path, "rb") as fh:
+                data = tomllib.load(fh)
+            data = data.get("server", data)
+            layers.append((f"config file {toml_path}", data))
+        layers.append(("environment", {name: environ[cls.env_name(name)] for name in known
+                                       if cls.env_name(name) in environ}))
+        layers.append(("flags", {k: v for k, v in (overrides or {}).items() if v is not None}))
+        for source, data in layers:
+            for key, value in data.items():
+                key = key.replace("-", "_")
+                if key not in known:
+                    raise ValueError(f"unknown setting {key!r} in {source}; known: {', '.join(sorted(known))}")
+                setattr(cfg, key, _coerce(value, type(getattr(cfg, key)), key, source))
+        return cfg
+
+    def resolved_workers(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value, typ, key: str, source: str):
+    try:
+        if typ is bool and isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return typ(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {key} from {source} must be {typ.__name__}, got {value!r}") from None

@@ -1,0 +1,32 @@
+"""Prometheus metrics (served on --metrics-port at /metrics)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry()
+
+LIVE_STREAMS = Gauge("avatar_bridge_live_streams", "Streams being served now", ["rpc"], registry=REGISTRY)
+STREAMS = Counter("avatar_bridge_streams_total", "Streams ended, by RPC and final gRPC status code",
+                  ["rpc", "code"], registry=REGISTRY)
+FRAMES_SENT = Counter("avatar_bridge_frames_sent_total", "Expression frames written to clients",
+                      ["rpc"], registry=REGISTRY)
+AUDIO_SECONDS = Counter("avatar_bridge_audio_seconds_total", "Seconds of audio animated", ["rpc"],
+                        registry=REGISTRY)
+_LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+FRAME_LATENCY = Histogram(
+    "avatar_bridge_frame_latency_seconds",
+    "StreamExpression: frame written to the client minus arrival of the audio chunk that completed it",
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+WORKER_RTT = Histogram("avatar_bridge_worker_roundtrip_seconds", "Audio chunk sent to a worker until its frames came back",
+                       buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+WORKERS_ALIVE = Gauge("avatar_bridge_workers_alive", "Engine workers connected and ready", registry=REGISTRY)
+WORKER_RESTARTS = Counter("avatar_bridge_worker_restarts_total", "Engine workers restarted after dying",
+                          registry=REGISTRY)
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Start the /metrics HTTP endpoint; return the bound port (-1 when disabled)."""
+    if port < 0:
+        return -1
+    server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    return server.server_address[1]

@@ -1,0 +1,87 @@
+"""Build and run the gRPC server: service, health, reflection, metrics, signals."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
+from bridge_server import __version__, metrics
+from bridge_server.config import ServerConfig
+from bridge_server.service import BridgeService
+from bridge_server.workers import WorkerPool
+
+log = logging.getLogger("bridge_server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvatarBridge"].full_name
+
+
+def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", cfg.max_message_bytes),
+        ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(cfg.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(cfg.keepalive_timeout_s * 1000)),
+        # Let clients ping every 10 s without a GOAWAY (Unity/Unreal clients keep idle streams alive).
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def serve(cfg: ServerConfig) -> int:
+    pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
+                      cfg.log_level, cfg.log_format)
+    await pool.start()
+    service = BridgeService(cfg, pool, __version__)
+    server = grpc.aio.server(options=grpc_options(cfg))
+    pb_grpc.add_AvatarBridgeServicer_to_server(service, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+    except RuntimeError as exc:
+        await pool.stop()
+        raise SystemExit(f"cannot listen on {cfg.host}:{cfg.port} ({exc}); is another server running? "
+                         "pick another --port") from None
+    await server.start()
+    metrics_port = metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", extra={"address": f"{cfg.host}:{port}", "metrics_port": metrics_port,
+                               "workers": pool.count, "version": __version__})
+    if cfg.ready_file:
+        tmp = cfg.ready_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"port": port, "metrics_port": metrics_port, "pid": os.getpid(),
+                       "worker_pids": pool.worker_pids()}, fh)
+        os.replace(tmp, cfg.ready_file)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("draining", extra={"live_streams": len(service.calls), "grace_s": cfg.grace_s})
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    service.begin_drain()
+    await _wait_calls(service, cfg.grace_s)
+    await server.stop(1.0)  # cancels whatever outlived the grace period
+    await pool.stop()
+    log.info("stopped")
+    return 0
+
+
+async def _wait_calls(service: BridgeService, grace_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + grace_s
+    while service.calls and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)

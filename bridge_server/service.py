@@ -1,0 +1,294 @@
+"""The AvatarBridge gRPC service. It validates, routes and streams; it never computes."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import grpc
+import numpy as np
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
+from bridge_server import metrics, validation
+from bridge_server.config import ServerConfig
+from bridge_server.workers import StreamError, WorkerPool, WorkerStream
+from engine.rig import ARKIT_NAMES, BONE_NAMES, NUM_BLENDSHAPES, NUM_BONES
+from engine.worker import protocol as p
+
+log = logging.getLogger("bridge_server.service")
+API_VERSION = "avatarbridge.v1"
+CLIP_FORMATS = ["wav", "flac", "ogg", "mp3", "aiff", "m4a", "opus", "webm"]
+
+
+class LiveCall:
+    """Book-keeping for one RPC in flight (for drain, limits and metrics)."""
+
+    def __init__(self, rpc: str, stream_id: str):
+        self.rpc, self.stream_id = rpc, stream_id
+        self.task = asyncio.current_task()
+        self.drain = asyncio.Event()
+        self.code = "OK"
+        self.overflow_message = ""
+
+
+def frame_batch(ev, first_index: int, sample_rate: int) -> pb.ExpressionResponse:
+    """Turn a worker's FRAMES event into a FrameBatch message."""
+    n = ev.meta["n"]
+    idx = np.frombuffer(ev.arrays[0], "<u8", n)
+    weights = np.frombuffer(ev.arrays[1], "<f4").reshape(n, NUM_BLENDSHAPES).tolist()
+    rots = np.frombuffer(ev.arrays[2], "<f4").reshape(n, NUM_BONES * 4).tolist()
+    trans = np.frombuffer(ev.arrays[3], "<f4").reshape(n, 3).tolist() if ev.arrays[3] else None
+    times = (idx / sample_rate).tolist()
+    frames = []
+    for i in range(n):
+        f = pb.Frame(index=first_index + i, time=times[i], sample_index=int(idx[i]),
+                     weights=weights[i], rotations=rots[i], confidence=1.0)
+        if trans is not None:
+            f.head_translation.x, f.head_translation.y, f.head_translation.z = trans[i]
+        frames.append(f)
+    return pb.ExpressionResponse(frames=pb.FrameBatch(frames=frames))
+
+
+class BridgeService(pb_grpc.AvatarBridgeServicer):
+    def __init__(self, cfg: ServerConfig, pool: WorkerPool, version: str):
+        self.cfg, self.pool, self.version = cfg, pool, version
+        self.calls: set[LiveCall] = set()
+        self.draining = False
+
+    # -- unary -------------------------------------------------------------
+    async def GetCapabilities(self, request, context):
+        engines = [pb.EngineInfo(name=e["name"], kind=e["kind"], description=e["description"],
+                                 is_default=e["is_default"], lookahead_ms=e["lookahead_s"] * 1000)
+                   for e in self.pool.engines]
+        return pb.Capabilities(
+            server_version=self.version, api_version=API_VERSION, engines=engines,
+            blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, supported_fps=validation.SUPPORTED_FPS,
+            audio_encodings=[pb.AUDIO_ENCODING_PCM16, pb.AUDIO_ENCODING_FLOAT32], clip_formats=CLIP_FORMATS,
+            limits=pb.Limits(max_audio_seconds=self.cfg.max_audio_seconds,
+                             max_message_bytes=self.cfg.max_message_bytes,
+                             max_concurrent_streams=self.cfg.max_concurrent_streams,
+                             max_pending_frames=self.cfg.max_pending_frames,
+                             min_sample_rate=validation.MIN_RATE, max_sample_rate=validation.MAX_RATE,
+                             max_channels=validation.MAX_CHANNELS))
+
+    # -- streaming ---------------------------------------------------------
+    async def StreamExpression(self, request_iterator, context):
+        async with self._call(context, "StreamExpression") as call:
+            first = await self._read_header(context)
+            cfg = validation.stream_config(first.header, self.pool.engines)
+            call.stream_id = first.header.stream_id
+            ws = self.pool.open_stream()
+            try:
+                ws.send(p.OPEN, p.dumps(cfg))
+                opened = await ws.next_event()
+                await context.write(self._header(call.stream_id, cfg["fps"], cfg["sample_rate"], opened))
+                await self._run_live(context, call, ws, cfg, opened)
+            finally:
+                ws.close()
+
+    async def AnimateClip(self, request, context):
+        async with self._call(context, "AnimateClip") as call:
+            call.stream_id = request.stream_id
+            limit = min(self.cfg.max_clip_seconds, self.cfg.max_audio_seconds)
+            cfg = validation.clip_config(request, self.pool.engines, limit)
+            ws = self.pool.open_stream()
+            try:
+                ws.send(p.CLIP, p.dumps(cfg), request.audio_file)
+                opened = await ws.next_event()
+                sent = 0
+                sample_rate = 0
+                while True:
+                    ev = await ws.next_event()
+                    if ev.kind == p.FRAMES:
+                        if not sample_rate:  # the file's own rate, known once decoded
+                            sample_rate = ev.meta["sample_rate"]
+                            await context.write(self._header(call.stream_id, cfg["fps"], sample_rate, opened))
+                        if not ev.meta.get("last"):
+                            ws.send(p.NEXT, p.seq_bytes(ev.seq + 1))  # one block ahead of the client
+                        if ev.meta["n"]:
+                            await context.write(frame_batch(ev, ev.meta["first_index"], sample_rate))
+                            sent += ev.meta["n"]
+                            metrics.FRAMES_SENT.labels("AnimateClip").inc(ev.meta["n"])
+                    elif ev.kind == p.DONE:
+                        await context.write(self._status(sent, ev.meta, opened))
+                        metrics.AUDIO_SECONDS.labels("AnimateClip").inc(ev.meta["audio_seconds"])
+                        return
+            finally:
+                ws.close()
+
+    # -- internals ---------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _call(self, context, rpc: str):
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "the server is shutting down and takes no new streams; connect to another instance")
+        limit = self.cfg.max_concurrent_streams
+        if limit and len(self.calls) >= limit:
+            metrics.STREAMS.labels(rpc, "RESOURCE_EXHAUSTED").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the server is serving its limit of {limit} concurrent streams "
+                                "(max_concurrent_streams); retry later")
+        call = LiveCall(rpc, "")
+        self.calls.add(call)
+        metrics.LIVE_STREAMS.labels(rpc).inc()
+        started = time.monotonic()
+        try:
+            try:
+                yield call
+            except StreamError as err:
+                call.code = err.code.name
+                await context.abort(err.code, err.message)
+            except asyncio.CancelledError:
+                if call.overflow_message:
+                    call.code = "RESOURCE_EXHAUSTED"
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, call.overflow_message)
+                call.code = "CANCELLED"
+                raise
+        except Exception as exc:
+            if call.code == "OK" and not isinstance(exc, asyncio.CancelledError):
+                call.code = "ABORTED" if type(exc).__name__ == "AbortError" else "INTERNAL"
+            raise
+        finally:
+            self.calls.discard(call)
+            metrics.LIVE_STREAMS.labels(rpc).dec()
+            metrics.STREAMS.labels(rpc, call.code).inc()
+            log.info("stream ended", extra={"rpc": rpc, "stream_id": call.stream_id, "code": call.code,
+                                            "seconds": round(time.monotonic() - started, 3), "peer": context.peer()})
+
+    async def _read_header(self, context) -> pb.ExpressionRequest:
+        try:
+            first = await asyncio.wait_for(context.read(), self.cfg.header_timeout_s)
+        except asyncio.TimeoutError:
+            raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"no StreamHeader within {self.cfg.header_timeout_s:g} s; send the header first") from None
+        if first is grpc.aio.EOF:
+            raise validation.invalid("the stream closed before its StreamHeader; send a header, then audio")
+        if first.WhichOneof("msg") != "header":
+            got = first.WhichOneof("msg") or "an empty message"
+            raise validation.invalid(f"the first message must be a StreamHeader, got {got}; "
+                                     "send header (encoding, sample_rate, channels, fps) before any audio")
+        return first
+
+    def _header(self, stream_id: str, fps: int, sample_rate: int, opened) -> pb.ExpressionResponse:
+        return pb.ExpressionResponse(header=pb.ExpressionHeader(
+            stream_id=stream_id, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, fps=fps,
+            lookahead_ms=opened.meta["lookahead_s"] * 1000.0, sample_rate=sample_rate,
+            engine=opened.meta["engine"], api_version=API_VERSION))
+
+    @staticmethod
+    def _status(sent: int, meta: dict, opened) -> pb.ExpressionResponse:
+        return pb.ExpressionResponse(status=pb.StreamStatus(
+            frames_sent=sent, audio_seconds=meta["audio_seconds"], warnings=meta.get("warnings", []),
+            engine=opened.meta["engine"]))
+
+    async def _run_live(self, context, call: LiveCall, ws: WorkerStream, cfg: dict, opened) -> None:
+        arrivals: dict[int, float] = {}
+        pending = [0]  # frames received from the worker, not yet written
+
+        def on_frames(n: int) -> None:
+            pending[0] += n
+            if pending[0] > self.cfg.max_pending_frames and not call.overflow_message:
+                call.overflow_message = (
+                    f"the client stopped reading: {pending[0]} frames were waiting, over the per-stream limit of "
+                    f"{self.cfg.max_pending_frames} (max_pending_frames); the stream was ended and frames not yet "
+                    "received were dropped — read responses as fast as they arrive, or use AnimateClip")
+                call.task.cancel()
+
+        ws.on_frames = on_frames
+        reader = asyncio.create_task(self._pump_audio(context, call, ws, cfg, arrivals))
+        sent = 0
+        try:
+            while True:
+                ev = await ws.next_event()
+                if ev.kind == p.FRAMES:
+                    n = ev.meta["n"]
+                    if n:
+                        await context.write(frame_batch(ev, ev.meta["first_index"], cfg["sample_rate"]))
+                        pending[0] -= n
+                        sent += n
+                        metrics.FRAMES_SENT.labels("StreamExpression").inc(n)
+                        arrived = arrivals.pop(ev.seq, None)
+                        if arrived is not None:
+                            lat = time.monotonic() - arrived
+                            for _ in range(n):
+                                metrics.FRAME_LATENCY.observe(lat)
+                            metrics.WORKER_RTT.observe(ev.received - arrived)
+                    else:
+                        arrivals.pop(ev.seq, None)
+                elif ev.kind == p.DONE:
+                    await context.write(self._status(sent, ev.meta, opened))
+                    metrics.AUDIO_SECONDS.labels("StreamExpression").inc(ev.meta["audio_seconds"])
+                    if call.drain.is_set():
+                        raise StreamError(grpc.StatusCode.UNAVAILABLE,
+                                          f"the server is shutting down: the audio received so far was animated "
+                                          f"and sent ({sent} frames, {ev.meta['audio_seconds']:.2f} s) and the "
+                                          "stream ended; reconnect and send the rest")
+                    return
+        finally:
+            reader.cancel()
+
+    async def _pump_audio(self, context, call: LiveCall, ws: WorkerStream, cfg: dict,
+                          arrivals: dict[int, float]) -> None:
+        """Client -> worker, with credit-based backpressure. Errors go to the writer via ws.fail()."""
+        frame_bytes = validation.BYTES_PER_SAMPLE[{"pcm16": pb.AUDIO_ENCODING_PCM16,
+                                                   "float32": pb.AUDIO_ENCODING_FLOAT32}[cfg["encoding"]]] * cfg["channels"]
+        max_bytes = int(self.cfg.max_audio_seconds * cfg["sample_rate"]) * frame_bytes
+        total, seq, count = 0, 0, 1
+        drain = asyncio.ensure_future(call.drain.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(context.read())
+                done, _ = await asyncio.wait({read, drain}, timeout=self.cfg.idle_timeout_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if drain in done or not done:
+                    read.cancel()
+                    if not done:
+                        raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                          f"no audio for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send audio "
+                                          "continuously (silence is fine) or end the stream with EndOfAudio")
+                    break
+                req = read.result()
+                count += 1
+                if req is grpc.aio.EOF:
+                    break
+                which = req.WhichOneof("msg")
+                if which == "audio":
+                    data = req.audio.data
+                    if not data:
+                        continue
+                    total += len(data)
+                    if total > max_bytes:
+                        raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                          f"the stream passed the server's limit of {self.cfg.max_audio_seconds:g} s "
+                                          "of audio (max_audio_seconds); end it and open a new stream")
+                    seq += 1
+                    arrivals[seq] = time.monotonic()
+                    await ws.send_with_credit(p.AUDIO, p.seq_bytes(seq), data)
+                elif which == "end":
+                    break
+                elif which == "header":
+                    raise validation.invalid(
+                        f"a second StreamHeader arrived (message #{count}); a stream has exactly one header — "
+                        "open a new stream to change encoding, rate or fps")
+                else:
+                    raise validation.invalid(f"message #{count} is empty; set one of header, audio or end")
+            if total < frame_bytes:
+                raise validation.invalid("no audio was received before the end of the stream; send AudioChunk "
+                                         "messages with samples after the header")
+            await ws.send_with_credit(p.END, p.seq_bytes(seq + 1))
+        except StreamError as err:
+            ws.fail(err)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. the transport failed under us
+            ws.fail(StreamError(grpc.StatusCode.INTERNAL, f"reading the request stream failed: {exc}"))
+        finally:
+            drain.cancel()
+
+    def begin_drain(self) -> None:
+        """SIGTERM: refuse new calls; live streams flush what they have and end with UNAVAILABLE."""
+        self.draining = True
+        for call in list(self.calls):
+            call.drain.set()

@@ -1,0 +1,83 @@
+"""Checks on client requests; each failure names the field and the fix."""
+from __future__ import annotations
+
+import grpc
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from bridge_server.workers import StreamError
+
+SUPPORTED_FPS = (30, 60)
+MIN_RATE, MAX_RATE = 8000, 48000
+MAX_CHANNELS = 2
+ENCODING_NAMES = {pb.AUDIO_ENCODING_PCM16: "pcm16", pb.AUDIO_ENCODING_FLOAT32: "float32"}
+BYTES_PER_SAMPLE = {pb.AUDIO_ENCODING_PCM16: 2, pb.AUDIO_ENCODING_FLOAT32: 4}
+EMOTIONS = {pb.EMOTION_NEUTRAL: "neutral", pb.EMOTION_HAPPY: "happy", pb.EMOTION_SAD: "sad",
+            pb.EMOTION_ANGRY: "angry", pb.EMOTION_SURPRISED: "surprised"}
+
+
+def invalid(message: str) -> StreamError:
+    return StreamError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def check_fps(fps: int, field: str) -> int:
+    if fps not in SUPPORTED_FPS:
+        raise invalid(f"{field}={fps} is not supported; use 30 or 60")
+    return fps
+
+
+def check_engine(name: str, engines: list[dict], field: str) -> str:
+    names = [e["name"] for e in engines]
+    if name and name not in names:
+        raise invalid(f"{field}={name!r} is not an engine of this server; available: {', '.join(names)} "
+                      "(or leave it empty for the default)")
+    return name
+
+
+def style_dict(style: pb.ExpressionStyle, field: str, stream_id: str) -> dict:
+    if style.emotion not in EMOTIONS:
+        raise invalid(f"{field}.emotion={style.emotion} is unknown; use one of {sorted(EMOTIONS)}")
+    out = {"emotion": EMOTIONS[style.emotion]}
+    for name, lo, hi, default in (("emotion_strength", 0, 1, 0.5), ("intensity", 0, 2, 1.0),
+                                  ("head_motion", 0, 2, 1.0)):
+        value = getattr(style, name) if style.HasField(name) else default
+        if not (lo <= value <= hi):  # also rejects NaN
+            raise invalid(f"{field}.{name}={value} is out of range; use {lo}..{hi}")
+        out[name] = value
+    # Same stream id -> same blinks and idle motion, so takes are reproducible.
+    out["seed"] = style.seed or (_stable_hash(stream_id) if stream_id else 0)
+    return out
+
+
+def stream_config(h: pb.StreamHeader, engines: list[dict]) -> dict:
+    if h.encoding not in ENCODING_NAMES:
+        raise invalid(f"header.encoding={pb.AudioEncoding.Name(h.encoding) if h.encoding in pb.AudioEncoding.values() else h.encoding} "
+                      "is not supported; use AUDIO_ENCODING_PCM16 or AUDIO_ENCODING_FLOAT32")
+    if not MIN_RATE <= h.sample_rate <= MAX_RATE:
+        raise invalid(f"header.sample_rate={h.sample_rate} is not supported; use {MIN_RATE}..{MAX_RATE} Hz "
+                      "(e.g. 16000, 44100 or 48000)")
+    if not 1 <= h.channels <= MAX_CHANNELS:
+        raise invalid(f"header.channels={h.channels} is not supported; use 1 (mono) or 2 (stereo, downmixed)")
+    check_fps(h.fps, "header.fps")
+    if len(h.stream_id) > 128:
+        raise invalid("header.stream_id is longer than 128 characters; use a shorter id")
+    return {
+        "encoding": ENCODING_NAMES[h.encoding], "sample_rate": h.sample_rate, "channels": h.channels,
+        "fps": h.fps, "engine": check_engine(h.engine, engines, "header.engine"),
+        "style": style_dict(h.style, "header.style", h.stream_id),
+    }
+
+
+def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: float) -> dict:
+    if not r.audio_file:
+        raise invalid("audio_file is empty; send the bytes of a wav/flac/ogg/mp3 file")
+    check_fps(r.fps, "fps")
+    if len(r.stream_id) > 128:
+        raise invalid("stream_id is longer than 128 characters; use a shorter id")
+    return {"fps": r.fps, "engine": check_engine(r.engine, engines, "engine"), "format_hint": r.format_hint,
+            "style": style_dict(r.style, "style", r.stream_id), "max_audio_seconds": max_seconds}
+
+
+def _stable_hash(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode()) or 1

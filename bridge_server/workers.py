@@ -1,0 +1,275 @@
+"""The server's side of the engine workers: spawn, route, supervise, restart.
+
+One ZeroMQ ROUTER socket on loopback; each worker process connects a DEALER
+with its own identity. A stream is pinned to one worker (its state lives
+there). If a worker dies or stops answering, every stream it served gets an
+UNAVAILABLE error at once and a fresh worker takes its slot.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import grpc
+import zmq
+import zmq.asyncio
+
+from bridge_server import metrics
+from engine.worker import protocol as p
+
+log = logging.getLogger("bridge_server.workers")
+
+
+class StreamError(Exception):
+    """Ends a stream with a gRPC status code and a message for the client."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Event:
+    kind: bytes  # protocol.FRAMES / DONE / ERROR / OPENED
+    seq: int = 0
+    meta: dict = field(default_factory=dict)
+    arrays: list[bytes] = field(default_factory=list)
+    received: float = 0.0
+
+
+class WorkerStream:
+    """One stream's channel to its worker: commands out, events in."""
+
+    def __init__(self, pool: "WorkerPool", sid: int, worker: "WorkerHandle", max_inflight: int):
+        self.pool, self.sid, self.worker = pool, sid, worker
+        self.sid_b = p.sid_bytes(sid)
+        self.events: asyncio.Queue[Event | StreamError] = asyncio.Queue()
+        self.inflight = 0
+        self.max_inflight = max_inflight
+        self._credit = asyncio.Event()
+        self._credit.set()
+        self.closed = False
+        self.on_frames = lambda n: None  # hook for the per-stream outbound bound
+
+    def send(self, *parts: bytes) -> None:
+        if self.closed:
+            return
+        self.pool.send(self.worker, [parts[0], self.sid_b, *parts[1:]])
+
+    async def send_with_credit(self, *parts: bytes) -> None:
+        """Send a command that gets a reply, waiting while too many are in flight (backpressure)."""
+        while self.inflight >= self.max_inflight:
+            self._credit.clear()
+            await self._credit.wait()
+        self.inflight += 1
+        self.send(*parts)
+
+    def deliver(self, ev: Event | StreamError) -> None:
+        if isinstance(ev, Event) and ev.kind in (p.FRAMES, p.ERROR):
+            self.inflight = max(0, self.inflight - 1) if ev.kind == p.FRAMES else 0
+            self._credit.set()
+            if ev.kind == p.FRAMES:
+                self.on_frames(ev.meta["n"])
+        self.events.put_nowait(ev)
+
+    def fail(self, err: StreamError) -> None:
+        self.inflight = 0
+        self._credit.set()
+        self.events.put_nowait(err)
+
+    async def next_event(self) -> Event:
+        ev = await self.events.get()
+        if isinstance(ev, StreamError):
+            raise ev
+        if ev.kind == p.ERROR:
+            raise StreamError(getattr(grpc.StatusCode, ev.meta.get("code", "INTERNAL")), ev.meta["message"])
+        return ev
+
+    def close(self) -> None:
+        if not self.closed:
+            self.send(p.CLOSE)
+            self.closed = True
+            self.pool.release(self)
+
+
+@dataclass
+class WorkerHandle:
+    slot: int
+    identity: bytes
+    proc: asyncio.subprocess.Process | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    streams: dict[int, WorkerStream] = field(default_factory=dict)
+    last_seen: float = 0.0
+    pid: int = 0
+    alive: bool = True
+
+
+class WorkerPool:
+    def __init__(self, count: int, worker_timeout_s: float = 10.0, max_inflight: int = 8,
+                 log_level: str = "info", log_format: str = "json"):
+        self.count = count
+        self.worker_timeout_s = worker_timeout_s
+        self.max_inflight = max_inflight
+        self.log_args = ["--log-level", log_level, "--log-format", log_format]
+        self.ctx = zmq.asyncio.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished worker raises instead of dropping
+        self.sock.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.slots: list[WorkerHandle | None] = [None] * count
+        self.by_identity: dict[bytes, WorkerHandle] = {}
+        self.engines: list[dict] = []
+        self._sids = itertools.count(1)
+        self._gen = itertools.count()
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self, timeout_s: float = 60.0) -> None:
+        self._spawn_task(self._recv_loop())
+        self._spawn_task(self._watchdog())
+        for slot in range(self.count):
+            await self._launch(slot)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(h.ready.wait() for h in self.slots)), timeout_s)
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"engine workers did not start within {timeout_s:.0f} s") from None
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for h in self.slots:
+            if h and h.proc and h.proc.returncode is None:
+                self._send_raw(h, [p.STOP])
+        procs = [h.proc for h in self.slots if h and h.proc]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(pr.wait() for pr in procs)), 5)
+        except asyncio.TimeoutError:
+            for pr in procs:
+                if pr.returncode is None:
+                    pr.kill()
+        for t in self._tasks:
+            t.cancel()
+        self.sock.close(0)
+        self.ctx.term()
+
+    async def _launch(self, slot: int) -> None:
+        identity = f"w{slot}-{next(self._gen)}".encode()
+        h = WorkerHandle(slot, identity, last_seen=time.monotonic())
+        self.slots[slot] = h
+        self.by_identity[identity] = h
+        h.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine.worker", "--connect", self.endpoint,
+            "--identity", identity.decode(), *self.log_args, env=_worker_env())
+        h.pid = h.proc.pid
+        self._spawn_task(self._supervise(h))
+
+    async def _supervise(self, h: WorkerHandle) -> None:
+        rc = await h.proc.wait()
+        h.alive = False
+        self.by_identity.pop(h.identity, None)
+        metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
+        if self._stopping:
+            return
+        log.error("engine worker exited", extra={"worker": h.identity.decode(), "pid": h.pid, "returncode": rc,
+                                                 "streams_lost": len(h.streams)})
+        err = StreamError(grpc.StatusCode.UNAVAILABLE,
+                          f"the engine worker serving this stream (pid {h.pid}) exited with code {rc}; "
+                          "the stream cannot continue — open a new stream and resend the audio")
+        for ws in list(h.streams.values()):
+            ws.fail(err)
+        h.streams.clear()
+        metrics.WORKER_RESTARTS.inc()
+        await self._launch(h.slot)
+
+    async def _watchdog(self) -> None:
+        """Kill workers that hold streams but have gone silent (hung engine)."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for h in self.slots:
+                if (h and h.alive and h.ready.is_set() and h.proc.returncode is None
+                        and now - h.last_seen > self.worker_timeout_s):
+                    log.error("engine worker unresponsive; killing it", extra={"worker": h.identity.decode(),
+                                                                               "pid": h.pid})
+                    h.proc.kill()
+
+    def _spawn_task(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- routing -----------------------------------------------------------
+    async def _recv_loop(self) -> None:
+        while True:
+            msg = await self.sock.recv_multipart()
+            now = time.monotonic()
+            h = self.by_identity.get(msg[0])
+            if h is None:
+                continue  # a worker we already buried
+            h.last_seen = now
+            kind = msg[1]
+            if kind == p.BEAT:
+                continue
+            if kind == p.READY:
+                info = p.loads(msg[2])
+                self.engines = info["engines"]
+                h.ready.set()
+                metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
+                log.info("engine worker ready", extra={"worker": h.identity.decode(), "pid": info["pid"]})
+                continue
+            ws = h.streams.get(p.sid_int(msg[2]))
+            if ws is None:
+                continue  # the stream ended already; late replies are dropped on purpose
+            if kind == p.OPENED:
+                ws.deliver(Event(kind, meta=p.loads(msg[3]), received=now))
+            else:
+                ws.deliver(Event(kind, p.seq_int(msg[3]), p.loads(msg[4]), msg[5:], now))
+
+    def send(self, h: WorkerHandle, parts: list[bytes]) -> None:
+        if not self._send_raw(h, parts):
+            ws = h.streams.get(p.sid_int(parts[1])) if len(parts) > 1 else None
+            if ws:
+                ws.fail(StreamError(grpc.StatusCode.UNAVAILABLE,
+                                    f"the engine worker serving this stream (pid {h.pid}) is gone; "
+                                    "open a new stream and resend the audio"))
+
+    def _send_raw(self, h: WorkerHandle, parts: list[bytes]) -> bool:
+        try:
+            self.sock.send_multipart([h.identity, *parts], flags=zmq.NOBLOCK, copy=False)
+            return True
+        except (zmq.Again, zmq.ZMQError):
+            return False
+
+    def open_stream(self) -> WorkerStream:
+        ready = [h for h in self.slots if h and h.alive and h.ready.is_set()]
+        if not ready:
+            raise StreamError(grpc.StatusCode.UNAVAILABLE,
+                              "no engine worker is ready (starting or restarting); retry in a second")
+        h = min(ready, key=lambda w: len(w.streams))
+        ws = WorkerStream(self, next(self._sids), h, self.max_inflight)
+        h.streams[ws.sid] = ws
+        return ws
+
+    def release(self, ws: WorkerStream) -> None:
+        ws.worker.streams.pop(ws.sid, None)
+
+    def worker_pids(self) -> list[int]:
+        return [h.pid for h in self.slots if h and h.alive]
+
+
+def _worker_env() -> dict:
+    env = dict(os.environ)
+    # Workers are single-threaded by design: one BLAS thread each, no oversubscription.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    # Make `engine` importable from a source checkout as well as an install.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env

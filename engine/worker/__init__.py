@@ -1,0 +1,1 @@
+"""Engine worker processes, reached by the bridge server over ZeroMQ."""

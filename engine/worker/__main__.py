@@ -1,0 +1,5 @@
+import sys
+
+from engine.worker.main import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""Per-stream state inside a worker: decode -> resample -> engine -> timed frames."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.audio import AudioError, PcmDecoder, StreamResampler, decode_file, resample
+from engine.expression.base import SAMPLE_RATE, ExpressionEngine, Frames, Style
+
+
+def frame_sample_indices(first: int, n: int, sample_rate: int, fps: int) -> np.ndarray:
+    """Input-clock sample index of frames first..first+n-1: round(k * sr / fps)."""
+    k = np.arange(first, first + n, dtype=np.uint64)
+    return (2 * k * np.uint64(sample_rate) + np.uint64(fps)) // np.uint64(2 * fps)
+
+
+def style_from(cfg: dict) -> Style:
+    s = cfg.get("style") or {}
+    return Style(emotion=s.get("emotion", "neutral"), emotion_strength=float(s.get("emotion_strength", 0.5)),
+                 intensity=float(s.get("intensity", 1.0)), head_motion=float(s.get("head_motion", 1.0)),
+                 seed=int(s.get("seed", 0)))
+
+
+class LiveSession:
+    """A StreamExpression stream: PCM chunks in, frames out as soon as they are complete."""
+
+    def __init__(self, engine: ExpressionEngine, cfg: dict):
+        self.sample_rate = int(cfg["sample_rate"])
+        self.fps = int(cfg["fps"])
+        self.decoder = PcmDecoder(cfg["encoding"], int(cfg["channels"]))
+        self.resampler = StreamResampler(self.sample_rate, SAMPLE_RATE)
+        self.stream = engine.open(self.fps, style_from(cfg))
+        self.warnings: list[str] = []
+
+    def audio(self, data: bytes) -> Frames:
+        x = self.decoder.decode(data)
+        return self._note(self.stream.push(self.resampler.process(x)))
+
+    def end(self) -> Frames:
+        dropped = self.decoder.pending_bytes
+        if dropped:
+            self.warnings.append(
+                f"the audio ended mid-sample: {dropped} trailing bytes (less than one "
+                f"{self.decoder.frame_bytes}-byte sample frame) were ignored")
+        tail = self.stream.push(self.resampler.process(np.zeros(0, np.float32), last=True))
+        rest = self.stream.finish()
+        return self._note(_concat(tail, rest))
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.decoder.samples_in / self.sample_rate
+
+    def _note(self, frames: Frames) -> Frames:
+        self.warnings.extend(frames.warnings)
+        return frames
+
+
+class ClipSession:
+    """An AnimateClip request: the decoded file is animated block by block, on demand."""
+
+    BLOCK_SECONDS = 1.0
+
+    def __init__(self, engine: ExpressionEngine, cfg: dict, data: bytes):
+        x, self.sample_rate = decode_file(data, cfg.get("format_hint", ""))
+        self.audio_seconds = x.shape[0] / self.sample_rate
+        if x.shape[0] == 0:
+            raise AudioError("audio_file decodes to zero samples; send a file that holds audio", "audio_file")
+        limit = float(cfg.get("max_audio_seconds", 0) or 0)
+        if limit and self.audio_seconds > limit:
+            raise AudioError(f"audio_file is {self.audio_seconds:.1f} s long, over the server's limit of "
+                             f"{limit:.0f} s (max_audio_seconds); split it or use StreamExpression",
+                             "audio_file")
+        if not np.isfinite(x).all():
+            raise AudioError("audio_file decodes to non-finite samples (NaN/Inf); re-encode the file", "audio_file")
+        self.fps = int(cfg["fps"])
+        self.audio16k = resample(x, self.sample_rate, SAMPLE_RATE)
+        self.stream = engine.open(self.fps, style_from(cfg))
+        self.pos = 0
+        self.warnings: list[str] = []
+
+    def next_block(self) -> tuple[Frames, bool]:
+        """Frames for the next block of audio, and whether this was the last one."""
+        step = int(self.BLOCK_SECONDS * SAMPLE_RATE)
+        frames = self.stream.push(self.audio16k[self.pos:self.pos + step])
+        self.pos += step
+        last = self.pos >= self.audio16k.shape[0]
+        if last:
+            frames = _concat(frames, self.stream.finish())
+            self.audio16k = self.audio16k[:0]
+        self.warnings.extend(frames.warnings)
+        return frames, last
+
+
+def _concat(a: Frames, b: Frames) -> Frames:
+    if len(a) == 0:
+        b.warnings = a.warnings + b.warnings
+        return b
+    if len(b) == 0:
+        return a
+    tr = None
+    if a.translation is not None and b.translation is not None:
+        tr = np.concatenate([a.translation, b.translation])
+    return Frames(a.first_index, np.concatenate([a.weights, b.weights]),
+                  np.concatenate([a.rotations, b.rotations]), tr, a.warnings + b.warnings)
