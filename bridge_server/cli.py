@@ -64,7 +64,11 @@ def _serve(args) -> int:
         print(f"avatar-bridge serve: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level, cfg.log_format)
-    return asyncio.run(serve(cfg))
+    try:
+        return asyncio.run(serve(cfg))
+    except RuntimeError as exc:
+        print(f"avatar-bridge serve: {exc}", file=sys.stderr)
+        return 1
 
 
 def _client(args) -> int:
@@ -113,7 +117,7 @@ def _stream_file(client, data: bytes, args, style):
     from bridge_server.client import Animation, stream_requests
     from engine.audio import decode_file
 
-    x, sr = decode_file(data)
+    x, sr, _ = decode_file(data)
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
     reqs = list(stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio))
     reqs[0].header.style.CopyFrom(style)

@@ -130,17 +130,31 @@ class WorkerPool:
         self._gen = itertools.count()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._failed_starts = 0  # consecutive workers that died before READY (crash-loop backoff)
+        self._start_failure: asyncio.Future | None = None
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self, timeout_s: float = 60.0) -> None:
         self._spawn_task(self._recv_loop())
         self._spawn_task(self._watchdog())
+        self._start_failure = asyncio.get_running_loop().create_future()
         for slot in range(self.count):
             await self._launch(slot)
-        try:
-            await asyncio.wait_for(asyncio.gather(*(h.ready.wait() for h in self.slots)), timeout_s)
-        except asyncio.TimeoutError:
-            raise RuntimeError(f"engine workers did not start within {timeout_s:.0f} s") from None
+        all_ready = asyncio.ensure_future(self._all_ready())
+        done, _ = await asyncio.wait({all_ready, self._start_failure}, timeout=timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if self._start_failure in done:
+            all_ready.cancel()
+            await self.stop()
+            raise RuntimeError(self._start_failure.result())
+        if not done:
+            await self.stop()
+            raise RuntimeError(f"engine workers did not start within {timeout_s:.0f} s")
+        self._start_failure = None
+
+    async def _all_ready(self) -> None:
+        for h in self.slots:
+            await h.ready.wait()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -186,6 +200,15 @@ class WorkerPool:
             ws.fail(err)
         h.streams.clear()
         metrics.WORKER_RESTARTS.inc()
+        if not h.ready.is_set():
+            msg = (f"engine worker (pid {h.pid}) exited with code {rc} before it was ready; "
+                   "its log lines above say why")
+            if self._start_failure is not None and not self._start_failure.done():
+                self._start_failure.set_result(msg)
+                return
+            # Crash loop after startup: back off instead of spinning.
+            self._failed_starts += 1
+            await asyncio.sleep(min(10.0, 0.25 * 2 ** self._failed_starts))
         await self._launch(h.slot)
 
     async def _watchdog(self) -> None:
@@ -221,6 +244,7 @@ class WorkerPool:
                 info = p.loads(msg[2])
                 self.engines = info["engines"]
                 h.ready.set()
+                self._failed_starts = 0
                 metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
                 log.info("engine worker ready", extra={"worker": h.identity.decode(), "pid": info["pid"]})
                 continue
@@ -241,11 +265,14 @@ class WorkerPool:
                                     "open a new stream and resend the audio"))
 
     def _send_raw(self, h: WorkerHandle, parts: list[bytes]) -> bool:
+        # With NOBLOCK the asyncio socket sends at once and reports failure on the returned future.
         try:
-            self.sock.send_multipart([h.identity, *parts], flags=zmq.NOBLOCK, copy=False)
-            return True
+            fut = self.sock.send_multipart([h.identity, *parts], flags=zmq.NOBLOCK, copy=False)
         except (zmq.Again, zmq.ZMQError):
             return False
+        if fut.done() and fut.exception() is not None:
+            return False
+        return True
 
     def open_stream(self) -> WorkerStream:
         ready = [h for h in self.slots if h and h.alive and h.ready.is_set()]

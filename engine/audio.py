@@ -96,26 +96,82 @@ def _resampler_delay_s(in_rate: int, out_rate: int) -> float:
     return _DELAYS[key]
 
 
-def decode_file(data: bytes, format_hint: str = "") -> tuple[np.ndarray, int]:
-    """Decode a whole encoded audio file to (mono float32, sample_rate)."""
+def decode_file(data: bytes, format_hint: str = "") -> tuple[np.ndarray, int, list[str]]:
+    """Decode a whole encoded audio file to (mono float32, sample_rate, warnings).
+
+    A file cut short (a partial upload, a truncated download) is animated as far
+    as it decodes, with a warning; a file with nothing decodable is an error.
+    """
     if not data:
         raise AudioError("audio_file is empty; send the bytes of a wav/flac/ogg/mp3 file", "audio_file")
     errors = []
+    if _looks_like_mp3(data, format_hint):
+        # ffmpeg honours the LAME gapless header (encoder delay/padding); libsndfile here
+        # returns ~0.5 s of trailing padding on some files, so the clip would run long.
+        try:
+            x, sr = _decode_with_pyav(data)
+            return x, sr, []
+        except Exception as exc:
+            errors.append(f"ffmpeg: {exc}")
     try:
-        import soundfile as sf
-
-        x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return _mono(x), int(sr)
+        x, sr, warnings = _decode_with_soundfile(data)
+        if x.shape[0]:
+            return x, sr, warnings
+        errors.append("libsndfile: no samples")
     except Exception as exc:  # libsndfile reports format problems as RuntimeError/LibsndfileError
         errors.append(f"libsndfile: {exc}")
     try:
-        return _decode_with_pyav(data)
+        x, sr = _decode_with_pyav(data)
+        return x, sr, []
     except Exception as exc:
         errors.append(f"ffmpeg: {exc}")
     hint = f" (format_hint={format_hint!r})" if format_hint else ""
     raise AudioError(
         f"audio_file ({len(data)} bytes){hint} is not a decodable audio file; "
         f"send a complete wav/flac/ogg/mp3 file ({'; '.join(errors)})", "audio_file")
+
+
+def _looks_like_mp3(data: bytes, format_hint: str) -> bool:
+    return (format_hint.lower().lstrip(".") == "mp3" or data[:3] == b"ID3"
+            or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0))
+
+
+def _decode_with_soundfile(data: bytes) -> tuple[np.ndarray, int, list[str]]:
+    import soundfile as sf
+
+    parts, error = [], ""
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        declared, sr, fmt = f.frames, f.samplerate, f.format
+        try:
+            for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                parts.append(_mono(block))
+        except RuntimeError as exc:  # e.g. "flac decoder lost sync" at the cut
+            if not parts:
+                raise
+            error = str(exc)
+    x = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if fmt in ("WAV", "WAVEX"):
+        declared = max(declared, _wav_declared_frames(data, x.shape[0]))
+    warnings = []
+    if error or x.shape[0] < declared:
+        warnings.append(f"audio_file looks truncated: its header declares {declared / sr:.2f} s but only "
+                        f"{x.shape[0] / sr:.2f} s could be decoded; the rest was not animated")
+    return x, int(sr), warnings
+
+
+def _wav_declared_frames(data: bytes, decoded: int) -> int:
+    """Frames the RIFF 'data' chunk claims (libsndfile silently trims it to the bytes present)."""
+    import struct
+
+    pos, block_align = 12, 0
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if cid == b"fmt " and pos + 22 <= len(data):
+            block_align = struct.unpack("<H", data[pos + 20:pos + 22])[0]
+        if cid == b"data":
+            return size // block_align if block_align else decoded
+        pos += 8 + size + (size & 1)
+    return decoded
 
 
 def _decode_with_pyav(data: bytes) -> tuple[np.ndarray, int]:

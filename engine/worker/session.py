@@ -60,7 +60,7 @@ class ClipSession:
     BLOCK_SECONDS = 1.0
 
     def __init__(self, engine: ExpressionEngine, cfg: dict, data: bytes):
-        x, self.sample_rate = decode_file(data, cfg.get("format_hint", ""))
+        x, self.sample_rate, decode_warnings = decode_file(data, cfg.get("format_hint", ""))
         self.audio_seconds = x.shape[0] / self.sample_rate
         if x.shape[0] == 0:
             raise AudioError("audio_file decodes to zero samples; send a file that holds audio", "audio_file")
@@ -75,7 +75,7 @@ class ClipSession:
         self.audio16k = resample(x, self.sample_rate, SAMPLE_RATE)
         self.stream = engine.open(self.fps, style_from(cfg))
         self.pos = 0
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(decode_warnings)
 
     def next_block(self) -> tuple[Frames, bool]:
         """Frames for the next block of audio, and whether this was the last one."""

