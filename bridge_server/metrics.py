@@ -12,7 +12,7 @@ FRAMES_SENT = Counter("avatar_bridge_frames_sent_total", "Expression frames writ
                       ["rpc"], registry=REGISTRY)
 AUDIO_SECONDS = Counter("avatar_bridge_audio_seconds_total", "Seconds of audio animated", ["rpc"],
                         registry=REGISTRY)
-_LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+_LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 FRAME_LATENCY = Histogram(
     "avatar_bridge_frame_latency_seconds",
     "StreamExpression: frame written to the client minus arrival of the audio chunk that completed it",

@@ -31,19 +31,19 @@ class LiveCall:
         self.drain = asyncio.Event()
         self.code = "OK"
         self.overflow_message = ""
+        self.reader: asyncio.Task | None = None  # StreamExpression's request reader
 
 
-def frame_batch(ev, first_index: int, sample_rate: int) -> pb.ExpressionResponse:
-    """Turn a worker's FRAMES event into a FrameBatch message."""
-    n = ev.meta["n"]
-    idx = np.frombuffer(ev.arrays[0], "<u8", n)
-    weights = np.frombuffer(ev.arrays[1], "<f4").reshape(n, NUM_BLENDSHAPES).tolist()
-    rots = np.frombuffer(ev.arrays[2], "<f4").reshape(n, NUM_BONES * 4).tolist()
-    trans = np.frombuffer(ev.arrays[3], "<f4").reshape(n, 3).tolist() if ev.arrays[3] else None
-    times = (idx / sample_rate).tolist()
+def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
+    """Turn a worker's frame block into a FrameBatch message."""
+    n = len(block)
+    weights = block.weights.tolist()
+    rots = block.rotations.tolist()
+    trans = block.translation.tolist() if block.translation is not None else None
+    idx = block.sample_index.tolist()
     frames = []
     for i in range(n):
-        f = pb.Frame(index=first_index + i, time=times[i], sample_index=int(idx[i]),
+        f = pb.Frame(index=block.first_index + i, time=idx[i] / sample_rate, sample_index=idx[i],
                      weights=weights[i], rotations=rots[i], confidence=1.0)
         if trans is not None:
             f.head_translation.x, f.head_translation.y, f.head_translation.z = trans[i]
@@ -81,7 +81,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             call.stream_id = first.header.stream_id
             ws = self.pool.open_stream()
             try:
-                ws.send(p.OPEN, p.dumps(cfg))
+                ws.send(p.OPEN, 0, p.dumps(cfg))
                 opened = await ws.next_event()
                 await context.write(self._header(call.stream_id, cfg["fps"], cfg["sample_rate"], opened))
                 await self._run_live(context, call, ws, cfg, opened)
@@ -95,22 +95,23 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             cfg = validation.clip_config(request, self.pool.engines, limit)
             ws = self.pool.open_stream()
             try:
-                ws.send(p.CLIP, p.dumps(cfg), request.audio_file)
+                ws.send(p.CLIP, 0, p.pack_clip(cfg, request.audio_file))
                 opened = await ws.next_event()
                 sent = 0
                 sample_rate = 0
                 while True:
                     ev = await ws.next_event()
                     if ev.kind == p.FRAMES:
+                        block = ev.frames
                         if not sample_rate:  # the file's own rate, known once decoded
-                            sample_rate = ev.meta["sample_rate"]
+                            sample_rate = block.sample_rate
                             await context.write(self._header(call.stream_id, cfg["fps"], sample_rate, opened))
-                        if not ev.meta.get("last"):
-                            ws.send(p.NEXT, p.seq_bytes(ev.seq + 1))  # one block ahead of the client
-                        if ev.meta["n"]:
-                            await context.write(frame_batch(ev, ev.meta["first_index"], sample_rate))
-                            sent += ev.meta["n"]
-                            metrics.FRAMES_SENT.labels("AnimateClip").inc(ev.meta["n"])
+                        if not block.last:
+                            ws.send(p.NEXT, ev.seq + 1)  # one block ahead of the client
+                        if len(block):
+                            await context.write(frame_batch(block, sample_rate))
+                            sent += len(block)
+                            metrics.FRAMES_SENT.labels("AnimateClip").inc(len(block))
                     elif ev.kind == p.DONE:
                         await context.write(self._status(sent, ev.meta, opened))
                         metrics.AUDIO_SECONDS.labels("AnimateClip").inc(ev.meta["audio_seconds"])
@@ -197,15 +198,15 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 call.task.cancel()
 
         ws.on_frames = on_frames
-        reader = asyncio.create_task(self._pump_audio(context, call, ws, cfg, arrivals))
+        reader = call.reader = asyncio.create_task(self._pump_audio(context, call, ws, cfg, arrivals))
         sent = 0
         try:
             while True:
                 ev = await ws.next_event()
                 if ev.kind == p.FRAMES:
-                    n = ev.meta["n"]
+                    n = len(ev.frames)
                     if n:
-                        await context.write(frame_batch(ev, ev.meta["first_index"], cfg["sample_rate"]))
+                        await context.write(frame_batch(ev.frames, cfg["sample_rate"]))
                         pending[0] -= n
                         sent += n
                         metrics.FRAMES_SENT.labels("StreamExpression").inc(n)
@@ -236,20 +237,15 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                                                    "float32": pb.AUDIO_ENCODING_FLOAT32}[cfg["encoding"]]] * cfg["channels"]
         max_bytes = int(self.cfg.max_audio_seconds * cfg["sample_rate"]) * frame_bytes
         total, seq, count = 0, 0, 1
-        drain = asyncio.ensure_future(call.drain.wait())
         try:
             while True:
-                read = asyncio.ensure_future(context.read())
-                done, _ = await asyncio.wait({read, drain}, timeout=self.cfg.idle_timeout_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if drain in done or not done:
-                    read.cancel()
-                    if not done:
-                        raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                          f"no audio for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send audio "
-                                          "continuously (silence is fine) or end the stream with EndOfAudio")
-                    break
-                req = read.result()
+                try:
+                    async with asyncio.timeout(self.cfg.idle_timeout_s):
+                        req = await context.read()
+                except TimeoutError:
+                    raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      f"no audio for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send audio "
+                                      "continuously (silence is fine) or end the stream with EndOfAudio") from None
                 count += 1
                 if req is grpc.aio.EOF:
                     break
@@ -265,7 +261,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                                           "of audio (max_audio_seconds); end it and open a new stream")
                     seq += 1
                     arrivals[seq] = time.monotonic()
-                    await ws.send_with_credit(p.AUDIO, p.seq_bytes(seq), data)
+                    await ws.send_with_credit(p.AUDIO, seq, data)
                 elif which == "end":
                     break
                 elif which == "header":
@@ -274,21 +270,26 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                         "open a new stream to change encoding, rate or fps")
                 else:
                     raise validation.invalid(f"message #{count} is empty; set one of header, audio or end")
-            if total < frame_bytes:
-                raise validation.invalid("no audio was received before the end of the stream; send AudioChunk "
-                                         "messages with samples after the header")
-            await ws.send_with_credit(p.END, p.seq_bytes(seq + 1))
+        except asyncio.CancelledError:
+            if not call.drain.is_set():
+                raise
+            # Draining (SIGTERM): stop reading, flush what arrived below.
         except StreamError as err:
             ws.fail(err)
-        except asyncio.CancelledError:
-            raise
+            return
         except Exception as exc:  # e.g. the transport failed under us
             ws.fail(StreamError(grpc.StatusCode.INTERNAL, f"reading the request stream failed: {exc}"))
-        finally:
-            drain.cancel()
+            return
+        if total < frame_bytes:
+            ws.fail(validation.invalid("no audio was received before the end of the stream; send AudioChunk "
+                                       "messages with samples after the header"))
+            return
+        await ws.send_with_credit(p.END, seq + 1)
 
     def begin_drain(self) -> None:
         """SIGTERM: refuse new calls; live streams flush what they have and end with UNAVAILABLE."""
         self.draining = True
         for call in list(self.calls):
             call.drain.set()
+            if call.reader is not None:
+                call.reader.cancel()

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 
 import grpc
 import zmq
-import zmq.asyncio
 
 from bridge_server import metrics
+from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 from engine.worker import protocol as p
 
 log = logging.getLogger("bridge_server.workers")
+# Plain ints: zmq's enum flags cost a Python-level __or__ on every call.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 
 
 class StreamError(Exception):
@@ -38,8 +41,8 @@ class StreamError(Exception):
 class Event:
     kind: bytes  # protocol.FRAMES / DONE / ERROR / OPENED
     seq: int = 0
-    meta: dict = field(default_factory=dict)
-    arrays: list[bytes] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # DONE / ERROR / OPENED
+    frames: p.FrameBlock | None = None  # FRAMES
     received: float = 0.0
 
 
@@ -48,7 +51,6 @@ class WorkerStream:
 
     def __init__(self, pool: "WorkerPool", sid: int, worker: "WorkerHandle", max_inflight: int):
         self.pool, self.sid, self.worker = pool, sid, worker
-        self.sid_b = p.sid_bytes(sid)
         self.events: asyncio.Queue[Event | StreamError] = asyncio.Queue()
         self.inflight = 0
         self.max_inflight = max_inflight
@@ -57,25 +59,24 @@ class WorkerStream:
         self.closed = False
         self.on_frames = lambda n: None  # hook for the per-stream outbound bound
 
-    def send(self, *parts: bytes) -> None:
-        if self.closed:
-            return
-        self.pool.send(self.worker, [parts[0], self.sid_b, *parts[1:]])
+    def send(self, kind: bytes, seq: int = 0, body: bytes = b"") -> None:
+        if not self.closed:
+            self.pool.send(self.worker, self.sid, p.pack(kind, self.sid, seq, body))
 
-    async def send_with_credit(self, *parts: bytes) -> None:
+    async def send_with_credit(self, kind: bytes, seq: int, body: bytes = b"") -> None:
         """Send a command that gets a reply, waiting while too many are in flight (backpressure)."""
         while self.inflight >= self.max_inflight:
             self._credit.clear()
             await self._credit.wait()
         self.inflight += 1
-        self.send(*parts)
+        self.send(kind, seq, body)
 
     def deliver(self, ev: Event | StreamError) -> None:
         if isinstance(ev, Event) and ev.kind in (p.FRAMES, p.ERROR):
             self.inflight = max(0, self.inflight - 1) if ev.kind == p.FRAMES else 0
             self._credit.set()
             if ev.kind == p.FRAMES:
-                self.on_frames(ev.meta["n"])
+                self.on_frames(len(ev.frames))
         self.events.put_nowait(ev)
 
     def fail(self, err: StreamError) -> None:
@@ -117,12 +118,15 @@ class WorkerPool:
         self.worker_timeout_s = worker_timeout_s
         self.max_inflight = max_inflight
         self.log_args = ["--log-level", log_level, "--log-format", log_format]
-        self.ctx = zmq.asyncio.Context()
+        self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished worker raises instead of dropping
         self.sock.bind("tcp://127.0.0.1:*")
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        # A plain socket driven by the event loop's reader callback: zmq.asyncio made a
+        # future per message, which dominated the front's CPU at 100+ streams.
+        self._drain_scheduled = False
         self.slots: list[WorkerHandle | None] = [None] * count
         self.by_identity: dict[bytes, WorkerHandle] = {}
         self.engines: list[dict] = []
@@ -135,7 +139,7 @@ class WorkerPool:
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self, timeout_s: float = 60.0) -> None:
-        self._spawn_task(self._recv_loop())
+        asyncio.get_running_loop().add_reader(self.sock.getsockopt(zmq.FD), self._on_readable)
         self._spawn_task(self._watchdog())
         self._start_failure = asyncio.get_running_loop().create_future()
         for slot in range(self.count):
@@ -160,7 +164,7 @@ class WorkerPool:
         self._stopping = True
         for h in self.slots:
             if h and h.proc and h.proc.returncode is None:
-                self._send_raw(h, [p.STOP])
+                self._send_raw(h, p.pack(p.STOP))
         procs = [h.proc for h in self.slots if h and h.proc]
         try:
             await asyncio.wait_for(asyncio.gather(*(pr.wait() for pr in procs)), 5)
@@ -170,6 +174,7 @@ class WorkerPool:
                     pr.kill()
         for t in self._tasks:
             t.cancel()
+        asyncio.get_running_loop().remove_reader(self.sock.getsockopt(zmq.FD))
         self.sock.close(0)
         self.ctx.term()
 
@@ -229,49 +234,65 @@ class WorkerPool:
         t.add_done_callback(self._tasks.discard)
 
     # -- routing -----------------------------------------------------------
-    async def _recv_loop(self) -> None:
-        while True:
-            msg = await self.sock.recv_multipart()
-            now = time.monotonic()
-            h = self.by_identity.get(msg[0])
-            if h is None:
-                continue  # a worker we already buried
-            h.last_seen = now
-            kind = msg[1]
-            if kind == p.BEAT:
-                continue
-            if kind == p.READY:
-                info = p.loads(msg[2])
-                self.engines = info["engines"]
-                h.ready.set()
-                self._failed_starts = 0
-                metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
-                log.info("engine worker ready", extra={"worker": h.identity.decode(), "pid": info["pid"]})
-                continue
-            ws = h.streams.get(p.sid_int(msg[2]))
-            if ws is None:
-                continue  # the stream ended already; late replies are dropped on purpose
-            if kind == p.OPENED:
-                ws.deliver(Event(kind, meta=p.loads(msg[3]), received=now))
-            else:
-                ws.deliver(Event(kind, p.seq_int(msg[3]), p.loads(msg[4]), msg[5:], now))
+    def _on_readable(self) -> None:
+        """Drain every queued worker message. zmq's FD is edge-triggered: only a drain to
+        EAGAIN re-arms it, and a send may swallow an edge (see _send_raw)."""
+        self._drain_scheduled = False
+        now = time.monotonic()
+        for _ in range(10_000):  # bounded so one busy tick cannot starve the event loop
+            try:
+                msg = self.sock.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            self._dispatch(msg, now)
+        self._schedule_drain()
 
-    def send(self, h: WorkerHandle, parts: list[bytes]) -> None:
-        if not self._send_raw(h, parts):
-            ws = h.streams.get(p.sid_int(parts[1])) if len(parts) > 1 else None
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._on_readable)
+
+    def _dispatch(self, msg: list[bytes], now: float) -> None:
+        h = self.by_identity.get(msg[0])
+        if h is None:
+            return  # a worker we already buried
+        h.last_seen = now
+        kind, sid, seq, body = p.unpack(msg[1])
+        if kind == p.BEAT:
+            return
+        if kind == p.READY:
+            info = p.loads(body)
+            self.engines = info["engines"]
+            h.ready.set()
+            self._failed_starts = 0
+            metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
+            log.info("engine worker ready", extra={"worker": h.identity.decode(), "pid": info["pid"]})
+            return
+        ws = h.streams.get(sid)
+        if ws is None:
+            return  # the stream ended already; late replies are dropped on purpose
+        if kind == p.FRAMES:
+            ws.deliver(Event(kind, seq, frames=p.unpack_frames(body, NUM_BLENDSHAPES, NUM_BONES), received=now))
+        else:
+            ws.deliver(Event(kind, seq, p.loads(body), received=now))
+
+    def send(self, h: WorkerHandle, sid: int, msg: bytes) -> None:
+        if not self._send_raw(h, msg):
+            ws = h.streams.get(sid)
             if ws:
                 ws.fail(StreamError(grpc.StatusCode.UNAVAILABLE,
                                     f"the engine worker serving this stream (pid {h.pid}) is gone; "
                                     "open a new stream and resend the audio"))
 
-    def _send_raw(self, h: WorkerHandle, parts: list[bytes]) -> bool:
-        # With NOBLOCK the asyncio socket sends at once and reports failure on the returned future.
+    def _send_raw(self, h: WorkerHandle, msg: bytes) -> bool:
         try:
-            fut = self.sock.send_multipart([h.identity, *parts], flags=zmq.NOBLOCK, copy=False)
+            self.sock.send(h.identity, _SNDMORE_NOBLOCK)
+            self.sock.send(msg, _NOBLOCK)
         except (zmq.Again, zmq.ZMQError):
             return False
-        if fut.done() and fut.exception() is not None:
-            return False
+        finally:
+            if self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                self._schedule_drain()
         return True
 
     def open_stream(self) -> WorkerStream:

@@ -13,11 +13,11 @@ import os
 import time
 import traceback
 
-import numpy as np
 import zmq
 
 from engine.audio import AudioError
 from engine.logjson import setup_logging
+from engine.rig import NUM_BONES
 from engine.expression.base import Frames
 from engine.expression.registry import DEFAULT_ENGINE, ENGINES, describe_engines, load_engine
 from engine.worker import protocol as p
@@ -25,6 +25,7 @@ from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
 
 log = logging.getLogger("engine.worker")
 HEARTBEAT_S = 1.0
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
 
 
 class Worker:
@@ -40,17 +41,18 @@ class Worker:
 
     def run(self) -> None:
         info = {"pid": os.getpid(), "engines": describe_engines()}
-        self.sock.send_multipart([p.READY, p.dumps(info)])
+        self.sock.send(p.pack(p.READY, body=p.dumps(info)))
+        beat = p.pack(p.BEAT)
         last_beat = time.monotonic()
         while True:
             if self.sock.poll(int(HEARTBEAT_S * 1000)):
-                # Drain everything queued before the next heartbeat check.
-                while True:
+                # Drain what is queued, but come up for a heartbeat at least every second.
+                while time.monotonic() - last_beat < HEARTBEAT_S:
                     try:
-                        msg = self.sock.recv_multipart(zmq.NOBLOCK)
+                        msg = self.sock.recv(_NOBLOCK)
                     except zmq.Again:
                         break
-                    if msg[0] == p.STOP:
+                    if msg[:1] == p.STOP:
                         return
                     self.handle(msg)
             now = time.monotonic()
@@ -58,58 +60,52 @@ class Worker:
                 if os.getppid() != self.parent:
                     log.warning("parent process went away; worker exiting")
                     return
-                self.sock.send_multipart([p.BEAT])
+                self.sock.send(beat)
                 last_beat = now
 
-    def handle(self, msg: list[bytes]) -> None:
-        kind, sid_b = msg[0], msg[1]
-        sid = p.sid_int(sid_b)
-        seq_b = p.seq_bytes(0)
+    def handle(self, msg: bytes) -> None:
+        kind, sid, seq, body = p.unpack(msg)
         try:
             if kind == p.OPEN:
-                cfg = p.loads(msg[2])
+                cfg = p.loads(body)
                 s = self.sessions[sid] = LiveSession(self._engine(cfg), cfg)
-                self._opened(sid_b, cfg, s.resampler.delay_s)
+                self._opened(sid, cfg, s.resampler.delay_s)
             elif kind == p.AUDIO:
-                seq_b = msg[2]
                 s = self._live(sid)
-                self._send_frames(sid_b, seq_b, s, s.audio(msg[3]), {"audio_seconds": s.audio_seconds})
+                self._send_frames(sid, seq, s, s.audio(body), False)
             elif kind == p.END:
-                seq_b = msg[2]
                 s = self._live(sid)
-                self._send_frames(sid_b, seq_b, s, s.end(), {"audio_seconds": s.audio_seconds})
+                self._send_frames(sid, seq, s, s.end(), True)
                 self.sessions.pop(sid, None)
-                self.sock.send_multipart([p.DONE, sid_b, seq_b, p.dumps(
-                    {"audio_seconds": s.audio_seconds, "warnings": s.warnings})])
+                self._done(sid, seq, s)
             elif kind == p.CLIP:
-                cfg = p.loads(msg[2])
-                s = ClipSession(self._engine(cfg), cfg, msg[3])
+                cfg, data = p.unpack_clip(body)
+                s = ClipSession(self._engine(cfg), cfg, data)
                 self.sessions[sid] = s
-                self._opened(sid_b, cfg, 0.0)
-                self._clip_block(sid, sid_b, seq_b, s)
+                self._opened(sid, cfg, 0.0)
+                self._clip_block(sid, seq, s)
             elif kind == p.NEXT:
-                seq_b = msg[2]
                 s = self.sessions.get(sid)
                 if isinstance(s, ClipSession):
-                    self._clip_block(sid, sid_b, seq_b, s)
+                    self._clip_block(sid, seq, s)
             elif kind == p.CLOSE:
                 self.sessions.pop(sid, None)
         except AudioError as exc:
             self.sessions.pop(sid, None)
-            self._error(sid_b, seq_b, "INVALID_ARGUMENT", str(exc))
+            self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
         except Exception as exc:  # an engine bug must end this stream, not the worker
             self.sessions.pop(sid, None)
             log.error("stream %d failed: %s", sid, traceback.format_exc())
-            self._error(sid_b, seq_b, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+            self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
 
     def _engine(self, cfg: dict):
         return self.engines[cfg.get("engine") or DEFAULT_ENGINE]
 
-    def _opened(self, sid_b: bytes, cfg: dict, extra_delay_s: float) -> None:
+    def _opened(self, sid: int, cfg: dict, extra_delay_s: float) -> None:
         eng = self._engine(cfg)
         # The look-ahead a client sees includes the resampler's delay for its rate.
-        self.sock.send_multipart([p.OPENED, sid_b, p.dumps(
-            {"engine": eng.name, "lookahead_s": eng.lookahead_s + extra_delay_s})])
+        self.sock.send(p.pack(p.OPENED, sid, 0, p.dumps({"engine": eng.name,
+                                                          "lookahead_s": eng.lookahead_s + extra_delay_s})))
 
     def _live(self, sid: int) -> LiveSession:
         s = self.sessions.get(sid)
@@ -117,27 +113,25 @@ class Worker:
             raise KeyError(f"no live stream {sid} in this worker")
         return s
 
-    def _clip_block(self, sid: int, sid_b: bytes, seq_b: bytes, s: ClipSession) -> None:
+    def _clip_block(self, sid: int, seq: int, s: ClipSession) -> None:
         frames, last = s.next_block()
-        self._send_frames(sid_b, seq_b, s, frames, {"audio_seconds": s.audio_seconds, "last": last,
-                                                       "sample_rate": s.sample_rate})
+        self._send_frames(sid, seq, s, frames, last)
         if last:
             self.sessions.pop(sid, None)
-            self.sock.send_multipart([p.DONE, sid_b, seq_b, p.dumps(
-                {"audio_seconds": s.audio_seconds, "warnings": s.warnings})])
+            self._done(sid, seq, s)
 
-    def _send_frames(self, sid_b, seq_b, s, frames: Frames, meta: dict) -> None:
-        n = len(frames)
-        meta.update(first_index=frames.first_index, n=n, warnings=frames.warnings)
-        idx = frame_sample_indices(frames.first_index, n, s.sample_rate, s.fps)
-        tr = b"" if frames.translation is None else np.ascontiguousarray(frames.translation, "<f4").tobytes()
-        self.sock.send_multipart([
-            p.FRAMES, sid_b, seq_b, p.dumps(meta), idx.astype("<u8").tobytes(),
-            np.ascontiguousarray(frames.weights, "<f4").tobytes(),
-            np.ascontiguousarray(frames.rotations, "<f4").tobytes(), tr])
+    def _send_frames(self, sid: int, seq: int, s, frames: Frames, last: bool) -> None:
+        idx = frame_sample_indices(frames.first_index, len(frames), s.sample_rate, s.fps)
+        body = p.pack_frames(frames.first_index, idx, frames.weights, frames.rotations.reshape(len(frames), NUM_BONES * 4),
+                             frames.translation, s.audio_seconds, s.sample_rate, last, frames.warnings)
+        self.sock.send(p.pack(p.FRAMES, sid, seq, body))
 
-    def _error(self, sid_b, seq_b, code: str, message: str) -> None:
-        self.sock.send_multipart([p.ERROR, sid_b, seq_b, p.dumps({"code": code, "message": message})])
+    def _done(self, sid: int, seq: int, s) -> None:
+        self.sock.send(p.pack(p.DONE, sid, seq, p.dumps({"audio_seconds": s.audio_seconds,
+                                                         "warnings": s.warnings})))
+
+    def _error(self, sid: int, seq: int, code: str, message: str) -> None:
+        self.sock.send(p.pack(p.ERROR, sid, seq, p.dumps({"code": code, "message": message})))
 
 
 def main(argv: list[str] | None = None) -> int:

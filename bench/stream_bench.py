@@ -1,0 +1,208 @@
+"""Concurrent real-time StreamExpression streams against a local server.
+
+Each stream sends 16 kHz PCM16 speech in chunks paced at real time, 30 fps out.
+Latency per frame = (frame received by the client) - (client sent the audio
+chunk that completes it, i.e. the chunk holding sample time + look-ahead),
+so it includes gRPC transit both ways, the server and the worker. The server's
+own view (frame written - chunk arrival) comes from its Prometheus histogram.
+
+    python bench/stream_bench.py --streams 50 100 200 250 --seconds 20
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from avatarbridge.v1 import bridge_pb2 as pb  # noqa: E402
+from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc  # noqa: E402
+
+
+def load_speech(path: str, rate: int = 16000) -> bytes:
+    import soundfile as sf
+    import soxr
+
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = soxr.resample(x.mean(axis=1), sr, rate) if sr != rate else x.mean(axis=1)
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+async def one_stream(stub, pcm: bytes, rate: int, chunk_s: float, seconds: float, delay: float,
+                     lat: list, errors: list) -> None:
+    await asyncio.sleep(delay)
+    step = int(rate * chunk_s) * 2
+    n_chunks = int(seconds / chunk_s)
+    ends, sent = [], []  # cumulative samples at the end of chunk i, and its send time
+    call = stub.StreamExpression()
+    lookahead = [0.0]
+
+    async def writer():
+        await call.write(pb.ExpressionRequest(header=pb.StreamHeader(
+            encoding=pb.AUDIO_ENCODING_PCM16, sample_rate=rate, channels=1, fps=30)))
+        t0 = time.monotonic()
+        total = 0
+        for i in range(n_chunks):
+            wait = t0 + i * chunk_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            off = (i * step) % (len(pcm) - step)
+            await call.write(pb.ExpressionRequest(audio=pb.AudioChunk(data=pcm[off:off + step])))
+            total += step // 2
+            ends.append(total)
+            sent.append(time.monotonic())
+        await call.write(pb.ExpressionRequest(end=pb.EndOfAudio()))
+        await call.done_writing()
+
+    w = asyncio.create_task(writer())
+    try:
+        async for resp in call:
+            now = time.monotonic()
+            kind = resp.WhichOneof("msg")
+            if kind == "header":
+                lookahead[0] = resp.header.lookahead_ms / 1000
+            elif kind == "frames":
+                for f in resp.frames.frames:
+                    need = f.sample_index + int(round(lookahead[0] * rate))
+                    j = bisect.bisect_left(ends, need)
+                    if j < len(sent):  # frames flushed by the end marker have no completing chunk
+                        lat.append(now - sent[j])
+        await w
+    except grpc.RpcError as err:
+        errors.append(f"{err.code().name}: {err.details()}")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            parts = fh.read().rsplit(")", 1)[1].split()
+        total += (int(parts[11]) + int(parts[12])) / tick
+    return total
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def histogram(port: int, name: str) -> dict[float, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.split()[-1])
+    return out
+
+
+def bucket_quantile(before: dict, after: dict, q: float) -> float:
+    edges = sorted(after)
+    counts = [after[e] - before.get(e, 0) for e in edges]
+    total = counts[-1]
+    if total == 0:
+        return float("nan")
+    for e, c in zip(edges, counts):
+        if c >= q * total:
+            return e
+    return float("inf")
+
+
+async def run_level(target, info, pcm, streams, seconds, chunk_s, pids) -> dict:
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = pb_grpc.AvatarBridgeStub(ch)
+        lat, errors = [], []
+        before = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
+        cpu0, t0 = cpu_seconds(pids), time.monotonic()
+        front0 = cpu_seconds(pids[:1])
+        # Stagger the starts over one chunk so the streams do not all tick in phase.
+        await asyncio.gather(*(one_stream(stub, pcm, 16000, chunk_s, seconds, i * chunk_s / streams, lat, errors)
+                               for i in range(streams)))
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(pids) - cpu0
+        after = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
+    lat_ms = np.array(lat) * 1000
+    return {
+        "streams": streams, "frames": len(lat), "errors": len(errors), "first_error": errors[0] if errors else "",
+        "client_p50_ms": float(np.percentile(lat_ms, 50)) if len(lat) else None,
+        "client_p99_ms": float(np.percentile(lat_ms, 99)) if len(lat) else None,
+        "client_max_ms": float(lat_ms.max()) if len(lat) else None,
+        "server_p99_bucket_ms": bucket_quantile(before, after, 0.99) * 1000,
+        "server_cpu_ms_per_stream_s": 1000 * cpu / (streams * seconds),
+        "server_cores_used": cpu / wall, "server_rss_mb": rss_mb(pids),
+        "front_cores": (cpu_seconds(pids[:1]) - front0) / wall,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--chunk-ms", type=float, default=40.0)
+    ap.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "hello.wav"))
+    ap.add_argument("--budget-ms", type=float, default=30.0, help="p99 target beyond the look-ahead")
+    ap.add_argument("--json", help="write the results here too")
+    args = ap.parse_args()
+
+    pcm = load_speech(args.audio)
+    tmp = tempfile.mkdtemp()
+    ready = os.path.join(tmp, "ready.json")
+    server = subprocess.Popen([sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0",
+                               "--metrics-port", "0", "--workers", str(args.workers), "--ready-file", ready,
+                               "--log-level", "warning"], cwd=ROOT)
+    try:
+        while not os.path.exists(ready):
+            if server.poll() is not None:
+                raise SystemExit("server failed to start")
+            time.sleep(0.05)
+        info = json.load(open(ready))
+        pids = [info["pid"], *info["worker_pids"]]
+        target = f"127.0.0.1:{info['port']}"
+        rows = []
+        for n in args.streams:
+            row = asyncio.run(run_level(target, info, pcm, n, args.seconds, args.chunk_ms / 1000, pids))
+            row["meets_target"] = (row["errors"] == 0 and row["client_p99_ms"] is not None
+                                   and row["client_p99_ms"] <= args.budget_ms)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",
+            "python": platform.python_version(), "chunk_ms": args.chunk_ms, "seconds": args.seconds,
+            "command": " ".join(sys.argv)}
+    print("\n| streams | frames | errors | client p50 ms | client p99 ms | server p99 (bucket) ms | "
+          "server CPU ms per stream-second | server cores | server RSS MB | p99 <= budget |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['streams']} | {r['frames']} | {r['errors']} | {r['client_p50_ms']:.1f} | {r['client_p99_ms']:.1f} "
+              f"| <= {r['server_p99_bucket_ms']:.0f} | {r['server_cpu_ms_per_stream_s']:.2f} | "
+              f"{r['server_cores_used']:.2f} | {r['server_rss_mb']:.0f} | {'yes' if r['meets_target'] else 'no'} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
