@@ -22,7 +22,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 # Limits small enough that tests can hit them quickly.
 TEST_SERVER_ARGS = ["--max-message-bytes", str(1024 * 1024), "--max-pending-frames", "60",
-                    "--max-clip-seconds", "120", "--max-audio-seconds", "1200", "--idle-timeout-s", "20",
+                    "--max-clip-seconds", "120", "--max-audio-seconds", "1200", "--idle-timeout-s", "3",
+                    "--header-timeout-s", "2",
                     "--grace-s", "5"]
 
 

@@ -199,3 +199,55 @@ def test_deadline_honoured(server):
                                                          timeout=0.3)))
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert_still_serving(server)
+
+
+def _silent_then(first, wait_s):
+    """Requests that stall for wait_s seconds after `first` (a client that went quiet)."""
+    def gen():
+        if first is not None:
+            yield first
+        time.sleep(wait_s)
+        yield END
+    return gen()
+
+
+def test_header_timeout(server):
+    t0 = time.monotonic()
+    err = stream_error(server, _silent_then(None, 4), timeout=30)  # the test server waits 2 s for a header
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "no StreamHeader within 2 s" in err.details()
+    assert time.monotonic() - t0 < 4
+
+
+def test_idle_timeout(server):
+    def gen():
+        yield header()
+        yield audio(SECOND)
+        time.sleep(5)  # the test server allows 3 s without audio
+        yield END
+
+    resp = []
+    with pytest.raises(grpc.RpcError) as info:
+        for r in server.stub.StreamExpression(gen(), timeout=30):
+            resp.append(r)
+    err = info.value
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "no audio for 3 s (idle_timeout_s)" in err.details()
+    assert_still_serving(server)
+
+
+def test_concurrent_stream_limit(fresh_server):
+    srv = fresh_server(workers=1, extra=["--max-concurrent-streams", "1"])
+    release = threading.Event()
+
+    def held():
+        yield header()
+        yield audio(SECOND)
+        release.wait(20)
+        yield END
+
+    first = srv.stub.StreamExpression(held(), timeout=30)
+    assert next(first).WhichOneof("msg") == "header"  # the first stream is live
+    err = stream_error(srv, [header(), audio(SECOND), END])
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 1 concurrent streams (max_concurrent_streams)" in err.details()
+    release.set()
+    assert list(first)[-1].WhichOneof("msg") == "status"
