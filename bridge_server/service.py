@@ -23,15 +23,26 @@ CLIP_FORMATS = ["wav", "flac", "ogg", "mp3", "aiff", "m4a", "opus", "webm"]
 
 
 class LiveCall:
-    """Book-keeping for one RPC in flight (for drain, limits and metrics)."""
+    """Book-keeping for one RPC in flight (for drain, limits, metrics and interrupts)."""
 
     def __init__(self, rpc: str, stream_id: str):
         self.rpc, self.stream_id = rpc, stream_id
         self.task = asyncio.current_task()
         self.drain = asyncio.Event()
         self.code = "OK"
-        self.overflow_message = ""
+        self.pending_error: StreamError | None = None  # set by interrupt()
+        self.writing = False  # inside context.write (may block on a client that does not read)
+        self.last_progress = time.monotonic()  # last completed write
         self.reader: asyncio.Task | None = None  # StreamExpression's request reader
+
+    def interrupt(self, err: StreamError) -> None:
+        """End the call with err even while its task is blocked in a write."""
+        if self.pending_error is None:
+            self.pending_error = err
+            self.task.cancel()
+
+    def stalled(self, seconds: float = 1.0) -> bool:
+        return self.writing and time.monotonic() - self.last_progress > seconds
 
 
 def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
@@ -142,9 +153,9 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 call.code = err.code.name
                 await context.abort(err.code, err.message)
             except asyncio.CancelledError:
-                if call.overflow_message:
-                    call.code = "RESOURCE_EXHAUSTED"
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, call.overflow_message)
+                if call.pending_error is not None:
+                    call.code = call.pending_error.code.name
+                    await context.abort(call.pending_error.code, call.pending_error.message)
                 call.code = "CANCELLED"
                 raise
         except Exception as exc:
@@ -188,14 +199,22 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         arrivals: dict[int, float] = {}
         pending = [0]  # frames received from the worker, not yet written
 
+        def check_overflow(newest: int) -> None:
+            # Over the bound *behind* the newest block while writes have stopped completing:
+            # the client is not reading (one big block, or a burst to a reading client, is fine).
+            if call.pending_error is not None or pending[0] - newest <= self.cfg.max_pending_frames:
+                return
+            if not call.stalled():
+                asyncio.get_running_loop().call_later(0.5, check_overflow, newest)  # look again
+                return
+            call.interrupt(StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, (
+                f"the client stopped reading: {pending[0]} frames were waiting, over the per-stream limit of "
+                f"{self.cfg.max_pending_frames} (max_pending_frames); the stream was ended and frames not yet "
+                "received were dropped — read responses as fast as they arrive, or use AnimateClip")))
+
         def on_frames(n: int) -> None:
             pending[0] += n
-            if pending[0] > self.cfg.max_pending_frames and not call.overflow_message:
-                call.overflow_message = (
-                    f"the client stopped reading: {pending[0]} frames were waiting, over the per-stream limit of "
-                    f"{self.cfg.max_pending_frames} (max_pending_frames); the stream was ended and frames not yet "
-                    "received were dropped — read responses as fast as they arrive, or use AnimateClip")
-                call.task.cancel()
+            check_overflow(n)
 
         ws.on_frames = on_frames
         reader = call.reader = asyncio.create_task(self._pump_audio(context, call, ws, cfg, arrivals))
@@ -206,7 +225,10 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 if ev.kind == p.FRAMES:
                     n = len(ev.frames)
                     if n:
+                        call.writing = True
                         await context.write(frame_batch(ev.frames, cfg["sample_rate"]))
+                        call.writing = False
+                        call.last_progress = time.monotonic()
                         pending[0] -= n
                         sent += n
                         metrics.FRAMES_SENT.labels("StreamExpression").inc(n)
@@ -275,16 +297,25 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 raise
             # Draining (SIGTERM): stop reading, flush what arrived below.
         except StreamError as err:
-            ws.fail(err)
+            self._reader_error(call, ws, err)
             return
         except Exception as exc:  # e.g. the transport failed under us
-            ws.fail(StreamError(grpc.StatusCode.INTERNAL, f"reading the request stream failed: {exc}"))
+            self._reader_error(call, ws, StreamError(grpc.StatusCode.INTERNAL,
+                                                     f"reading the request stream failed: {exc}"))
             return
         if total < frame_bytes:
-            ws.fail(validation.invalid("no audio was received before the end of the stream; send AudioChunk "
-                                       "messages with samples after the header"))
+            self._reader_error(call, ws, validation.invalid(
+                "no audio was received before the end of the stream; send AudioChunk messages with samples "
+                "after the header"))
             return
         await ws.send_with_credit(p.END, seq + 1)
+
+    @staticmethod
+    def _reader_error(call: LiveCall, ws: WorkerStream, err: StreamError) -> None:
+        """Queue the error behind the frames already made; if the writer is stuck on a client
+        that does not read (so the queue never drains), end the call directly."""
+        ws.fail(err)
+        asyncio.get_running_loop().call_later(1.5, lambda: call.interrupt(err) if call.stalled() else None)
 
     def begin_drain(self) -> None:
         """SIGTERM: refuse new calls; live streams flush what they have and end with UNAVAILABLE."""

@@ -133,3 +133,20 @@ def test_metrics_endpoint(server):
     assert "avatar_bridge_frame_latency_seconds_bucket" in text
     assert 'avatar_bridge_live_streams{rpc="StreamExpression"} 0.0' in text
     assert server.metric("avatar_bridge_workers_alive") == 2
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000])
+@pytest.mark.parametrize("fps", [30, 60])
+def test_frame_count_exact_for_awkward_lengths(server, rate, fps):
+    """ceil(N * fps / rate) frames for lengths that do not divide evenly after resampling."""
+    rng = np.random.default_rng(rate + fps)
+    for n in (1, 7, rate // fps + 1, int(rng.integers(rate, 3 * rate))):
+        x = (rng.standard_normal(n) * 0.05).astype(np.float32)
+        hdr, frames, status = split(list(server.stub.StreamExpression(
+            iter([header(rate=rate, fps=fps), audio(pcm16(x)), END]), timeout=30)))
+        check_frames(frames, rate, fps, n)
+        buf = io.BytesIO()
+        sf.write(buf, x, rate, format="WAV", subtype="PCM_16")
+        hdr, frames, status = split(list(server.stub.AnimateClip(
+            pb.AnimateClipRequest(audio_file=buf.getvalue(), fps=fps), timeout=30)))
+        check_frames(frames, rate, fps, n)

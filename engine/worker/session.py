@@ -5,6 +5,7 @@ import numpy as np
 
 from engine.audio import AudioError, PcmDecoder, StreamResampler, decode_file, resample
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, Frames, Style
+from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 
 
 def frame_sample_indices(first: int, n: int, sample_rate: int, fps: int) -> np.ndarray:
@@ -29,11 +30,12 @@ class LiveSession:
         self.decoder = PcmDecoder(cfg["encoding"], int(cfg["channels"]))
         self.resampler = StreamResampler(self.sample_rate, SAMPLE_RATE)
         self.stream = engine.open(self.fps, style_from(cfg))
+        self.counter = FrameCounter(self.sample_rate, self.fps)
         self.warnings: list[str] = []
 
     def audio(self, data: bytes) -> Frames:
         x = self.decoder.decode(data)
-        return self._note(self.stream.push(self.resampler.process(x)))
+        return self._note(self.counter.track(self.stream.push(self.resampler.process(x))))
 
     def end(self) -> Frames:
         dropped = self.decoder.pending_bytes
@@ -43,7 +45,7 @@ class LiveSession:
                 f"{self.decoder.frame_bytes}-byte sample frame) were ignored")
         tail = self.stream.push(self.resampler.process(np.zeros(0, np.float32), last=True))
         rest = self.stream.finish()
-        return self._note(_concat(tail, rest))
+        return self._note(self.counter.fit_final(_concat(tail, rest), self.decoder.samples_in))
 
     @property
     def audio_seconds(self) -> float:
@@ -72,6 +74,8 @@ class ClipSession:
         if not np.isfinite(x).all():
             raise AudioError("audio_file decodes to non-finite samples (NaN/Inf); re-encode the file", "audio_file")
         self.fps = int(cfg["fps"])
+        self.samples = x.shape[0]
+        self.counter = FrameCounter(self.sample_rate, self.fps)
         self.audio16k = resample(x, self.sample_rate, SAMPLE_RATE)
         self.stream = engine.open(self.fps, style_from(cfg))
         self.pos = 0
@@ -84,10 +88,53 @@ class ClipSession:
         self.pos += step
         last = self.pos >= self.audio16k.shape[0]
         if last:
-            frames = _concat(frames, self.stream.finish())
+            frames = self.counter.fit_final(_concat(frames, self.stream.finish()), self.samples)
             self.audio16k = self.audio16k[:0]
+        else:
+            self.counter.track(frames)
         self.warnings.extend(frames.warnings)
         return frames, last
+
+
+class FrameCounter:
+    """Makes the frame count exact on the input clock: ceil(samples * fps / rate).
+
+    The engine counts frames on its resampled 16 kHz clock, which can differ
+    from the input's by a fraction of a sample at the very end; without this a
+    stream could end one frame short or long of what its time codes promise.
+    """
+
+    def __init__(self, sample_rate: int, fps: int):
+        self.sample_rate, self.fps = sample_rate, fps
+        self.last: Frames | None = None  # the newest single frame seen
+
+    def track(self, frames: Frames) -> Frames:
+        if len(frames):
+            tr = None if frames.translation is None else frames.translation[-1:]
+            self.last = Frames(frames.first_index + len(frames) - 1, frames.weights[-1:], frames.rotations[-1:], tr)
+        return frames
+
+    def fit_final(self, frames: Frames, samples: int) -> Frames:
+        expected = (samples * self.fps + self.sample_rate - 1) // self.sample_rate
+        end = frames.first_index + len(frames)
+        if end > expected:
+            keep = max(0, expected - frames.first_index)
+            tr = None if frames.translation is None else frames.translation[:keep]
+            frames = Frames(frames.first_index, frames.weights[:keep], frames.rotations[:keep], tr, frames.warnings)
+        elif end < expected:
+            # Copy the newest frame; audio too short to reach the engine at all gets the rest pose.
+            src = frames if len(frames) else self.last or _rest_frame()
+            pad = expected - end
+            tail = Frames(end, np.repeat(src.weights[-1:], pad, 0), np.repeat(src.rotations[-1:], pad, 0),
+                          None if src.translation is None else np.repeat(src.translation[-1:], pad, 0))
+            frames = _concat(frames, tail)
+        return self.track(frames)
+
+
+def _rest_frame() -> Frames:
+    rot = np.zeros((1, NUM_BONES, 4), np.float32)
+    rot[..., 3] = 1.0
+    return Frames(0, np.zeros((1, NUM_BLENDSHAPES), np.float32), rot)
 
 
 def _concat(a: Frames, b: Frames) -> Frames:
