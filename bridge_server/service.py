@@ -255,8 +255,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
     async def _pump_audio(self, context, call: LiveCall, ws: WorkerStream, cfg: dict,
                           arrivals: dict[int, float]) -> None:
         """Client -> worker, with credit-based backpressure. Errors go to the writer via ws.fail()."""
-        frame_bytes = validation.BYTES_PER_SAMPLE[{"pcm16": pb.AUDIO_ENCODING_PCM16,
-                                                   "float32": pb.AUDIO_ENCODING_FLOAT32}[cfg["encoding"]]] * cfg["channels"]
+        frame_bytes = validation.frame_bytes(cfg)
         max_bytes = int(self.cfg.max_audio_seconds * cfg["sample_rate"]) * frame_bytes
         total, seq, count = 0, 0, 1
         try:

@@ -10,7 +10,6 @@ SUPPORTED_FPS = (30, 60)
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 2
 ENCODING_NAMES = {pb.AUDIO_ENCODING_PCM16: "pcm16", pb.AUDIO_ENCODING_FLOAT32: "float32"}
-BYTES_PER_SAMPLE = {pb.AUDIO_ENCODING_PCM16: 2, pb.AUDIO_ENCODING_FLOAT32: 4}
 EMOTIONS = {pb.EMOTION_NEUTRAL: "neutral", pb.EMOTION_HAPPY: "happy", pb.EMOTION_SAD: "sad",
             pb.EMOTION_ANGRY: "angry", pb.EMOTION_SURPRISED: "surprised"}
 
@@ -65,6 +64,11 @@ def stream_config(h: pb.StreamHeader, engines: list[dict]) -> dict:
         "fps": h.fps, "engine": check_engine(h.engine, engines, "header.engine"),
         "style": style_dict(h.style, "header.style", h.stream_id),
     }
+
+
+def frame_bytes(cfg: dict) -> int:
+    """Bytes per interleaved sample frame of a validated stream config."""
+    return {"pcm16": 2, "float32": 4}[cfg["encoding"]] * cfg["channels"]
 
 
 def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: float) -> dict:
