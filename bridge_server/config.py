@@ -28,6 +28,7 @@ class ServerConfig:
     keepalive_timeout_s: float = 10.0
     log_level: str = "info"
     log_format: str = "json"  # json | text
+    outputs: str = ""  # plugin-free mirrors, comma-separated URLs (bridge_server/outputs): livelinkface://h:p, vmc://h:p
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
 
     @staticmethod

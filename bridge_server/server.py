@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
-from bridge_server import __version__, metrics
+from bridge_server import __version__, metrics, outputs
 from bridge_server.config import ServerConfig
 from bridge_server.service import BridgeService
 from bridge_server.workers import WorkerPool
@@ -36,6 +36,10 @@ def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
 
 
 async def serve(cfg: ServerConfig) -> int:
+    try:
+        outputs.parse_targets(cfg.outputs)  # fail before starting workers
+    except ValueError as exc:
+        raise SystemExit(f"avatar-bridge serve: {exc}") from None
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
                       cfg.log_level, cfg.log_format)
     await pool.start()

@@ -11,7 +11,7 @@ import numpy as np
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
-from bridge_server import metrics, validation
+from bridge_server import metrics, outputs, validation
 from bridge_server.config import ServerConfig
 from bridge_server.workers import StreamError, WorkerPool, WorkerStream
 from engine.rig import ARKIT_NAMES, BONE_NAMES, NUM_BLENDSHAPES, NUM_BONES
@@ -34,6 +34,7 @@ class LiveCall:
         self.writing = False  # inside context.write (may block on a client that does not read)
         self.last_progress = time.monotonic()  # last completed write
         self.reader: asyncio.Task | None = None  # StreamExpression's request reader
+        self.outputs: list = []  # plugin-free mirrors of this stream (bridge_server.outputs)
 
     def interrupt(self, err: StreamError) -> None:
         """End the call with err even while its task is blocked in a write."""
@@ -67,6 +68,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         self.cfg, self.pool, self.version = cfg, pool, version
         self.calls: set[LiveCall] = set()
         self.draining = False
+        self.output_targets = outputs.parse_targets(cfg.outputs)
 
     # -- unary -------------------------------------------------------------
     async def GetCapabilities(self, request, context):
@@ -91,6 +93,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             cfg = validation.stream_config(first.header, self.pool.engines)
             call.stream_id = first.header.stream_id
             ws = self.pool.open_stream()
+            call.outputs = self._open_outputs(call.stream_id, cfg["fps"])
             try:
                 ws.send(p.OPEN, 0, p.dumps(cfg))
                 opened = await ws.next_event()
@@ -98,6 +101,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 await self._run_live(context, call, ws, cfg, opened)
             finally:
                 ws.close()
+                outputs.close_all(call.outputs)
 
     async def AnimateClip(self, request, context):
         async with self._call(context, "AnimateClip") as call:
@@ -105,6 +109,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             limit = min(self.cfg.max_clip_seconds, self.cfg.max_audio_seconds)
             cfg = validation.clip_config(request, self.pool.engines, limit)
             ws = self.pool.open_stream()
+            call.outputs = self._open_outputs(call.stream_id, cfg["fps"])
             try:
                 ws.send(p.CLIP, 0, p.pack_clip(cfg, request.audio_file))
                 opened = await ws.next_event()
@@ -121,6 +126,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                             ws.send(p.NEXT, ev.seq + 1)  # one block ahead of the client
                         if len(block):
                             await context.write(frame_batch(block, sample_rate))
+                            outputs.send_all(call.outputs, block, sample_rate)
                             sent += len(block)
                             metrics.FRAMES_SENT.labels("AnimateClip").inc(len(block))
                     elif ev.kind == p.DONE:
@@ -129,6 +135,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                         return
             finally:
                 ws.close()
+                outputs.close_all(call.outputs)
 
     # -- internals ---------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -168,6 +175,10 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             metrics.STREAMS.labels(rpc, call.code).inc()
             log.info("stream ended", extra={"rpc": rpc, "stream_id": call.stream_id, "code": call.code,
                                             "seconds": round(time.monotonic() - started, 3), "peer": context.peer()})
+
+    def _open_outputs(self, stream_id: str, fps: int) -> list:
+        info = outputs.StreamInfo(stream_id=stream_id, fps=fps, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES)
+        return outputs.open_outputs(self.output_targets, info)
 
     async def _read_header(self, context) -> pb.ExpressionRequest:
         try:
@@ -227,6 +238,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                     if n:
                         call.writing = True
                         await context.write(frame_batch(ev.frames, cfg["sample_rate"]))
+                        outputs.send_all(call.outputs, ev.frames, cfg["sample_rate"])
                         call.writing = False
                         call.last_progress = time.monotonic()
                         pending[0] -= n

@@ -15,7 +15,7 @@ import pytest
 
 from bridge_server.config import ServerConfig
 
-from conftest import ROOT, END, assert_still_serving, audio, chunks, header, load_audio, pcm16, shared_file, split
+from conftest import ROOT, END, Server, assert_still_serving, audio, chunks, header, load_audio, pcm16, shared_file, split
 
 
 def paced(data: bytes, sr: int, chunk_s: float = 0.05, stop: threading.Event | None = None):
@@ -158,3 +158,10 @@ def test_cli_reports_errors(tmp_path):
     res = subprocess.run([sys.executable, "-m", "bridge_server.cli", "animate", str(bad), "--out",
                           str(tmp_path / "x.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "INVALID_ARGUMENT" in res.stderr and "not a decodable audio file" in res.stderr
+
+
+def test_unknown_output_scheme_fails_at_startup(tmp_path):
+    """A typo in `outputs` stops the server before it serves, naming the entry and the known schemes."""
+    with pytest.raises(RuntimeError) as err:
+        Server(tmp_path, workers=1, extra=["--outputs", "livelink-face://127.0.0.1:11111"])
+    assert "outputs: unknown scheme in 'livelink-face://127.0.0.1:11111'" in str(err.value)
