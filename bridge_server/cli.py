@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import fields
 
+from bridge_server import cli_capture
 from bridge_server.config import ServerConfig
 
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised"]
@@ -47,9 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
     _add_client(sub)
+    cli_capture.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         return _serve(args)
+    rc = cli_capture.run(args)
+    if rc is not None:
+        return rc
     return _client(args)
 
 
