@@ -86,7 +86,11 @@ class FaceRenderer:
         self.background = tuple(float(c) for c in background)
         self._setup_camera(fov_deg, margin)
         self.ctx = create_context()
-        ctx = self.ctx
+        with self.ctx:
+            self._setup_gl(samples)
+
+    def _setup_gl(self, samples: int) -> None:
+        avatar, ctx = self.avatar, self.ctx
         self.prog = ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
         self.prog["u_view"].write(self.view.T.astype("f4").tobytes())
         self.prog["u_proj"].write(self.proj.T.astype("f4").tobytes())
@@ -164,6 +168,10 @@ class FaceRenderer:
         return self.render_pose(self.avatar.pose(weights, rotations))
 
     def render_pose(self, pose: Pose) -> np.ndarray:
+        with self.ctx:  # several renderers may live in one process: make ours current
+            return self._render_pose(pose)
+
+    def _render_pose(self, pose: Pose) -> np.ndarray:
         import moderngl
 
         ctx = self.ctx

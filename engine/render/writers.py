@@ -8,10 +8,11 @@ import numpy as np
 
 
 def frame_schedule(times: np.ndarray, fps: float) -> np.ndarray:
-    """For each output frame k (shown at k / fps), the index of the input frame to show: the last one whose time
-    code is at or before it (input frames are placed at round(time * fps); a gap repeats the previous frame, two
-    frames in one slot keep the later). Output length: round(last time * fps) + 1."""
-    slots = np.round(np.asarray(times, np.float64) * fps).astype(np.int64)
+    """For each output frame k (shown at k / fps), the index of the input frame to show. Each input frame is placed
+    in the nearest output slot, floor(time * fps + 1/2), so time codes a sample off k / fps still land on k; a slot
+    shows the last frame placed at or before it (a gap repeats the previous frame, two frames in one slot keep the
+    later). Output length: the last frame's slot + 1 (= N for a track at that fps)."""
+    slots = np.floor(np.asarray(times, np.float64) * fps + 0.5).astype(np.int64)
     k = np.arange(int(slots[-1]) + 1)
     return np.maximum(np.searchsorted(slots, k, side="right") - 1, 0)
 
