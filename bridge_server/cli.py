@@ -1,4 +1,4 @@
-"""`avatar-bridge` command line: serve, animate, capabilities."""
+"""`avatar-bridge` command line: serve, animate, capabilities, render."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import sys
 from dataclasses import fields
 
 from bridge_server import cli_capture
+from bridge_server.cli_render import add_render_parser, run_render
 from bridge_server.config import ServerConfig
 
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised"]
@@ -49,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_serve(sub)
     _add_client(sub)
     cli_capture.add_parsers(sub)
+    add_render_parser(sub)
     args = parser.parse_args(argv)
+    if args.cmd == "render":
+        return run_render(args)
     if args.cmd == "serve":
         return _serve(args)
     rc = cli_capture.run(args)
