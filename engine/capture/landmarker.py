@@ -115,12 +115,9 @@ class FaceCapture:
         if not faces:
             self._center = None
             return None
-        boxes = []
-        for lms in faces:
-            xs = np.array([p.x for p in lms]) * w
-            ys = np.array([p.y for p in lms]) * h
-            boxes.append((xs.min(), ys.min(), xs.max(), ys.max()))
-        boxes = np.array(boxes)
+        self._lms = [np.array([(p.x, p.y, p.z) for p in lms], np.float32) for lms in faces]
+        boxes = np.array([(a[:, 0].min() * w, a[:, 1].min() * h, a[:, 0].max() * w, a[:, 1].max() * h)
+                          for a in self._lms])
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         idx = self.settings.face_index
@@ -164,7 +161,7 @@ class FaceCapture:
         rot[1] = quat_pow(q, NECK_SHARE)
         rot[0] = quat_pow(q, 1.0 - NECK_SHARE)
         rot[2:4] = eye_quats(weights)
-        lms = np.array([(p.x, p.y, p.z) for p in res.face_landmarks[pick]], np.float32)
+        lms = self._lms[pick]
         box = tuple(float(v) for v in self._boxes[pick])
         face_h = box[3] - box[1]
         yaw, pitch, _ = euler_from_quat(q)
