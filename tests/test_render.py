@@ -283,6 +283,23 @@ def test_avatar_errors_name_the_problem(tmp_path):
     np.testing.assert_allclose(moved[:, 2], 0.05, atol=1e-6)
 
 
+def test_gltf_json_with_data_uri_buffers_renders_like_the_glb(tmp_path, avatars):
+    import pygltflib
+
+    g = pygltflib.GLTF2().load(str(shared_file("avatars/brunette-t.glb")))
+    g.convert_buffers(pygltflib.BufferFormat.DATAURI)
+    g.save(str(tmp_path / "head.gltf"))
+    with FaceRenderer(Avatar.load(tmp_path / "head.gltf"), 64, 64) as a, \
+            FaceRenderer(avatars["brunette-t.glb"], 64, 64) as b:
+        w = weights(jawOpen=0.6)
+        assert np.array_equal(a.render(w), b.render(w))
+    doc = json.loads((tmp_path / "head.gltf").read_text())
+    doc["buffers"][0]["uri"] = "head.bin"  # an external buffer that is not there
+    (tmp_path / "nobin.gltf").write_text(json.dumps(doc))
+    with pytest.raises(AvatarError, match="buffer 0 file 'head.bin' is missing"):
+        Avatar.load(tmp_path / "nobin.gltf")
+
+
 # -- frames files ----------------------------------------------------------------------------------------------------
 def _doc(frames, **kw):
     return {"format": "avatar-bridge.frames.v1", "fps": 30, "frames": frames, **kw}

@@ -106,7 +106,7 @@ class Avatar:
         self.rest_local = np.stack([self._local_matrix(n) for n in g.nodes]) if g.nodes else np.zeros((0, 4, 4))
         self.rest_global = self._globals(self.rest_local)
         self.bones = self._find_bones(bone_map or {})
-        # conj[b]: parent's rest global rotation P, so a world-axes rotation Q becomes P^T Q P in the bone's parent frame
+        # per bone: the parent's rest global rotation P; a world-axes rotation Q is P^T Q P in the parent's frame
         self._parent_rot = {b: (rotation_part(self.rest_global[self.parents[n]]) if self.parents[n] >= 0 else np.eye(3))
                             for b, n in self.bones.items()}
         self.primitives: list[Primitive] = []
@@ -134,8 +134,8 @@ class Avatar:
         if not av.primitives:
             raise AvatarError(f"avatar {path} has no triangle meshes in its scene")
         if require_arkit and not av.arkit_present:
-            have = "; ".join(f"{m}: {', '.join(n[:12])}{' ...' if len(n) > 12 else ''} ({len(n)})" if n else f"{m}: none"
-                             for m, n in sorted(av.morph_names.items()))
+            have = "; ".join(f"{m}: {', '.join(n[:12])}{' ...' if len(n) > 12 else ''} ({len(n)})" if n
+                             else f"{m}: none" for m, n in sorted(av.morph_names.items()))
             raise AvatarError(f"avatar {path} has no morph targets named after the 52 ARKit blendshapes "
                               f"(e.g. jawOpen, eyeBlinkLeft), so frames cannot drive its face. Its meshes' morph "
                               f"targets: {have}. Export the avatar with ARKit blendshapes (Ready Player Me: "
@@ -228,7 +228,8 @@ class Avatar:
                        if prim.indices is not None else np.arange(nv, dtype=np.uint32))
                 nrm = (f.accessor(a.NORMAL).astype(np.float32) if a.NORMAL is not None
                        else _vertex_normals(pos, idx))
-                uv = f.accessor(a.TEXCOORD_0).astype(np.float32) if a.TEXCOORD_0 is not None else np.zeros((nv, 2), np.float32)
+                uv = (f.accessor(a.TEXCOORD_0).astype(np.float32) if a.TEXCOORD_0 is not None
+                      else np.zeros((nv, 2), np.float32))
                 p = Primitive(mesh_name, node_index, prim.material, pos, nrm, uv, idx)
                 if skin is not None and a.JOINTS_0 is not None and a.WEIGHTS_0 is not None:
                     joints = f.accessor(a.JOINTS_0, as_float=False).astype(np.int64)
