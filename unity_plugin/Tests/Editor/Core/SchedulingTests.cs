@@ -201,3 +201,33 @@ namespace AvatarBridge.Core.Tests
         }
     }
 }
+
+namespace AvatarBridge.Core.Tests
+{
+    /// <summary>DSP clock smoothing between audio-buffer steps.</summary>
+    [TestFixture]
+    public class DspTimeSmootherTests
+    {
+        [Test]
+        public void SmoothsBufferStepsStaysMonotonicAndStopsWhenAudioStalls()
+        {
+            var s = new DspTimeSmoother();
+            const double buffer = 1024.0 / 48000;  // 21.3 ms steps
+            double prev = double.NegativeInfinity, worst = 0;
+            for (int frame = 0; frame < 600; frame++)  // 10 s at 60 Hz, audio clock 0.1 % fast
+            {
+                double real = frame / 60.0;
+                double dsp = Math.Floor(real * 1.001 / buffer) * buffer;
+                double t = s.Update(dsp, real);
+                Assert.GreaterOrEqual(t, prev);
+                worst = Math.Max(worst, Math.Abs(t - real * 1.001));
+                prev = t;
+            }
+            Assert.Less(worst, buffer + 1e-9, "stays within one audio buffer of the true audio clock");
+            double stuck = Math.Floor(10.0 * 1.001 / buffer) * buffer;  // the audio clock stops here
+            s.Update(stuck, 10.0);
+            Assert.AreEqual(stuck + 0.05, s.Update(stuck, 10.05), 1e-9, "extrapolates a little");
+            Assert.AreEqual(stuck + 0.1, s.Update(stuck, 30.0), 1e-9, "then waits for the audio");
+        }
+    }
+}
