@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from engine.rig import ARKIT_NAMES, BONE_NAMES
-from tests.conftest import ROOT, SHARED
+from conftest import ROOT, SHARED
 
 PLUGIN = ROOT / "unity_plugin"
 CORE_SRC = PLUGIN / "Runtime" / "Core"
