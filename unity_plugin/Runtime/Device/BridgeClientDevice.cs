@@ -304,7 +304,15 @@ namespace AvatarBridge.Device
             Task call = Task.Run(() => s.RunAsync(ch, settings, f, ct), ct);
             try
             {
-                info = await s.Header;
+                try
+                {
+                    info = await s.Header;
+                }
+                catch
+                {
+                    await call;  // surfaces the call's own error (an RpcException naming the problem)
+                    throw;
+                }
                 DelaySeconds = PlaybackClock.DelaySeconds(info.LookaheadMs, info.Fps, jitterBudgetMs);
                 if (input == AudioInput.Clip)
                 {

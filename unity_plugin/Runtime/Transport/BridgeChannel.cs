@@ -65,14 +65,11 @@ namespace AvatarBridge.Transport
         {
             if (Interlocked.Exchange(ref disposed, 1) != 0) return;
             ChannelRegistry.Remove(this);
-            try
-            {
-                channel.ShutdownAsync().Wait(TimeSpan.FromSeconds(2));
-            }
-            catch (AggregateException)
-            {
-                // already broken: Dispose below still frees it
-            }
+            // Cancels the channel's active calls and releases its connection; Dispose frees the HTTP handler.
+            // Not waited on: this runs on Unity's main thread, whose context a continuation may need.
+            Task shutdown = channel.ShutdownAsync();
+            if (!shutdown.IsCompleted)
+                shutdown.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
             channel.Dispose();
         }
     }
