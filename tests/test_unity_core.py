@@ -97,7 +97,8 @@ def test_unity_assemblies_type_check_along_the_asmdef_graph(tmp_path):
         if "nunit.framework.dll" in d.get("precompiledReferences", []):
             refs.append(framework)
         out = tmp_path / f"{name}.dll"
-        _mcs(mcs, out, sources, refs=refs)
+        runtime = PLUGIN / "Runtime" in folder.parents  # public runtime API: XML docs required (CS1591 is an error)
+        _mcs(mcs, out, sources, refs=refs, doc=tmp_path / f"{name}.xml" if runtime else None)
         built[name] = out
 
     for name in defs:
