@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from avatarbridge.v1 import bridge_pb2 as pb
 from engine.rig import ARKIT_NAMES, BONE_NAMES
-from conftest import ROOT, SHARED
+from conftest import END, ROOT, SHARED, chunks, header, split
 
 PLUGIN = ROOT / "unity_plugin"
 CORE_SRC = PLUGIN / "Runtime" / "Core"
@@ -45,7 +46,26 @@ def _mcs(mcs: str, out, sources, refs=(), doc=None, strict=True) -> None:
     assert res.returncode == 0, f"mcs failed ({' '.join(cmd[:6])} ...):\n{res.stdout}\n{res.stderr}"
 
 
-def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path):
+def _record_stream(server, path) -> None:
+    """Streams the shipped speech clip through a real server (StreamExpression, PCM16 chunks) and writes the
+    header and frames as text for ServerStreamTests.cs (float32 values printed to round-trip exactly)."""
+    import soundfile as sf
+
+    x, sr = sf.read(str(ROOT / "examples" / "hello.wav"), dtype="int16")
+    assert sr == 16000 and x.ndim == 1
+    resp = list(server.stub.StreamExpression(iter([header(rate=sr, fps=30, stream_id="unity-core"),
+                                                   *chunks(x.tobytes(), 6400), END]), timeout=60))
+    hdr, frames, status = split(resp)
+    assert status is not None and len(frames) == status.frames_sent > 0
+    lines = ["names " + " ".join(hdr.blendshape_names), "bones " + " ".join(hdr.bone_names),
+             f"stream {hdr.fps} {hdr.lookahead_ms!r}"]
+    for f in frames:
+        vals = " ".join(f"{v:.9g}" for v in [*f.weights, *f.rotations])
+        lines.append(f"frame {f.index} {f.time!r} {vals}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path, server):
     mcs, runner, framework = _toolchain()
     core_dll, tests_dll = tmp_path / "AvatarBridge.Core.dll", tmp_path / "AvatarBridge.Core.Tests.dll"
     # -warnaserror + -doc: every public member of the core carries XML docs
@@ -55,6 +75,8 @@ def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path):
     result = tmp_path / "TestResult.xml"
     env = dict(os.environ)
     env.setdefault("AVATAR_BRIDGE_SHARED_DATA", str(SHARED))  # the avatars the mapping tests read
+    env["AVATAR_BRIDGE_FRAMES_FILE"] = str(tmp_path / "stream.txt")
+    _record_stream(server, tmp_path / "stream.txt")
     run = subprocess.run([runner, "-nologo", "-noshadow", str(tests_dll), f"-xml={result}"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300, env=env)
     assert result.exists(), f"nunit-console wrote no result (rc={run.returncode}):\n{run.stdout}\n{run.stderr}"
