@@ -155,3 +155,19 @@ def test_unknown_vmc_option_is_reported_and_the_stream_still_mirrors(tmp_path, r
         srv.stop()
     assert "names='klingon' is unknown" in logs and "names=pascal" in logs
     assert [n for n, _ in receiver.frames()[0]["blend"]] == list(ARKIT_NAMES)
+
+
+def test_host_names_resolve_off_the_loop_and_an_unknown_one_is_reported(tmp_path, receiver):
+    srv = Server(tmp_path, workers=1, extra=["--outputs", f"vmc://no-such-host.invalid:39539,vmc://localhost:{receiver.port}"])
+    try:
+        resp = list(srv.stub.StreamExpression(iter([header(), *chunks(b"\0\0" * 3200, 1600), END]), timeout=30))
+        assert len(split(resp)[1]) == 6
+        deadline = time.monotonic() + 15
+        while (receiver.count("/VMC/Ext/Blend/Apply") < 6 or "cannot resolve" not in srv.logs()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logs = srv.logs()
+    finally:
+        srv.stop()
+    assert receiver.count("/VMC/Ext/Blend/Apply") == 6, "frames queued during the lookup of localhost were lost"
+    assert "cannot resolve" in logs

@@ -111,7 +111,9 @@ class VmcOutput(FrameOutput):
 
     # -- internals -------------------------------------------------------------
     def _open(self, addrinfo) -> None:
-        family, _, _, _, sockaddr = addrinfo[0]
+        # VMC receivers listen on IPv4 as a rule; "localhost" often resolves to ::1 first
+        ipv4 = [a for a in addrinfo if a[0] == socket.AF_INET]
+        family, _, _, _, sockaddr = (ipv4 or addrinfo)[0]
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.addr = sockaddr
