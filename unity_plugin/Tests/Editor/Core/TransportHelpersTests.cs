@@ -43,3 +43,47 @@ namespace AvatarBridge.Core.Tests
         }
     }
 }
+
+namespace AvatarBridge.Core.Tests
+{
+    /// <summary>The audio hand-over from Unity's main thread to the sending task.</summary>
+    [TestFixture]
+    public class AudioFeedTests
+    {
+        [Test]
+        public void ChunksComeOutInOrderAcrossThreadsThenTheEnd()
+        {
+            var feed = new AudioFeed();
+            var received = new System.Collections.Generic.List<byte>();
+            var reader = System.Threading.Tasks.Task.Run(async () =>
+            {
+                while (true)
+                {
+                    byte[] c = await feed.ReadAsync(System.Threading.CancellationToken.None);
+                    if (c == null) return;
+                    received.AddRange(c);
+                }
+            });
+            for (int i = 0; i < 1000; i++) feed.Write(new[] { (byte)(i & 0xFF), (byte)(i >> 8) });
+            feed.Write(new byte[0]);  // ignored
+            feed.End();
+            feed.Write(new byte[] { 9 });  // after the end: ignored
+            Assert.IsTrue(reader.Wait(5000), "the reader saw the end");
+            Assert.AreEqual(2000, received.Count);
+            for (int i = 0; i < 1000; i++) Assert.AreEqual(i, received[2 * i] | (received[2 * i + 1] << 8));
+            Assert.AreEqual(2000, feed.BytesQueued);
+            Assert.IsNull(feed.ReadAsync(System.Threading.CancellationToken.None).Result, "the end is sticky");
+        }
+
+        [Test]
+        public void ReadIsCancellable()
+        {
+            var feed = new AudioFeed();
+            var cts = new System.Threading.CancellationTokenSource();
+            var read = feed.ReadAsync(cts.Token);
+            cts.Cancel();
+            var ex = Assert.Throws<System.AggregateException>(() => read.Wait(5000));
+            Assert.IsInstanceOf<System.OperationCanceledException>(ex.InnerException);
+        }
+    }
+}

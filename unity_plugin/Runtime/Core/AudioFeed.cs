@@ -3,7 +3,7 @@ using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
 
-namespace AvatarBridge.Transport
+namespace AvatarBridge.Core
 {
     /// <summary>
     /// PCM16 chunks from Unity's main thread (clip or microphone) to the sending task, then an end marker.
