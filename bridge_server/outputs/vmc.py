@@ -131,7 +131,9 @@ class VmcOutput(FrameOutput):
         self._pump()
 
     def _pump(self) -> None:
-        self.timer = None
+        if self.timer is not None:  # one pending wake-up per output, however often send() pumps
+            self.timer.cancel()
+            self.timer = None
         if self.resolving:
             return  # waiting for the name lookup; _resolved pumps
         now = self.loop.time()
