@@ -171,3 +171,46 @@ def test_host_names_resolve_off_the_loop_and_an_unknown_one_is_reported(tmp_path
         srv.stop()
     assert receiver.count("/VMC/Ext/Blend/Apply") == 6, "frames queued during the lookup of localhost were lost"
     assert "cannot resolve" in logs
+
+
+def test_pacing_keeps_one_wakeup_per_output_and_sends_every_frame_in_order(receiver):
+    """Unit level: 5 blocks of 12 frames at 60 fps handed over at once (as AnimateClip does) go out over
+    ~1 s, in order, with about one timer per frame (not one chain per block)."""
+    import asyncio
+
+    from bridge_server.outputs import OutputTarget, StreamInfo
+    from bridge_server.outputs.vmc import VmcOutput
+    from engine.worker.protocol import FrameBlock
+
+    async def run() -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        calls = [0]
+        real_call_at = loop.call_at
+
+        def counting_call_at(when, callback, *a, **kw):
+            calls[0] += getattr(callback, "__name__", "") == "_pump"
+            return real_call_at(when, callback, *a, **kw)
+
+        loop.call_at = counting_call_at
+        out = VmcOutput(OutputTarget("vmc", "127.0.0.1", receiver.port, {}),
+                        StreamInfo("unit", 60, list(ARKIT_NAMES), list(BONE_NAMES)))
+        rng = np.random.default_rng(1)
+        for b in range(5):
+            idx = np.array([(2 * k * 48000 + 60) // 120 for k in range(12 * b, 12 * b + 12)], np.uint64)
+            out.send(FrameBlock(12 * b, idx, rng.random((12, 52), dtype=np.float32),
+                                np.tile(np.array([0, 0, 0, 1], np.float32), (12, 4)), None, 0.0, 48000, b == 4, []), 48000)
+        out.close()
+        start = loop.time()
+        while out.sock is not None and loop.time() - start < 5:
+            await asyncio.sleep(0.02)
+        return calls[0], loop.time() - start
+
+    timers, took = asyncio.run(run())
+    deadline = time.monotonic() + 3
+    while receiver.count("/VMC/Ext/Blend/Apply") < 60 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    got = receiver.frames()
+    assert len(got) == 60
+    assert [g["time"] for g in got] == sorted(g["time"] for g in got)
+    assert 0.8 < took < 3, f"60 frames at 60 fps took {took:.2f} s"
+    assert timers <= 60 + 5, f"{timers} timers for 60 frames: wake-ups stack up"
