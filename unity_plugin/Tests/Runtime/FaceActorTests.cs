@@ -74,7 +74,9 @@ namespace AvatarBridge.Tests
             Assert.AreEqual(25f, smr.GetBlendShapeWeight(2), 1e-3f, "EyeBlink_L matches eyeBlinkLeft");
             Vector3 f = Quaternion.Inverse(root.transform.rotation) * head.forward;
             Assert.Less(f.x, restForward.x - 0.2f, "the head turned towards -X, the character's left in Unity");
-            Assert.AreEqual(20f, Vector3.Angle(restForward, f), 0.1f);
+            // +20 deg about canonical +Y is -20 deg about Unity's +Y, applied in the avatar's axes
+            Vector3 expected = Quaternion.Euler(0f, -20f, 0f) * restForward;
+            Assert.Less(Vector3.Angle(expected, f), 0.1f);
             string warnings = string.Join("; ", new System.Collections.Generic.List<string>(actor.Binding.Warnings).ToArray());
             StringAssert.Contains("50 ARKit shapes are on none of the meshes", warnings);
         }
