@@ -39,8 +39,8 @@ Pose Pose::Blend(const Pose& a, const Pose& b, float alpha) {
   return out;
 }
 
-PosePlayer::PosePlayer(size_t num_weights, size_t num_bones, double fps, StallPolicy policy)
-    : num_weights_(num_weights), num_bones_(num_bones), period_(1.0 / fps), policy_(policy),
+PosePlayer::PosePlayer(size_t num_weights, size_t num_bones, double fps, StallPolicy policy, size_t capacity)
+    : num_weights_(num_weights), num_bones_(num_bones), period_(1.0 / fps), policy_(policy), buffer_(capacity),
       neutral_(Pose::Neutral(num_weights, num_bones)), last_shown_(neutral_) {}
 
 Pose PosePlayer::FromFrame(const Frame& f) const {

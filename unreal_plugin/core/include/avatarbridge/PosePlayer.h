@@ -45,7 +45,8 @@ struct PlayerOutput {
 
 class PosePlayer {
  public:
-  PosePlayer(size_t num_weights, size_t num_bones, double fps, StallPolicy policy = {});
+  /** `capacity`: frames the jitter buffer holds (a whole clip sent at once needs clip seconds x fps). */
+  PosePlayer(size_t num_weights, size_t num_bones, double fps, StallPolicy policy = {}, size_t capacity = 1200);
 
   FrameJitterBuffer& buffer() { return buffer_; }
   const StallPolicy& policy() const { return policy_; }
