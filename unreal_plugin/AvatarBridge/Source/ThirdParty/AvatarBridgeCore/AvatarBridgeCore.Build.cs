@@ -3,7 +3,7 @@
 // Layout, written by `cmake --install` of the core plus the copy step of the README:
 //   include/avatarbridge/*.h          the core's public headers (no gRPC types: pimpl)
 //   lib/<Platform>/*.lib|*.a          avatarbridge_core + grpc++, grpc, gpr, upb, address_sorting,
-//                                     protobuf, absl_*, re2, cares, utf8_range, (ssl, crypto, z)
+//                                     protobuf, absl_*, re2, cares, utf8_range (not OpenSSL/zlib: the engine's)
 using System.IO;
 using System.Linq;
 using UnrealBuildTool;
@@ -24,6 +24,10 @@ public class AvatarBridgeCore : ModuleRules
 				"AvatarBridgeCore: no prebuilt libraries in " + LibDir + ". Build them once per platform with " +
 				"unreal_plugin/core (see unreal_plugin/README.md, 'Building the gRPC libraries').");
 		}
+
+		// gRPC's TLS and compression come from the engine's own OpenSSL and zlib (one copy per process);
+		// the libraries here must have been built against them (README), and carry no copies of their own.
+		AddEngineThirdPartyPrivateStaticDependencies(Target, "OpenSSL", "zlib");
 
 		string Ext = Target.Platform == UnrealTargetPlatform.Win64 ? "*.lib" : "*.a";
 		// Every static library of the folder: the abseil set differs between gRPC versions.
