@@ -52,7 +52,9 @@ def built():
     _need_toolchain()
     BUILD.mkdir(parents=True, exist_ok=True)
     if not (BUILD / "CMakeCache.txt").exists():
-        _run(["cmake", "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release"], 300)
+        # Unoptimised ("None": no -O flags): the build is most of this test's time, and -O0 compiles
+        # about a third faster on CI's 2 cores (measured: 45 s vs 65 s CPU); the tests do not need speed.
+        _run(["cmake", "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=None"], 300)
     _run(["cmake", "--build", str(BUILD), "--parallel", "2"], 1800)
     return BUILD
 
@@ -85,7 +87,7 @@ def test_core_gtest_suite_against_a_live_server(built, tmp_path):
     failed = [f"{s}.{n}" for s, n, c in cases if c.get("failures")]
     assert not failed, out[-12000:]
     assert not skipped, f"skipped inside the C++ suite: {skipped}"
-    assert len(cases) >= 27
+    assert len(cases) >= 29
     for line in out.splitlines():  # the measured scheduling margin, for the log
         if "[ measure ]" in line:
             print(line)
