@@ -91,3 +91,33 @@ def test_core_gtest_suite_against_a_live_server(built, tmp_path):
     for line in out.splitlines():  # the measured scheduling margin, for the log
         if "[ measure ]" in line:
             print(line)
+
+
+def test_unreal_module_sources_use_only_what_the_core_declares():
+    """Unreal cannot be compiled here; at least every core header and core name the UE modules use
+    must exist in the core's public headers, so the two cannot drift apart unnoticed."""
+    import re
+
+    plugin = ROOT / "unreal_plugin" / "AvatarBridge" / "Source"
+    public = SOURCE / "include" / "avatarbridge"
+    declared = set()
+    for header in public.glob("*.h"):
+        text = header.read_text()
+        declared |= set(re.findall(r"\b(?:class|struct|enum class)\s+(\w+)", text))
+        declared |= set(re.findall(r"^\s*(?:const\s+)?[\w:<>,\s&*]+?\b(\w+)\(", text, re.M))
+    used_headers, used_names = set(), set()
+    sources = [p for p in plugin.rglob("*") if p.suffix in (".h", ".cpp")]
+    assert sources
+    for src in sources:
+        text = src.read_text()
+        used_headers |= set(re.findall(r'#include "avatarbridge/(\w+\.h)"', text))
+        used_names |= set(re.findall(r"avatarbridge::(\w+)", text))
+    missing_headers = {h for h in used_headers if not (public / h).exists()}
+    assert not missing_headers, missing_headers
+    assert not used_names - declared, f"used by the UE modules but not declared by the core: {used_names - declared}"
+    # One class per file pair: every private/public header of a class has its .cpp.
+    for header in plugin.rglob("*.h"):
+        if header.name in ("AvatarBridgeTypes.h",):  # USTRUCT/UENUM declarations only
+            continue
+        if re.search(r"^class ", header.read_text(), re.M):
+            assert any(plugin.rglob(header.stem + ".cpp")), f"{header.name} has no .cpp"

@@ -3,6 +3,7 @@
 #include "avatarbridge/BridgeClient.h"
 
 #include <chrono>
+#include <cstdio>
 
 FAvatarBridgeServerProbe::FAvatarBridgeServerProbe(const FString& ServerAddress)
 	: Target(TCHAR_TO_UTF8(*ServerAddress)), Status("Connecting to " + Target)

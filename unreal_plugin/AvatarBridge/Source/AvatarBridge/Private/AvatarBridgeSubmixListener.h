@@ -2,7 +2,7 @@
 #pragma once
 
 #include "CoreMinimal.h"
-#include "ISubmixBufferListener.h"
+#include "AudioDevice.h"  // ISubmixBufferListener (its own header since 5.1; AudioDevice.h has it in every 5.x)
 #include "Misc/EngineVersionComparison.h"
 
 #include <atomic>

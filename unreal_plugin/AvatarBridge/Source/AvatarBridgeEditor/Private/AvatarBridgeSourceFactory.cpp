@@ -1,6 +1,7 @@
 #include "AvatarBridgeSourceFactory.h"
 
 #include "AvatarBridgeLiveLinkSource.h"
+#include "Misc/Parse.h"
 #include "SAvatarBridgeSourcePanel.h"
 
 #define LOCTEXT_NAMESPACE "AvatarBridgeSourceFactory"
