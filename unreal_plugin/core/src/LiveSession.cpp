@@ -1,8 +1,13 @@
 #include "avatarbridge/LiveSession.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace avatarbridge {
+
+namespace {
+constexpr size_t kMaxMessageBytes = 64 * 1024;  // well under any server's max_message_bytes (default 4 MiB)
+}  // namespace
 
 const char* SessionStateName(SessionState state) {
   switch (state) {
@@ -90,10 +95,15 @@ void LiveSession::PushAudio(const void* data, size_t bytes) {
     const size_t whole = buf.size() / fb * fb;  // keep chunks on sample-frame boundaries
     partial_.assign(buf.begin() + whole, buf.end());
     if (whole == 0) return;
-    buf.resize(whole);
-    queue_.push_back(Chunk{pushed_samples_, std::move(buf)});
-    pushed_samples_ += whole / fb;
-    queued_bytes_ += whole;
+    // Split into messages of at most kMaxMessageBytes (whole sample frames): a clip pushed at once
+    // must not exceed the server's max_message_bytes, and dropping works chunk by chunk.
+    const size_t step = std::max<size_t>(fb, kMaxMessageBytes / fb * fb);
+    for (size_t off = 0; off < whole; off += step) {
+      const size_t n = std::min(step, whole - off);
+      queue_.push_back(Chunk{pushed_samples_, std::vector<uint8_t>(buf.begin() + off, buf.begin() + off + n)});
+      pushed_samples_ += n / fb;
+      queued_bytes_ += n;
+    }
     // Bounded: a live source cannot wait for a server that is away; drop the oldest audio.
     const size_t limit = static_cast<size_t>(options_.max_buffered_seconds * options_.settings.sample_rate) * fb;
     uint64_t dropped = 0;

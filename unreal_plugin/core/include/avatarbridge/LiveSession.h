@@ -52,7 +52,7 @@ class LiveSession {
   ~LiveSession();  // Stop()
 
   void Start();
-  /** Audio in the settings' encoding, any chunk size, any thread; never blocks. */
+  /** Audio in the settings' encoding, any chunk size (sent as messages of at most 64 KiB), any thread; never blocks. */
   void PushAudio(const void* data, size_t bytes);
   /** No more audio: the rest is animated, then the session finishes. */
   void EndAudio();
