@@ -77,7 +77,7 @@ def test_core_gtest_suite_against_a_live_server(built, tmp_path):
     report = tmp_path / "gtest.json"
     env = dict(os.environ, AVATAR_BRIDGE_PYTHON=sys.executable, AVATAR_BRIDGE_ROOT=str(ROOT),
                AVATAR_BRIDGE_SHARED=str(SHARED), GTEST_OUTPUT=f"json:{report}")
-    proc = subprocess.run(["ctest", "--output-on-failure", "--timeout", "300"], cwd=built, env=env,
+    proc = subprocess.run(["ctest", "-V", "--timeout", "300"], cwd=built, env=env,
                           capture_output=True, text=True, timeout=400)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-12000:]
