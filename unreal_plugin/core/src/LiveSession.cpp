@@ -142,6 +142,13 @@ void LiveSession::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool LiveSession::first_sent_at(std::chrono::steady_clock::time_point* when) const {
+  const int64_t ns = first_sent_ns_.load();
+  if (ns < 0) return false;
+  *when = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+  return true;
+}
+
 bool LiveSession::WaitFinished(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -187,6 +194,10 @@ bool LiveSession::RunSegment(BridgeClient& client, CallStatus* status) {
         based = true;
       }
       next_sample = chunk.first_sample + chunk.bytes.size() / options_.settings.FrameBytes();
+      if (first_sent_ns_.load() < 0) {
+        first_sent_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch()).count();
+      }
       if (!stream->SendAudio(chunk.bytes.data(), chunk.bytes.size())) break;
       continue;
     }

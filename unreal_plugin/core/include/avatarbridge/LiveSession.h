@@ -62,6 +62,9 @@ class LiveSession {
   bool WaitFinished(std::chrono::milliseconds timeout);
 
   SessionState state() const { return state_.load(); }
+  /** When the first audio actually left for a server (after connecting), or false if none has yet.
+   *  Schedule playback from here: audio pushed before the connection waited in the queue. */
+  bool first_sent_at(std::chrono::steady_clock::time_point* when) const;
   uint32_t connects() const { return connects_.load(); }
   uint64_t dropped_samples() const { return dropped_samples_.load(); }
 
@@ -82,6 +85,7 @@ class LiveSession {
   std::atomic<SessionState> state_{SessionState::Idle};
   std::atomic<uint32_t> connects_{0};
   std::atomic<uint64_t> dropped_samples_{0};
+  std::atomic<int64_t> first_sent_ns_{-1};  // steady_clock since epoch, of the first SendAudio
 
   std::mutex mu_;
   std::condition_variable cv_;

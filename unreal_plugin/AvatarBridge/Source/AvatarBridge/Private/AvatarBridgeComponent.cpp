@@ -245,7 +245,8 @@ double UAvatarBridgeComponent::AudioDeviceClock() const
 bool UAvatarBridgeComponent::TryStartPlayback(double Now)
 {
 	const double Delay = ActiveStream->GetStartDelaySeconds();  // header look-ahead + jitter budget
-	if (Delay < 0 || FirstPushWallTime < 0)
+	double SentAt = 0.0;  // when the first audio left for the server (it waits in a queue while connecting)
+	if (Delay < 0 || FirstPushWallTime < 0 || !ActiveStream->GetFirstSentPlatformSeconds(SentAt))
 	{
 		return false;  // no header yet
 	}
@@ -258,15 +259,16 @@ bool UAvatarBridgeComponent::TryStartPlayback(double Now)
 			return false;
 		}
 	}
-	else if (Now < FirstPushWallTime + Delay)
+	else if (Now < SentAt + Delay)
 	{
 		return false;  // live: audio sent at t is heard at t + delay
 	}
 	if (Mode == EMode::Submix || !bPlayAudio)
 	{
 		// Nothing to play: the clock is the sent audio, delayed.
-		ClockAtStart = FirstPushWallTime + Delay;
+		ClockAtStart = (Mode == EMode::SoundWave ? Now : SentAt + Delay);
 		bPlaying = true;
+		OnPlaybackStarted.Broadcast();
 		return true;
 	}
 	USoundBase* Sound = Mode == EMode::SoundWave ? static_cast<USoundBase*>(PlayingSound.Get())
@@ -285,6 +287,7 @@ bool UAvatarBridgeComponent::TryStartPlayback(double Now)
 	LastClock = ClockAtStart;
 	WallAtClockChange = Now;
 	bPlaying = true;
+	OnPlaybackStarted.Broadcast();
 	return true;
 }
 

@@ -9,6 +9,7 @@
 #include "avatarbridge/UnrealConversion.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace
 {
@@ -182,6 +183,18 @@ double FAvatarBridgeStream::GetStartDelaySeconds() const
 	Schedule.lookahead_ms = Header.lookahead_ms;
 	Schedule.jitter_ms = Settings.JitterBufferMs;
 	return Schedule.StartDelaySeconds();
+}
+
+bool FAvatarBridgeStream::GetFirstSentPlatformSeconds(double& OutSeconds) const
+{
+	std::chrono::steady_clock::time_point When;
+	if (!Session->first_sent_at(&When))
+	{
+		return false;
+	}
+	const double Ago = std::chrono::duration<double>(std::chrono::steady_clock::now() - When).count();
+	OutSeconds = FPlatformTime::Seconds() - Ago;
+	return true;
 }
 
 double FAvatarBridgeStream::GetNewestFrameTime() const

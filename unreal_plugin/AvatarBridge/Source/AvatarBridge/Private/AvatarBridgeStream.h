@@ -34,6 +34,9 @@ public:
 
 	/** Look-ahead (from the stream header) + the jitter budget, in seconds; negative until the header came. */
 	double GetStartDelaySeconds() const;
+	/** FPlatformTime::Seconds() when the first audio left for the server (pushed audio waits while
+	 *  connecting); false until then. Live playback is scheduled from here. */
+	bool GetFirstSentPlatformSeconds(double& OutSeconds) const;
 	/** Play time of the newest frame received (seconds on the audio clock), -1 if none. */
 	double GetNewestFrameTime() const;
 

@@ -17,6 +17,7 @@ class USoundWave;
 class USoundWaveProcedural;
 
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FAvatarBridgeStatusChanged, EAvatarBridgeStatus, Status, const FString&, Detail);
+DECLARE_DYNAMIC_MULTICAST_DELEGATE(FAvatarBridgePlaybackStarted);
 
 UCLASS(ClassGroup = (Animation), meta = (BlueprintSpawnableComponent), DisplayName = "Avatar Bridge")
 class AVATARBRIDGE_API UAvatarBridgeComponent : public UActorComponent
@@ -47,6 +48,10 @@ public:
 
 	UPROPERTY(BlueprintAssignable, Category = "Avatar Bridge")
 	FAvatarBridgeStatusChanged OnStatusChanged;
+
+	/** The stream's audio time 0 is now: the component started its audio, or (Play Audio off) start yours here. */
+	UPROPERTY(BlueprintAssignable, Category = "Avatar Bridge")
+	FAvatarBridgePlaybackStarted OnPlaybackStarted;
 
 	/** Animate a SoundWave: its PCM goes to the server at once; playback starts when the first frames are in. */
 	UFUNCTION(BlueprintCallable, Category = "Avatar Bridge")
