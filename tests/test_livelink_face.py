@@ -210,8 +210,8 @@ def test_unreachable_targets_do_not_break_the_stream(tmp_path):
     assert '"packets_failed": 60' in logs  # every frame of the broadcast target counted, none silently lost
 
 
-def test_bad_scheme_option_and_port_fail_at_start(tmp_path):
-    with pytest.raises(RuntimeError, match="bad port"):
+def test_bad_port_fails_server_start_with_the_entry_named(tmp_path):
+    with pytest.raises(RuntimeError, match=r"bad port in .livelinkface://127.0.0.1:notaport"):
         Server(tmp_path, workers=1, extra=["--outputs", "livelinkface://127.0.0.1:notaport"])
 
 
