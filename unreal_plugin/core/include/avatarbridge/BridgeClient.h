@@ -1,0 +1,89 @@
+// The gRPC client of the bridge contract. gRPC and protobuf types stay in the .cpp (pimpl), so
+// engine modules include only this header.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "avatarbridge/Types.h"
+
+namespace avatarbridge {
+
+/** Receives one call's responses, on the call's reader thread. */
+class StreamListener {
+ public:
+  virtual ~StreamListener() = default;
+  virtual void OnHeader(const StreamHeaderInfo& /*header*/) {}
+  /** Valid frames of one FrameBatch, in order. */
+  virtual void OnFrames(std::vector<Frame>& /*frames*/) {}
+  virtual void OnStatus(const StreamStatusInfo& /*status*/) {}
+  /** A frame that breaks the header's shape (wrong counts, non-finite values, index gap) was dropped. */
+  virtual void OnMalformed(const std::string& /*what*/) {}
+  /** Exactly once, last. */
+  virtual void OnClosed(const CallStatus& /*status*/) {}
+};
+
+struct ClientOptions {
+  std::chrono::milliseconds keepalive{10000};   // HTTP/2 pings (the server allows every 10 s)
+  int max_receive_message_bytes = 64 * 1024 * 1024;
+};
+
+/** One StreamExpression or AnimateClip call in flight. Destroying it cancels the call and joins. */
+class ExpressionStream {
+ public:
+  ~ExpressionStream();
+  ExpressionStream(const ExpressionStream&) = delete;
+  ExpressionStream& operator=(const ExpressionStream&) = delete;
+
+  /** Sends audio in the header's encoding (blocks under HTTP/2 flow control). False once the call ended. */
+  bool SendAudio(const void* data, size_t bytes);
+  /** EndOfAudio + half-close: the server animates what it has, sends the status, ends the call. */
+  bool EndAudio();
+  /** Ends the call now (the server frees the stream). */
+  void Cancel();
+  /** Blocks until the call ended; returns how. */
+  CallStatus Wait();
+  /** Like Wait, with a limit; false if still running. */
+  bool WaitFor(std::chrono::milliseconds timeout, CallStatus* status);
+  bool Closed() const;
+
+  struct Impl;
+  explicit ExpressionStream(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class BridgeClient {
+ public:
+  /** `target` is host:port (e.g. "127.0.0.1:50051"); plaintext HTTP/2. */
+  explicit BridgeClient(const std::string& target, ClientOptions options = {});
+  ~BridgeClient();
+  BridgeClient(const BridgeClient&) = delete;
+  BridgeClient& operator=(const BridgeClient&) = delete;
+
+  const std::string& target() const;
+
+  /** Waits until the channel is connected (or the timeout passes). */
+  bool WaitForConnected(std::chrono::milliseconds timeout);
+
+  CallStatus GetCapabilities(CapabilitiesInfo* out, std::chrono::milliseconds timeout);
+
+  /** Opens StreamExpression and sends the header; `listener` must outlive the stream. */
+  std::unique_ptr<ExpressionStream> StartStream(const StreamSettings& settings, StreamListener* listener);
+
+  /** AnimateClip: a whole encoded file (wav/flac/ogg/mp3). */
+  std::unique_ptr<ExpressionStream> AnimateClip(const std::vector<uint8_t>& audio_file, uint32_t fps,
+                                                const std::string& stream_id, StreamListener* listener,
+                                                const ExpressionStyle& style = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace avatarbridge

@@ -1,0 +1,101 @@
+// A live audio stream that survives the server going away: audio is pushed from any thread, the
+// session (re)connects with backoff and places every frame on one local audio clock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "avatarbridge/Backoff.h"
+#include "avatarbridge/BridgeClient.h"
+#include "avatarbridge/FrameJitterBuffer.h"
+#include "avatarbridge/Types.h"
+
+namespace avatarbridge {
+
+enum class SessionState { Idle, Connecting, Streaming, Backoff, Finished, Failed };
+
+const char* SessionStateName(SessionState state);
+
+/** Callbacks from the session thread. */
+class SessionObserver {
+ public:
+  virtual ~SessionObserver() = default;
+  virtual void OnState(SessionState /*state*/, const std::string& /*detail*/) {}
+  /** Each (re)connected segment's header. */
+  virtual void OnHeader(const StreamHeaderInfo& /*header*/) {}
+  /** Frames with play_time = (segment's first sample + frame.sample_index) / sample_rate. */
+  virtual void OnFrames(std::vector<TimedFrame>& /*frames*/) {}
+  virtual void OnStatus(const StreamStatusInfo& /*status*/) {}
+  /** Something worth showing once (dropped audio while disconnected, malformed frames, ...). */
+  virtual void OnWarning(const std::string& /*text*/) {}
+};
+
+struct SessionOptions {
+  std::string target = "127.0.0.1:50051";
+  StreamSettings settings;
+  BackoffPolicy backoff;
+  std::chrono::milliseconds connect_timeout{2000};  // per attempt
+  double max_buffered_seconds = 2.0;  // audio kept while disconnected; older audio is dropped
+};
+
+class LiveSession {
+ public:
+  LiveSession(SessionOptions options, SessionObserver* observer);
+  ~LiveSession();  // Stop()
+
+  void Start();
+  /** Audio in the settings' encoding, any chunk size (sent as messages of at most 64 KiB), any thread; never blocks. */
+  void PushAudio(const void* data, size_t bytes);
+  /** No more audio: the rest is animated, then the session finishes. */
+  void EndAudio();
+  /** Cancel now. */
+  void Stop();
+  /** Blocks until Finished/Failed (after EndAudio) or the timeout. */
+  bool WaitFinished(std::chrono::milliseconds timeout);
+
+  SessionState state() const { return state_.load(); }
+  /** When the first audio actually left for a server (after connecting), or false if none has yet.
+   *  Schedule playback from here: audio pushed before the connection waited in the queue. */
+  bool first_sent_at(std::chrono::steady_clock::time_point* when) const;
+  uint32_t connects() const { return connects_.load(); }
+  uint64_t dropped_samples() const { return dropped_samples_.load(); }
+
+ private:
+  struct Chunk {
+    uint64_t first_sample;  // on the local audio clock
+    std::vector<uint8_t> bytes;
+  };
+  class SegmentListener;
+
+  void Run();
+  void SetState(SessionState s, const std::string& detail);
+  bool RunSegment(BridgeClient& client, CallStatus* status);
+
+  SessionOptions options_;
+  SessionObserver* observer_;
+  std::thread thread_;
+  std::atomic<SessionState> state_{SessionState::Idle};
+  std::atomic<uint32_t> connects_{0};
+  std::atomic<uint64_t> dropped_samples_{0};
+  std::atomic<int64_t> first_sent_ns_{-1};  // steady_clock since epoch, of the first SendAudio
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Chunk> queue_;
+  std::vector<uint8_t> partial_;  // bytes of a sample frame split across PushAudio calls
+  uint64_t pushed_samples_ = 0;
+  size_t queued_bytes_ = 0;
+  bool ended_ = false;
+  bool stopping_ = false;
+  std::shared_ptr<ExpressionStream> live_;  // the current segment, for Stop()
+};
+
+}  // namespace avatarbridge

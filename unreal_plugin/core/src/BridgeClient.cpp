@@ -1,0 +1,233 @@
+#include "avatarbridge/BridgeClient.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "ProtoConvert.h"
+#include "avatarbridge/v1/bridge.grpc.pb.h"
+
+namespace avatarbridge {
+
+const char* StatusCodeName(StatusCode code) {
+  static const char* names[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
+                                "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i <= 16 ? names[i] : "UNKNOWN";
+}
+
+std::string CallStatus::ToString() const {
+  return message.empty() ? StatusCodeName(code) : std::string(StatusCodeName(code)) + ": " + message;
+}
+
+namespace {
+CallStatus FromGrpc(const grpc::Status& s) {
+  return CallStatus{static_cast<StatusCode>(s.error_code()), s.error_message()};
+}
+}  // namespace
+
+// --------------------------------------------------------------------------------------------
+struct ExpressionStream::Impl {
+  std::shared_ptr<grpc::Channel> channel;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ExpressionRequest, v1::ExpressionResponse>> bidi;
+  std::unique_ptr<grpc::ClientReader<v1::ExpressionResponse>> reader;
+  StreamListener* listener = nullptr;
+  std::thread thread;
+
+  std::mutex write_mu;
+  bool writes_done = false;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  bool closed = false;
+  CallStatus status;
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!closed) ctx.TryCancel();
+    }
+    if (thread.joinable()) thread.join();
+  }
+
+  bool Read(v1::ExpressionResponse* r) { return bidi ? bidi->Read(r) : reader->Read(r); }
+
+  void ReadLoop() {
+    v1::ExpressionResponse r;
+    StreamHeaderInfo header;
+    bool have_header = false;
+    uint64_t next_index = 0;
+    std::vector<Frame> frames;
+    std::string why;
+    while (Read(&r)) {
+      switch (r.msg_case()) {
+        case v1::ExpressionResponse::kHeader:
+          header = FromProto(r.header());
+          have_header = true;
+          listener->OnHeader(header);
+          break;
+        case v1::ExpressionResponse::kFrames: {
+          frames.clear();
+          for (const auto& f : r.frames().frames()) {
+            Frame out;
+            if (!have_header) {
+              listener->OnMalformed("frames arrived before the stream header");
+              continue;
+            }
+            if (ConvertFrame(f, header, next_index, &out, &why)) {
+              frames.push_back(std::move(out));
+            } else {
+              listener->OnMalformed(why);
+            }
+            next_index = f.index() + 1;  // resynchronise on whatever the server numbers next
+          }
+          if (!frames.empty()) listener->OnFrames(frames);
+          break;
+        }
+        case v1::ExpressionResponse::kStatus:
+          listener->OnStatus(FromProto(r.status()));
+          break;
+        default:
+          listener->OnMalformed("an empty ExpressionResponse");
+      }
+    }
+    const grpc::Status s = bidi ? bidi->Finish() : reader->Finish();
+    const CallStatus cs = FromGrpc(s);
+    listener->OnClosed(cs);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      closed = true;
+      status = cs;
+    }
+    cv.notify_all();
+  }
+};
+
+ExpressionStream::ExpressionStream(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ExpressionStream::~ExpressionStream() = default;
+
+bool ExpressionStream::SendAudio(const void* data, size_t bytes) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  if (impl_->writes_done || !impl_->bidi || Closed()) return false;
+  v1::ExpressionRequest req;
+  req.mutable_audio()->set_data(data, bytes);
+  return impl_->bidi->Write(req);
+}
+
+bool ExpressionStream::EndAudio() {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  if (impl_->writes_done || !impl_->bidi) return false;
+  impl_->writes_done = true;
+  v1::ExpressionRequest req;
+  req.mutable_end();
+  const bool ok = impl_->bidi->Write(req);
+  return impl_->bidi->WritesDone() && ok;
+}
+
+void ExpressionStream::Cancel() { impl_->ctx.TryCancel(); }
+
+CallStatus ExpressionStream::Wait() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->cv.wait(lock, [&] { return impl_->closed; });
+  return impl_->status;
+}
+
+bool ExpressionStream::WaitFor(std::chrono::milliseconds timeout, CallStatus* status) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  if (!impl_->cv.wait_for(lock, timeout, [&] { return impl_->closed; })) return false;
+  if (status) *status = impl_->status;
+  return true;
+}
+
+bool ExpressionStream::Closed() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->closed;
+}
+
+// --------------------------------------------------------------------------------------------
+struct BridgeClient::Impl {
+  std::string target;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::AvatarBridge::Stub> stub;
+};
+
+BridgeClient::BridgeClient(const std::string& target, ClientOptions options) : impl_(new Impl) {
+  impl_->target = target;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // Our sessions back off themselves; keep the channel's own reconnect delay short.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  impl_->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  impl_->stub = v1::AvatarBridge::NewStub(impl_->channel);
+}
+
+BridgeClient::~BridgeClient() = default;
+
+const std::string& BridgeClient::target() const { return impl_->target; }
+
+bool BridgeClient::WaitForConnected(std::chrono::milliseconds timeout) {
+  return impl_->channel->WaitForConnected(std::chrono::system_clock::now() + timeout);
+}
+
+CallStatus BridgeClient::GetCapabilities(CapabilitiesInfo* out, std::chrono::milliseconds timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+  ctx.set_wait_for_ready(true);
+  v1::Capabilities caps;
+  const grpc::Status s = impl_->stub->GetCapabilities(&ctx, v1::GetCapabilitiesRequest(), &caps);
+  if (!s.ok()) return FromGrpc(s);
+  out->server_version = caps.server_version();
+  out->api_version = caps.api_version();
+  out->blendshape_names.assign(caps.blendshape_names().begin(), caps.blendshape_names().end());
+  out->bone_names.assign(caps.bone_names().begin(), caps.bone_names().end());
+  out->supported_fps.assign(caps.supported_fps().begin(), caps.supported_fps().end());
+  out->max_audio_seconds = caps.limits().max_audio_seconds();
+  for (const auto& e : caps.engines()) {
+    if (e.is_default()) {
+      out->default_engine = e.name();
+      out->default_lookahead_ms = e.lookahead_ms();
+    }
+  }
+  return CallStatus{};
+}
+
+std::unique_ptr<ExpressionStream> BridgeClient::StartStream(const StreamSettings& settings, StreamListener* listener) {
+  auto impl = std::make_unique<ExpressionStream::Impl>();
+  impl->channel = impl_->channel;
+  impl->listener = listener;
+  impl->bidi = impl_->stub->StreamExpression(&impl->ctx);
+  v1::ExpressionRequest header;
+  ToProto(settings, header.mutable_header());
+  impl->bidi->Write(header);  // a failure shows up as the call's status
+  ExpressionStream::Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->ReadLoop(); });
+  return std::unique_ptr<ExpressionStream>(new ExpressionStream(std::move(impl)));
+}
+
+std::unique_ptr<ExpressionStream> BridgeClient::AnimateClip(const std::vector<uint8_t>& audio_file, uint32_t fps,
+                                                            const std::string& stream_id, StreamListener* listener,
+                                                            const ExpressionStyle& style) {
+  auto impl = std::make_unique<ExpressionStream::Impl>();
+  impl->channel = impl_->channel;
+  impl->listener = listener;
+  v1::AnimateClipRequest req;
+  req.set_audio_file(audio_file.data(), audio_file.size());
+  req.set_fps(fps);
+  req.set_stream_id(stream_id);
+  ToProto(style, req.mutable_style());
+  impl->reader = impl_->stub->AnimateClip(&impl->ctx, req);
+  ExpressionStream::Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->ReadLoop(); });
+  return std::unique_ptr<ExpressionStream>(new ExpressionStream(std::move(impl)));
+}
+
+}  // namespace avatarbridge
