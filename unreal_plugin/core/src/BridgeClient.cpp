@@ -192,7 +192,8 @@ CallStatus BridgeClient::GetCapabilities(CapabilitiesInfo* out, std::chrono::mil
   out->supported_fps.assign(caps.supported_fps().begin(), caps.supported_fps().end());
   out->max_audio_seconds = caps.limits().max_audio_seconds();
   for (const auto& e : caps.engines()) {
-    if (e.is_default()) {
+    // The default audio -> expression engine; capture and video engines are defaults of their own kinds.
+    if (e.is_default() && e.kind() == "expression") {
       out->default_engine = e.name();
       out->default_lookahead_ms = e.lookahead_ms();
     }
