@@ -70,7 +70,8 @@ def load_dit(ckpt_dir: str, device="cpu", dtype: torch.dtype = torch.bfloat16,
                 shape = tuple(f.get_slice(k).get_shape())
                 if shape != expected[k]:
                     raise CheckpointError(f"DiT key {k} in {shard} has shape {list(shape)}, the model built from "
-                                          f"config.json expects {list(expected[k])}")
+                                          f"config.json expects {list(expected[k])}; the shards and config.json are "
+                                          f"from different models or the download is corrupt; {FETCH_HINT}")
                 state[k] = f.get_tensor(k).to(dtype)
     model.load_state_dict(state, assign=True, strict=True)
     return model.eval().requires_grad_(False)
