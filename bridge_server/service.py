@@ -64,8 +64,9 @@ def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
 
 
 class BridgeService(pb_grpc.AvatarBridgeServicer):
-    def __init__(self, cfg: ServerConfig, pool: WorkerPool, version: str):
+    def __init__(self, cfg: ServerConfig, pool: WorkerPool, version: str, video_pool: WorkerPool | None = None):
         self.cfg, self.pool, self.version = cfg, pool, version
+        self.video_pool = video_pool  # engine.video worker (GenerateVideo); None = off
         self.calls: set[LiveCall] = set()
         self.draining = False
         self.output_targets = outputs.parse_targets(cfg.outputs)
@@ -74,7 +75,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
     async def GetCapabilities(self, request, context):
         engines = [pb.EngineInfo(name=e["name"], kind=e["kind"], description=e["description"],
                                  is_default=e["is_default"], lookahead_ms=e["lookahead_s"] * 1000)
-                   for e in self.pool.engines]
+                   for e in self.pool.engines + (self.video_pool.engines if self.video_pool else [])]
         return pb.Capabilities(
             server_version=self.version, api_version=API_VERSION, engines=engines,
             blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, supported_fps=validation.SUPPORTED_FPS,
@@ -136,6 +137,10 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             finally:
                 ws.close()
                 outputs.close_all(call.outputs)
+
+    async def GenerateVideo(self, request, context):
+        from bridge_server.video import generate_video
+        await generate_video(self, request, context)
 
     # -- internals ---------------------------------------------------------
     @contextlib.asynccontextmanager
