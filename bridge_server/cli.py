@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
     _add_client(sub)
+    from bridge_server.cli_video import add_video_commands, run_video_command
+    add_video_commands(sub)
     args = parser.parse_args(argv)
+    if args.cmd in ("generate", "generate-batch"):
+        return run_video_command(args)
     if args.cmd == "serve":
         return _serve(args)
     return _client(args)
