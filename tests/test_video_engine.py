@@ -255,3 +255,36 @@ def test_s2v_offline_clips_with_cfg(engine, portrait, speech):
     assert [len(c.frames) for c in chunks] == [5, 8]  # 16 fps; clip 0 drops 3 frames
     assert chunks[1].first_index == 5 and np.allclose(chunks[1].times_s[0], 8 / 16)
     assert all(np.isfinite(c.frames).all() for c in chunks)
+
+
+def test_audio_checks_warn_about_silence_clipping_and_conversion():
+    import io as _io
+
+    import soundfile as sf
+
+    from engine.video.inputs import InputError, load_audio
+    sr = 22050
+    t = np.arange(int(sr * 2.0)) / sr
+    x = np.where(t < 1.5, 0.0, 1.4 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)  # 1.5 s silence, then clips
+    buf = _io.BytesIO()
+    sf.write(buf, np.stack([x, x], 1), sr, format="WAV", subtype="FLOAT")
+    y, warnings = load_audio(buf.getvalue())
+    assert y.size == pytest.approx(32000, abs=2)
+    text = " ".join(warnings)
+    assert "22050 Hz 2-channel to 16 kHz mono" in text and "clips" in text and "1.5 s of silence" in text
+    with pytest.raises(InputError) as exc:
+        load_audio(b"not audio at all")
+    assert exc.value.field == "audio"
+
+
+def test_size_search_and_fit_advice():
+    from engine.video.inputs import choose_size, parse_size
+    from engine.video.pipeline import GenParams, estimate_gpu_bytes, fit_advice
+    assert choose_size(979, 979, parse_size("704*384")) == (512, 512)
+    assert choose_size(1080, 1920, parse_size("704*384")) == (384, 704)
+    p = GenParams()
+    need = estimate_gpu_bytes(384, 704, p, offload_model=True, lora=True)
+    assert 70 * 2**30 < need < 80 * 2**30  # measured on an H100: 71.9 GiB DiT + caches, + VAE
+    assert fit_advice(384, 704, p, 80 * 2**30, True, True) is None
+    msg = fit_advice(384, 704, p, 48 * 2**30, False, True)
+    assert "48 GiB are free" in msg and "--offload_model" in msg and "FP8" in msg
