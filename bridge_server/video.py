@@ -29,7 +29,10 @@ async def start_video_pool(cfg) -> WorkerPool | None:
         args += ["--lora", os.path.abspath(cfg.video_lora)]
     if cfg.video_device:
         args += ["--device", cfg.video_device]
-    pool = WorkerPool(1, cfg.worker_timeout_s, 2, cfg.log_level, cfg.log_format, module="engine.video.worker",
+    # Heartbeats come from the worker's main thread while another thread loads/computes; a long unpickle
+    # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
+    pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,
+                      module="engine.video.worker",
                       extra_args=args, decode_frames=VideoBlock)
     await pool.start(timeout_s=120.0)
     return pool

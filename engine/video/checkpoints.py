@@ -115,9 +115,10 @@ def verify(dest: str) -> list[str]:
     return bad
 
 
-def fetch(name: str, dest: str, progress: bool = True) -> list[str]:
-    """Download one manifest entry into ``dest`` (resumable; huggingface_hub verifies each LFS file's
-    sha256 against the hub). Returns the local paths. Needs network access and ``huggingface_hub``."""
+def fetch(name: str, dest: str) -> list[str]:
+    """Download one manifest entry into ``dest`` with huggingface_hub (resumable, its own progress bars),
+    then check each LFS file's sha256 against the hub's and append it to CHECKSUMS.sha256. Returns the
+    local paths. Needs network access and ``huggingface_hub``. Not run here (no network)."""
     if name not in MANIFEST:
         raise CheckpointError(f"unknown model {name!r}; known: {', '.join(MANIFEST)}")
     try:

@@ -56,7 +56,7 @@ class TextEncoder:
         with torch.device("meta"):
             model = UMT5EncoderModel(cfg)
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        sd = torch.load(pth, map_location="cpu", weights_only=True)
+        sd = torch.load(pth, map_location="cpu", weights_only=True, mmap=True)  # 11 GB: no full RAM copy
         state, unknown = {}, []
         for k, v in sd.items():
             new = rename_t5_key(k)

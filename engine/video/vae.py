@@ -52,7 +52,7 @@ def load_vae(path: str, device="cpu", dtype: torch.dtype = torch.float32, config
 
     if not os.path.isfile(path):
         raise CheckpointError(f"VAE file {path} is missing; {FETCH_HINT}")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(sd, dict) or not sd:
         raise CheckpointError(f"VAE file {path} is not a state dict")
     cfg = {"base_dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
