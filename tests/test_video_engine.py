@@ -288,3 +288,36 @@ def test_size_search_and_fit_advice():
     assert fit_advice(384, 704, p, 80 * 2**30, True, True) is None
     msg = fit_advice(384, 704, p, 48 * 2**30, False, True)
     assert "48 GiB are free" in msg and "--offload_model" in msg and "FP8" in msg
+
+
+def test_streaming_vae_decode_equals_one_shot_decode(tmp_path):
+    """Blocks decoded one after another with the causal caches kept == diffusers' decode of the whole clip."""
+    from engine.video.vae import StreamingDecoder, _stats, load_vae
+    vc.write_vae(str(tmp_path / "v.pth"))
+    vae = load_vae(str(tmp_path / "v.pth"), config={"base_dim": vc.TINY_VAE_BASE})
+    z = torch.randn(1, 16, 7, 4, 4, generator=torch.Generator().manual_seed(0))
+    mean, std = _stats(vae, z)
+    with torch.no_grad():
+        whole = vae.decode(z * std + mean).sample
+    dec = StreamingDecoder(vae)
+    parts = [dec.decode(z[:, :, a:b]) for a, b in ((0, 1), (1, 4), (4, 7))]
+    assert [p.shape[2] for p in parts] == [1, 12, 12]
+    torch.testing.assert_close(torch.cat(parts, 2), whole, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_presets_and_flag_precedence():
+    import argparse
+
+    from bridge_server.cli_video import add_video_commands, resolve
+    ap = argparse.ArgumentParser()
+    add_video_commands(ap.add_subparsers(dest="cmd"))
+    args = ap.parse_args(["generate", "--ckpt_dir", "x", "--lora", "l.safetensors", "--image", "i", "--audio", "a",
+                          "--preset", "preview", "--sample_steps", "4"])
+    k = resolve(args)
+    assert (k["model"], k["size"], k["infer_frames"], k["num_clip"], k["sample_steps"]) == \
+        ("liveavatar", "704*384", 48, 1, 4)
+    hd = resolve(ap.parse_args(["generate", "--ckpt_dir", "x", "--image", "i", "--audio", "a", "--preset", "hd"]))
+    assert (hd["model"], hd["size"], hd["sample_steps"], hd["sample_guide_scale"], hd["sample_solver"]) == \
+        ("s2v", "1024*704", 40, 4.5, "unipc")
+    with pytest.raises(SystemExit, match="needs the LoRA"):
+        resolve(ap.parse_args(["generate", "--ckpt_dir", "x", "--image", "i", "--audio", "a", "--preset", "standard"]))
