@@ -321,3 +321,22 @@ def test_cli_presets_and_flag_precedence():
         ("s2v", "1024*704", 40, 4.5, "unipc")
     with pytest.raises(SystemExit, match="needs the LoRA"):
         resolve(ap.parse_args(["generate", "--ckpt_dir", "x", "--image", "i", "--audio", "a", "--preset", "standard"]))
+
+
+def test_portrait_face_checks(monkeypatch):
+    """With engine.capture (MediaPipe Face Landmarker) in the build: a real portrait passes, an image without a
+    face and a face too small to use are refused, naming the image field."""
+    pytest.importorskip("engine.capture")
+    from PIL import Image
+
+    from engine.video.inputs import InputError, check_image, decode_image
+    monkeypatch.setenv("AVATAR_BRIDGE_FACE_LANDMARKER", str(shared_file("models/face_landmarker.task")))
+    assert check_image(decode_image(shared_file("images/hallo_3.jpg").read_bytes())) == []
+    yy, xx = np.mgrid[0:512, 0:512]
+    gradient = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    canvas = Image.new("RGB", (2400, 2400), (200, 200, 200))
+    canvas.paste(Image.open(shared_file("images/hallo_3.jpg")).convert("RGB").resize((400, 400)), (1000, 1000))
+    for img in (gradient, np.asarray(canvas)):
+        with pytest.raises(InputError, match="no face found") as exc:
+            check_image(img)
+        assert exc.value.field == "image"

@@ -10,6 +10,7 @@ from engine.audio import AudioError, decode_file, resample
 
 MIN_IMAGE_SIDE = 64
 MAX_ASPECT = 2.5  # beyond this the centre crop at any supported size cuts the subject away
+MIN_FACE_FRACTION = 0.1  # face height / image height below which the DiT has too few tokens for the face
 
 
 class InputError(ValueError):
@@ -58,8 +59,8 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def check_image(img: np.ndarray) -> list[str]:
-    """Raise on unusable portraits; return warnings. A face check needs engine.capture (MediaPipe):
-    used when that module is installed, skipped otherwise (the warning says so)."""
+    """Raise on unusable portraits; return warnings. The face check uses engine.capture (MediaPipe Face
+    Landmarker) when this build has it; otherwise it is skipped and a warning says so."""
     h, w = img.shape[:2]
     if min(h, w) < MIN_IMAGE_SIDE:
         raise InputError(f"image is {w}x{h}; the portrait needs at least {MIN_IMAGE_SIDE} px on each side", "image")
@@ -68,17 +69,33 @@ def check_image(img: np.ndarray) -> list[str]:
                          f"to at most {MAX_ASPECT}:1 around the face (e.g. 9:16, 1:1 or 16:9)", "image")
     warnings = []
     try:
-        from engine.capture import face_box  # type: ignore[attr-defined]
+        box = detect_face(img)
     except ImportError:
         warnings.append("face check skipped: engine.capture (MediaPipe) is not installed in this build")
         return warnings
-    box = face_box(img)
+    except Exception as exc:  # e.g. the Face Landmarker model file is missing: generate anyway, say so
+        warnings.append(f"face check skipped: {exc}")
+        return warnings
     if box is None:
-        raise InputError("no face found in the portrait; send a photo with one clearly visible face", "image")
-    if box[3] < 0.1 * h:
-        raise InputError(f"the face is tiny ({box[3]} px of {h}); crop the portrait so the face fills at least "
-                         "a tenth of its height", "image")
+        raise InputError("no face found in the portrait (none, or one too small to detect: MediaPipe misses faces "
+                         "under about 1/8 of the image height); send a photo with one clearly visible, frontal "
+                         "face filling at least a fifth of its height", "image")
+    face_h = box[3] - box[1]
+    if face_h < MIN_FACE_FRACTION * h:
+        raise InputError(f"the face is tiny ({face_h:.0f} px of the image's {h} px height); crop the portrait so "
+                         f"the face fills at least {MIN_FACE_FRACTION:.0%} of its height", "image")
     return warnings
+
+
+def detect_face(img: np.ndarray):
+    """(x0, y0, x1, y1) in pixels of the largest face (MediaPipe Face Landmarker via engine.capture), None if none."""
+    from engine.capture import CaptureSettings, FaceCapture, locate
+
+    fc = FaceCapture(str(locate()), CaptureSettings(smoothing=False))
+    try:
+        return fc.process(np.ascontiguousarray(img), 1).face_box
+    finally:
+        fc.close()
 
 
 def crop_resize(img: np.ndarray, oh: int, ow: int) -> np.ndarray:
