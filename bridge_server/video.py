@@ -24,6 +24,9 @@ async def start_video_pool(cfg) -> WorkerPool | None:
     miss = missing_files(cfg.video_ckpt_dir)
     if miss:  # serve anyway: requests get the same message (FAILED_PRECONDITION) until the files arrive
         log.warning("video checkpoint directory is incomplete", extra={"dir": cfg.video_ckpt_dir, "missing": miss})
+    face_model = getattr(cfg, "face_landmarker", "")  # engine.capture's model setting, where the build has it
+    if face_model:  # the video worker's portrait check finds it through engine.capture.locate()
+        os.environ.setdefault("AVATAR_BRIDGE_FACE_LANDMARKER", os.path.abspath(face_model))
     args = ["--ckpt-dir", os.path.abspath(cfg.video_ckpt_dir)]
     if cfg.video_lora:
         args += ["--lora", os.path.abspath(cfg.video_lora)]
