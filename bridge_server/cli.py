@@ -51,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     _add_client(sub)
     cli_capture.add_parsers(sub)
     add_render_parser(sub)
+    from bridge_server.cli_video import add_video_commands, run_video_command
+    add_video_commands(sub)
     args = parser.parse_args(argv)
     if args.cmd == "render":
         return run_render(args)
+    if args.cmd in ("generate", "generate-batch"):
+        return run_video_command(args)
     if args.cmd == "serve":
         return _serve(args)
     rc = cli_capture.run(args)

@@ -32,6 +32,9 @@ class ServerConfig:
     max_image_pixels: int = 4096 * 4096  # capture: largest image / video frame
     max_video_bytes: int = 512 * 1024 * 1024  # CaptureVideo: largest file (held in memory while decoded)
     outputs: str = ""  # plugin-free mirrors, comma-separated URLs (bridge_server/outputs): livelinkface://h:p, vmc://h:p
+    video_ckpt_dir: str = ""  # Wan2.2-S2V-14B folder; set = GenerateVideo on (docs/video.md)
+    video_lora: str = ""  # LiveAvatar liveavatar.safetensors (file or folder); set = causal streaming mode
+    video_device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
 
     @staticmethod

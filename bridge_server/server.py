@@ -16,6 +16,7 @@ from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
 from bridge_server import __version__, metrics, outputs
 from bridge_server.config import ServerConfig
 from bridge_server.service import BridgeService
+from bridge_server.video import start_video_pool
 from bridge_server.workers import WorkerPool
 
 log = logging.getLogger("bridge_server")
@@ -43,7 +44,8 @@ async def serve(cfg: ServerConfig) -> int:
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
                       cfg.log_level, cfg.log_format)
     await pool.start()
-    service = BridgeService(cfg, pool, __version__)
+    video_pool = await start_video_pool(cfg)
+    service = BridgeService(cfg, pool, __version__, video_pool)
     server = grpc.aio.server(options=grpc_options(cfg))
     pb_grpc.add_AvatarBridgeServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
@@ -81,6 +83,8 @@ async def serve(cfg: ServerConfig) -> int:
     await _wait_calls(service, cfg.grace_s)
     await server.stop(1.0)  # cancels whatever outlived the grace period
     await pool.stop()
+    if video_pool:
+        await video_pool.stop()
     log.info("stopped")
     return 0
 

@@ -73,8 +73,9 @@ def frame_batch_msg(block, sample_rate: int) -> pb.FrameBatch:
 
 
 class BridgeService(pb_grpc.AvatarBridgeServicer):
-    def __init__(self, cfg: ServerConfig, pool: WorkerPool, version: str):
+    def __init__(self, cfg: ServerConfig, pool: WorkerPool, version: str, video_pool: WorkerPool | None = None):
         self.cfg, self.pool, self.version = cfg, pool, version
+        self.video_pool = video_pool  # engine.video worker (GenerateVideo); None = off
         self.calls: set[LiveCall] = set()
         self.draining = False
         self.output_targets = outputs.parse_targets(cfg.outputs)
@@ -83,7 +84,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
     async def GetCapabilities(self, request, context):
         engines = [pb.EngineInfo(name=e["name"], kind=e["kind"], description=e["description"],
                                  is_default=e["is_default"], lookahead_ms=e["lookahead_s"] * 1000)
-                   for e in self.pool.engines]
+                   for e in self.pool.engines + (self.video_pool.engines if self.video_pool else [])]
         engines.append(pb.EngineInfo(name=CAPTURE_ENGINE, kind="capture", is_default=True, lookahead_ms=0.0,
                                      description="MediaPipe Face Landmarker: images/video -> 51 measured ARKit "
                                                  "weights (tongueOut unmeasured), head pose, eye rotations"))
@@ -209,6 +210,10 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             finally:
                 ws.close()
                 outputs.close_all(call.outputs)
+
+    async def GenerateVideo(self, request, context):
+        from bridge_server.video import generate_video
+        await generate_video(self, request, context)
 
     # -- internals ---------------------------------------------------------
     async def _read_first(self, context, header_name: str, body: str):

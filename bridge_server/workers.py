@@ -114,8 +114,12 @@ class WorkerHandle:
 
 class WorkerPool:
     def __init__(self, count: int, worker_timeout_s: float = 10.0, max_inflight: int = 8,
-                 log_level: str = "info", log_format: str = "json"):
+                 log_level: str = "info", log_format: str = "json", module: str = "engine.worker",
+                 extra_args: list[str] | None = None, decode_frames=None):
         self.count = count
+        # Another worker kind (the video engine) reuses this pool: its module, args and FRAMES decoder.
+        self.module, self.extra_args = module, list(extra_args or [])
+        self.decode_frames = decode_frames or (lambda body: p.unpack_frames(body, NUM_BLENDSHAPES, NUM_BONES))
         self.worker_timeout_s = worker_timeout_s
         self.max_inflight = max_inflight
         self.log_args = ["--log-level", log_level, "--log-format", log_format]
@@ -185,8 +189,8 @@ class WorkerPool:
         self.slots[slot] = h
         self.by_identity[identity] = h
         h.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "engine.worker", "--connect", self.endpoint,
-            "--identity", identity.decode(), *self.log_args, env=_worker_env())
+            sys.executable, "-m", self.module, "--connect", self.endpoint,
+            "--identity", identity.decode(), *self.log_args, *self.extra_args, env=_worker_env())
         h.pid = h.proc.pid
         self._spawn_task(self._supervise(h))
 
@@ -273,7 +277,7 @@ class WorkerPool:
         if ws is None:
             return  # the stream ended already; late replies are dropped on purpose
         if kind == p.FRAMES:
-            ws.deliver(Event(kind, seq, frames=p.unpack_frames(body, NUM_BLENDSHAPES, NUM_BONES), received=now))
+            ws.deliver(Event(kind, seq, frames=self.decode_frames(body), received=now))
         elif kind == p.TRACK:
             ws.deliver(Event(kind, seq, track=p.unpack_track(body), received=now))
         else:

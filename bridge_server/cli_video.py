@@ -1,0 +1,190 @@
+"""`avatar-bridge generate` / `generate-batch`: talking video from portrait + speech + prompt, in-process
+(like the seeds' generate.py). Knob names follow Wan2.2 / LiveAvatar's CLIs."""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+# Presets built from the settings the spec (shared/specs/avatar_dit_models.md §2.1, §3.2, §3.6) records
+# for the seeds' shipped scripts; the seeds' README tables themselves were not available here.
+PRESETS = {
+    "preview": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=3, num_clip=1),
+    "standard": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=4),
+    "long": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=4, enable_online_decode=True,
+                 offload_model=True),
+    "hd": dict(model="s2v", size="1024*704", infer_frames=80, sample_steps=40, sample_guide_scale=4.5,
+               sample_shift=3.0, sample_solver="unipc"),
+}
+KNOBS = ("model", "size", "num_clip", "infer_frames", "sample_steps", "sample_guide_scale", "sample_solver",
+         "sample_shift", "seed", "offload_model", "enable_online_decode")
+
+
+def add_video_commands(sub) -> None:
+    ap = sub.add_parser("generate", help="portrait + speech (+ prompt) -> talking-video MP4 (Wan2.2-S2V / LiveAvatar)",
+                        description="Runs the video engine in this process. See docs/video.md.")
+    _common(ap)
+    ap.add_argument("--image", required=True, help="portrait PNG/JPEG")
+    ap.add_argument("--audio", required=True, help="speech file (any format ffmpeg/libsndfile reads)")
+    ap.add_argument("--prompt", default="", help="text prompt")
+    ap.add_argument("--out", default="out.mp4")
+    bp = sub.add_parser("generate-batch", help="run several profiles/*.json (name, image, audio, prompt, overrides)")
+    _common(bp)
+    bp.add_argument("profiles", nargs="+", help="JSON files or globs")
+    bp.add_argument("--out-dir", default="out", help="MP4s and runs.jsonl (every run's parameters) go here")
+
+
+def _common(ap) -> None:
+    ap.add_argument("--ckpt_dir", "--ckpt-dir", required=True, help="Wan2.2-S2V-14B folder (models fetch s2v-14b)")
+    ap.add_argument("--lora", "--lora_path_dmd", dest="lora", default=None,
+                    help="LiveAvatar LoRA (liveavatar.safetensors or its folder); implies --load_lora")
+    ap.add_argument("--load_lora", action="store_true", help="merge the LiveAvatar LoRA (default: <ckpt_dir>/../"
+                    "Live-Avatar or <ckpt_dir>/liveavatar.safetensors) and run the causal 4-step mode")
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="preset knobs; explicit flags win")
+    ap.add_argument("--model", choices=["liveavatar", "s2v"], default=None)
+    ap.add_argument("--size", default=None, help="max area W*H, e.g. 704*384")
+    ap.add_argument("--num_clip", type=int, default=None, help="clips to generate (0 = cover the audio)")
+    ap.add_argument("--infer_frames", type=int, default=None, help="frames per clip (48 LiveAvatar, 80 S2V)")
+    ap.add_argument("--sample_steps", type=int, default=None)
+    ap.add_argument("--sample_guide_scale", type=float, default=None, help="S2V CFG scale (LiveAvatar: none)")
+    ap.add_argument("--sample_solver", choices=["unipc", "dpm++", "euler"], default=None)
+    ap.add_argument("--sample_shift", type=float, default=None, help="S2V only (LiveAvatar hard-codes 3)")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--offload_model", action="store_true", default=None, help="keep umT5 on the CPU")
+    ap.add_argument("--enable_online_decode", action="store_true", default=None,
+                    help="LiveAvatar: roll the sink frame after the first clip (frames are always decoded and "
+                         "written block by block)")
+    ap.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def resolve(args, overrides: dict | None = None) -> dict:
+    """Defaults < preset < flags < per-profile overrides."""
+    lora = args.lora
+    if args.load_lora and not lora:
+        for cand in (os.path.join(args.ckpt_dir, "liveavatar.safetensors"),
+                     os.path.join(os.path.dirname(os.path.abspath(args.ckpt_dir)), "Live-Avatar")):
+            if os.path.exists(cand):
+                lora = cand
+                break
+        else:
+            raise SystemExit("--load_lora: no liveavatar.safetensors in the checkpoint dir or ../Live-Avatar; "
+                             "pass --lora PATH (fetch: avatar-bridge models fetch liveavatar)")
+    k = {"model": "liveavatar" if lora else "s2v", "size": "704*384", "num_clip": 0, "seed": 42,
+         "offload_model": False, "enable_online_decode": False}
+    k.update(PRESETS.get(args.preset or "", {}))
+    k.update({n: getattr(args, n) for n in KNOBS if getattr(args, n, None) is not None})
+    k.update(overrides or {})
+    if k["model"] == "liveavatar" and not lora:
+        raise SystemExit("model liveavatar needs the LoRA: --lora PATH or --load_lora")
+    live = k["model"] == "liveavatar"
+    k.setdefault("infer_frames", 48 if live else 80)
+    k.setdefault("sample_steps", 4 if live else 40)
+    k.setdefault("sample_solver", "euler" if live else "unipc")
+    k.setdefault("sample_guide_scale", 0.0 if live else 4.5)
+    k.setdefault("sample_shift", 3.0)
+    k["lora"] = lora
+    return k
+
+
+def run_video_command(args) -> int:
+    from engine.video.checkpoints import CheckpointError
+    from engine.video.inputs import InputError
+    try:
+        if args.cmd == "generate":
+            k = resolve(args)
+            eng = _engine(args, k)
+            info = generate_one(eng, args.image, args.audio, args.prompt, k, args.out, not args.no_progress)
+            print(f"{info['frames']} frames {info['width']}x{info['height']} at {info['fps']} fps "
+                  f"in {info['seconds']:.1f} s -> {args.out}" + "".join(f"\nwarning: {w}" for w in info["warnings"]))
+            return 0
+        return _batch(args)
+    except (InputError, CheckpointError, ValueError, OSError) as exc:
+        field = f"{exc.field}: " if isinstance(exc, InputError) else ""
+        print(f"avatar-bridge {args.cmd}: {field}{exc}", file=sys.stderr)
+        return 2
+
+
+def _engine(args, k):
+    from engine.video.pipeline import VideoEngine
+    return VideoEngine(args.ckpt_dir, lora=k["lora"] if k["model"] == "liveavatar" else None,
+                       device=args.device, offload_model=bool(k["offload_model"]))
+
+
+def generate_one(eng, image: str, audio: str, prompt: str, k: dict, out: str, progress: bool) -> dict:
+    from engine.video.inputs import check_image, choose_size, decode_image, load_audio, parse_size
+    from engine.video.mp4 import Mp4Writer
+    from engine.video.pipeline import GenParams
+    t0 = time.monotonic()
+    img = decode_image(open(image, "rb").read())
+    warnings = check_image(img)
+    aud, aw = load_audio(open(audio, "rb").read())
+    warnings += aw
+    p = GenParams(mode=k["model"], size=k["size"], seed=k["seed"], sample_steps=k["sample_steps"],
+                  sample_shift=k["sample_shift"], sample_guide_scale=k["sample_guide_scale"],
+                  sample_solver=k["sample_solver"], infer_frames=k["infer_frames"], num_clip=k["num_clip"],
+                  rolling_sink=bool(k["enable_online_decode"]))
+    oh, ow = choose_size(img.shape[0], img.shape[1], parse_size(p.size))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=1, unit="step", desc=os.path.basename(out))
+
+    def tick(done, total):
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+    writer = None
+    frames = 0
+    try:
+        for chunk in eng.stream(img, aud, prompt, p, progress=tick):
+            if writer is None:
+                os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+                writer = Mp4Writer(out, ow, oh, p.fps, aud)
+            writer.write(chunk.frames, chunk.times_s)
+            frames += len(chunk.frames)
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+    return {"frames": frames, "width": ow, "height": oh, "fps": p.fps, "seconds": time.monotonic() - t0,
+            "warnings": warnings}
+
+
+def _batch(args) -> int:
+    files = sorted({f for pat in args.profiles for f in (glob.glob(pat) or [pat])})
+    os.makedirs(args.out_dir, exist_ok=True)
+    log_path = os.path.join(args.out_dir, "runs.jsonl")
+    engines: dict = {}
+    failed = 0
+    for path in files:
+        with open(path) as fh:
+            prof = json.load(fh)
+        name = prof.get("name") or os.path.splitext(os.path.basename(path))[0]
+        base = os.path.dirname(os.path.abspath(path))
+        rel = lambda f: f if os.path.isabs(f) else os.path.join(base, f)  # noqa: E731
+        k = resolve(args, prof.get("overrides"))
+        out = os.path.join(args.out_dir, f"{name}.mp4")
+        key = (k["model"], k["lora"], bool(k["offload_model"]))
+        record = {"name": name, "profile": path, "image": rel(prof["image"]), "audio": rel(prof["audio"]),
+                  "prompt": prof.get("prompt", ""), "params": k, "out": out,
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        try:
+            if key not in engines:
+                engines.clear()  # one model in memory at a time
+                engines[key] = _engine(args, k)
+            record.update(generate_one(engines[key], record["image"], record["audio"], record["prompt"], k, out,
+                                       not args.no_progress), status="ok")
+        except Exception as exc:  # one bad profile must not stop the batch; the log says why
+            failed += 1
+            record.update(status="error", error=f"{type(exc).__name__}: {exc}")
+            print(f"avatar-bridge generate-batch: {name}: {exc}", file=sys.stderr)
+        with open(log_path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    print(f"{len(files) - failed}/{len(files)} runs ok; log: {log_path}")
+    return 1 if failed else 0

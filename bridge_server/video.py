@@ -1,0 +1,125 @@
+"""GenerateVideo: validate, route to the video worker, forward encoded frames. Never computes."""
+from __future__ import annotations
+
+import logging
+import os
+
+import grpc
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from bridge_server import metrics
+from bridge_server.workers import StreamError, WorkerPool
+from engine.worker import protocol as p
+
+log = logging.getLogger("bridge_server.video")
+_MODELS = {pb.VIDEO_MODEL_UNSPECIFIED: "", pb.VIDEO_MODEL_LIVEAVATAR: "liveavatar", pb.VIDEO_MODEL_S2V: "s2v"}
+_SOLVERS = ("", "unipc", "dpm++", "euler")
+
+
+async def start_video_pool(cfg) -> WorkerPool | None:
+    if not cfg.video_ckpt_dir:
+        return None
+    from engine.video.checkpoints import missing_files
+    from engine.video.worker import VideoBlock
+    miss = missing_files(cfg.video_ckpt_dir)
+    if miss:  # serve anyway: requests get the same message (FAILED_PRECONDITION) until the files arrive
+        log.warning("video checkpoint directory is incomplete", extra={"dir": cfg.video_ckpt_dir, "missing": miss})
+    face_model = getattr(cfg, "face_landmarker", "")  # engine.capture's model setting, where the build has it
+    if face_model:  # the video worker's portrait check finds it through engine.capture.locate()
+        os.environ.setdefault("AVATAR_BRIDGE_FACE_LANDMARKER", os.path.abspath(face_model))
+    args = ["--ckpt-dir", os.path.abspath(cfg.video_ckpt_dir)]
+    if cfg.video_lora:
+        args += ["--lora", os.path.abspath(cfg.video_lora)]
+    if cfg.video_device:
+        args += ["--device", cfg.video_device]
+    # Heartbeats come from the worker's main thread while another thread loads/computes; a long unpickle
+    # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
+    pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,
+                      module="engine.video.worker",
+                      extra_args=args, decode_frames=VideoBlock)
+    await pool.start(timeout_s=120.0)
+    return pool
+
+
+def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict:
+    def bad(field: str, msg: str):
+        return StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {msg}")
+    if not req.image:
+        raise bad("image", "empty; send the bytes of a PNG or JPEG portrait")
+    if not req.audio_file:
+        raise bad("audio_file", "empty; send a whole wav/flac/ogg/mp3 file of speech")
+    size = req.size or "704*384"
+    from engine.video.inputs import InputError, parse_size
+    try:
+        parse_size(size)
+    except InputError as exc:
+        raise bad("size", str(exc)) from None
+    if req.sample_solver not in _SOLVERS:
+        raise bad("sample_solver", f"{req.sample_solver!r} is not one of unipc, dpm++, euler")
+    if req.sample_steps > 100:
+        raise bad("sample_steps", f"{req.sample_steps} is too many; 4 (LiveAvatar) to 40 (S2V) are typical")
+    if req.infer_frames and req.infer_frames % 4:
+        raise bad("infer_frames", f"{req.infer_frames} must be a multiple of 4 (48 or 80 are typical)")
+    if req.jpeg_quality > 100:
+        raise bad("jpeg_quality", "must be 1..100 (0 = 90)")
+    if req.model not in _MODELS or req.frame_encoding not in (0, 1, 2):
+        raise bad("model" if req.model not in _MODELS else "frame_encoding", "unknown enum value")
+    return {"image_bytes": len(req.image), "prompt": req.prompt, "size": size, "seed": req.seed,
+            "model": _MODELS[req.model], "sample_steps": req.sample_steps,
+            "sample_guide_scale": req.sample_guide_scale, "sample_shift": req.sample_shift,
+            "sample_solver": req.sample_solver, "infer_frames": req.infer_frames, "num_clip": req.num_clip,
+            "encoding": "rgb" if req.frame_encoding == pb.FRAME_ENCODING_RGB else "jpeg",
+            "jpeg_quality": req.jpeg_quality or 90, "max_audio_seconds": max_audio_seconds}
+
+
+def _batches(block, max_bytes: int):
+    """Split a block's frames into messages under the gRPC send limit."""
+    batch, size = [], 0
+    for i, data in enumerate(block.frames):
+        if batch and size + len(data) + 64 > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(pb.VideoFrame(index=block.first_index + i, time=block.times[i], data=data))
+        size += len(data) + 64
+    if batch:
+        yield batch
+
+
+async def generate_video(service, request: pb.GenerateVideoRequest, context) -> None:
+    async with service._call(context, "GenerateVideo") as call:
+        call.stream_id = request.stream_id
+        pool = service.video_pool
+        if pool is None:
+            raise StreamError(grpc.StatusCode.FAILED_PRECONDITION,
+                              "video generation is off on this server: start it with --video-ckpt-dir DIR "
+                              "(the Wan2.2-S2V-14B files; fetch with `avatar-bridge models fetch s2v-14b`) and "
+                              "optionally --video-lora liveavatar.safetensors")
+        cfg = video_config(request, min(service.cfg.max_clip_seconds, service.cfg.max_audio_seconds))
+        ws = pool.open_stream()
+        try:
+            ws.send(p.CLIP, 0, p.pack_clip(cfg, request.image + request.audio_file))
+            opened = (await ws.next_event()).meta
+            enc = pb.FRAME_ENCODING_RGB if cfg["encoding"] == "rgb" else pb.FRAME_ENCODING_JPEG
+            await context.write(pb.GenerateVideoResponse(header=pb.VideoHeader(
+                stream_id=call.stream_id, width=opened["width"], height=opened["height"], fps=opened["fps"],
+                model=opened["model"], frame_encoding=enc, expected_frames=opened["expected_frames"],
+                warnings=opened["warnings"])))
+            sent = 0
+            while True:
+                ev = await ws.next_event()
+                if ev.kind == p.FRAMES:
+                    block = ev.frames
+                    if not block.last:
+                        ws.send(p.NEXT, 0)  # credit for one more block
+                    for batch in _batches(block, service.cfg.max_message_bytes):
+                        await context.write(pb.GenerateVideoResponse(frames=pb.VideoFrameBatch(frames=batch)))
+                    sent += len(block)
+                    metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
+                elif ev.kind == p.DONE:
+                    m = ev.meta
+                    await context.write(pb.GenerateVideoResponse(status=pb.VideoStatus(
+                        frames_sent=sent, audio_seconds=m["audio_seconds"],
+                        generation_seconds=m["generation_seconds"], warnings=m["warnings"])))
+                    return
+        finally:
+            ws.close()  # also cancels a generation the client walked away from

@@ -1,0 +1,259 @@
+"""The video engine worker: one process, one GPU, one ZeroMQ DEALER (same wire format as
+engine.worker.protocol). Generation runs in a thread so the main loop keeps heartbeats flowing
+during minutes-long model loads and DiT steps; the main thread alone touches the socket.
+
+server -> worker: CLIP (json config + image + audio bytes), NEXT (credit for one more block),
+CLOSE (cancel: the generation stops at its next block boundary), STOP.
+worker -> server: READY, OPENED (video header json), FRAMES (see pack_video), DONE, ERROR, BEAT.
+Frames are JPEG/RGB-encoded in the worker so the server only forwards bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import queue
+import struct
+import threading
+import time
+import traceback
+
+import numpy as np
+import zmq
+
+from engine.logjson import setup_logging
+from engine.worker import protocol as p
+
+log = logging.getLogger("engine.video.worker")
+_U32 = struct.Struct("<I")
+AHEAD = 2  # blocks a generation may run ahead of the client
+
+
+def pack_video(meta: dict, frames: list[bytes]) -> bytes:
+    meta = dict(meta, sizes=[len(f) for f in frames])
+    js = p.dumps(meta)
+    return _U32.pack(len(js)) + js + b"".join(frames)
+
+
+class VideoBlock:
+    """A decoded FRAMES body: metadata + the encoded frames."""
+
+    def __init__(self, body: memoryview):
+        (n,) = _U32.unpack_from(body)
+        self.meta = p.loads(body[4:4 + n])
+        pos, self.frames = 4 + n, []
+        for size in self.meta["sizes"]:
+            self.frames.append(bytes(body[pos:pos + size]))
+            pos += size
+        self.first_index = self.meta["first_index"]
+        self.times = self.meta["times"]
+        self.last = self.meta["last"]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def encode_frames(frames: np.ndarray, encoding: str, quality: int) -> list[bytes]:
+    if encoding == "rgb":
+        return [np.ascontiguousarray(f).tobytes() for f in frames]
+    from PIL import Image
+    out = []
+    for f in frames:
+        buf = io.BytesIO()
+        Image.fromarray(f).save(buf, format="JPEG", quality=quality)
+        out.append(buf.getvalue())
+    return out
+
+
+class Job:
+    def __init__(self, sid: int, cfg: dict, payload: bytes):
+        self.sid, self.cfg, self.payload = sid, cfg, payload
+        self.credit = threading.Semaphore(AHEAD)
+        self.cancelled = False
+
+
+class VideoWorker:
+    def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str):
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, identity)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self.ckpt_dir, self.lora, self.device = ckpt_dir, lora or None, device or None
+        self.engine = None
+        self.jobs: dict[int, Job] = {}
+        self.todo: queue.Queue[Job | None] = queue.Queue()
+        self.out: queue.Queue[bytes] = queue.Queue()
+        self.parent = os.getppid()
+        threading.Thread(target=self._generate_loop, daemon=True).start()
+
+    def info(self) -> dict:
+        mode = "liveavatar" if self.lora else "s2v"
+        return {"pid": os.getpid(), "engines": [{
+            "name": f"wan2.2-s2v-14b{'+liveavatar' if self.lora else ''}", "kind": "video",
+            "description": f"talking-video DiT ({mode} mode by default), checkpoints {self.ckpt_dir}",
+            "is_default": True, "lookahead_s": 0.0}]}
+
+    def run(self) -> None:
+        self.sock.send(p.pack(p.READY, body=p.dumps(self.info())))
+        last_beat = 0.0
+        while True:
+            if self.sock.poll(50):
+                while True:
+                    try:
+                        msg = self.sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if msg[:1] == p.STOP:
+                        self.todo.put(None)
+                        return
+                    self.handle(msg)
+            while True:
+                try:
+                    self.sock.send(self.out.get_nowait())
+                except queue.Empty:
+                    break
+            now = time.monotonic()
+            if now - last_beat >= 1.0:
+                if os.getppid() != self.parent:
+                    log.warning("parent process went away; video worker exiting")
+                    return
+                self.sock.send(p.pack(p.BEAT))
+                last_beat = now
+
+    def handle(self, msg: bytes) -> None:
+        kind, sid, seq, body = p.unpack(msg)
+        if kind == p.CLIP:
+            cfg, payload = p.unpack_clip(body)
+            job = self.jobs[sid] = Job(sid, cfg, payload)
+            self.todo.put(job)
+        elif kind == p.NEXT:
+            job = self.jobs.get(sid)
+            if job:
+                job.credit.release()
+        elif kind == p.CLOSE:
+            job = self.jobs.pop(sid, None)
+            if job:
+                job.cancelled = True
+                job.credit.release()
+
+    # -- generation thread --------------------------------------------------------------------------
+    def _send(self, kind: bytes, sid: int, body: bytes = b"") -> None:
+        self.out.put(p.pack(kind, sid, 0, body))
+
+    def _error(self, sid: int, code: str, message: str) -> None:
+        self._send(p.ERROR, sid, p.dumps({"code": code, "message": message}))
+
+    def _generate_loop(self) -> None:
+        while True:
+            job = self.todo.get()
+            if job is None:
+                return
+            if job.cancelled:
+                continue
+            try:
+                self._generate(job)
+            except Exception as exc:  # one bad request must not take the worker down
+                self._error(job.sid, *classify(exc))
+                if classify(exc)[0] == "INTERNAL":
+                    log.error("video stream %d failed: %s", job.sid, traceback.format_exc())
+            finally:
+                self.jobs.pop(job.sid, None)
+
+    def _generate(self, job: Job) -> None:
+        import torch
+
+        from engine.video.inputs import check_image, choose_size, decode_image, load_audio, parse_size
+        from engine.video.pipeline import GenParams, VideoEngine, fit_advice
+
+        cfg = job.cfg
+        t0 = time.monotonic()
+        n_img = cfg["image_bytes"]
+        img = decode_image(job.payload[:n_img])
+        warnings = check_image(img)
+        audio, aw = load_audio(job.payload[n_img:], cfg.get("max_audio_seconds", 3600.0))
+        warnings += aw
+        if self.engine is None:
+            self.engine = VideoEngine(self.ckpt_dir, lora=self.lora, device=self.device)
+        eng = self.engine
+        eng.check_files()
+        mode = cfg["model"] or ("liveavatar" if self.lora else "s2v")
+        if mode == "liveavatar" and not self.lora:
+            raise ValueError("model LIVEAVATAR needs the LiveAvatar LoRA: start the server with --video-lora "
+                             "PATH (fetch: avatar-bridge models fetch liveavatar), or ask for VIDEO_MODEL_S2V")
+        params = make_params(mode, cfg)
+        oh, ow = choose_size(img.shape[0], img.shape[1], parse_size(params.size))
+        if str(eng.device).startswith("cuda"):
+            free = torch.cuda.mem_get_info()[0] + (torch.cuda.memory_allocated() if eng.dit is not None else 0)
+            advice = fit_advice(oh, ow, params, free, eng.offload_model, bool(self.lora))
+            if advice:
+                raise MemoryError(advice)
+        eng.load()  # lazy: the first request pays for it
+        fps = params.fps
+        expected = max(0, int(np.ceil(audio.size / 16000 * fps)) - 3)
+        self._send(p.OPENED, job.sid, p.dumps({"width": ow, "height": oh, "fps": fps, "model": mode,
+                                               "expected_frames": expected, "warnings": warnings}))
+        sent = 0
+        for chunk in eng.stream(img, audio, cfg.get("prompt", ""), params):
+            job.credit.acquire()
+            if job.cancelled:
+                log.info("video stream %d cancelled after %d frames", job.sid, sent)
+                return
+            data = encode_frames(chunk.frames, cfg["encoding"], cfg["jpeg_quality"])
+            meta = {"first_index": chunk.first_index, "times": [float(t) for t in chunk.times_s],
+                    "last": chunk.last, "width": ow, "height": oh}
+            self._send(p.FRAMES, job.sid, pack_video(meta, data))
+            sent += len(data)
+        self._send(p.DONE, job.sid, p.dumps({"audio_seconds": audio.size / 16000, "frames": sent,
+                                             "generation_seconds": time.monotonic() - t0, "warnings": warnings}))
+
+
+def make_params(mode: str, cfg: dict):
+    from engine.video.pipeline import GenParams
+    if mode == "liveavatar":
+        p_ = GenParams(mode="liveavatar", sample_steps=cfg.get("sample_steps") or 4, infer_frames=cfg.get(
+            "infer_frames") or 48, sample_solver="euler", sample_guide_scale=0.0)
+    else:
+        p_ = GenParams(mode="s2v", sample_steps=cfg.get("sample_steps") or 40, infer_frames=cfg.get(
+            "infer_frames") or 80, sample_solver=cfg.get("sample_solver") or "unipc",
+            sample_guide_scale=cfg.get("sample_guide_scale") or 4.5, sample_shift=cfg.get("sample_shift") or 3.0)
+    p_.size = cfg.get("size") or "704*384"
+    p_.seed = int(cfg.get("seed", 0))
+    p_.num_clip = int(cfg.get("num_clip") or 0)
+    return p_
+
+
+def classify(exc: Exception) -> tuple[str, str]:
+    from engine.video.checkpoints import CheckpointError
+    from engine.video.inputs import InputError
+    if isinstance(exc, InputError):
+        return "INVALID_ARGUMENT", f"{exc.field}: {exc}"
+    if isinstance(exc, CheckpointError):
+        return "FAILED_PRECONDITION", str(exc)
+    if isinstance(exc, MemoryError):
+        return "RESOURCE_EXHAUSTED", str(exc) or "out of memory"
+    if type(exc).__name__ == "OutOfMemoryError":
+        return "RESOURCE_EXHAUSTED", f"GPU out of memory ({exc}); use a smaller size, --offload_model or fewer frames"
+    if isinstance(exc, ValueError):
+        return "INVALID_ARGUMENT", str(exc)
+    return "INTERNAL", f"video engine error: {type(exc).__name__}: {exc}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m engine.video.worker")
+    ap.add_argument("--connect", required=True)
+    ap.add_argument("--identity", required=True)
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--lora", default="")
+    ap.add_argument("--device", default="")
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--log-format", default="json", choices=["json", "text"])
+    args = ap.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
