@@ -96,6 +96,7 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                               "optionally --video-lora liveavatar.safetensors")
         cfg = video_config(request, min(service.cfg.max_clip_seconds, service.cfg.max_audio_seconds))
         ws = pool.open_stream()
+        measure = _ExpressionTap(service, call) if request.with_expression else None
         try:
             ws.send(p.CLIP, 0, p.pack_clip(cfg, request.image + request.audio_file))
             opened = (await ws.next_event()).meta
@@ -104,6 +105,8 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                 stream_id=call.stream_id, width=opened["width"], height=opened["height"], fps=opened["fps"],
                 model=opened["model"], frame_encoding=enc, expected_frames=opened["expected_frames"],
                 warnings=opened["warnings"])))
+            if measure:
+                await context.write(pb.GenerateVideoResponse(expression_header=await measure.open()))
             sent = 0
             while True:
                 ev = await ws.next_event()
@@ -113,13 +116,63 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                         ws.send(p.NEXT, 0)  # credit for one more block
                     for batch in _batches(block, service.cfg.max_message_bytes):
                         await context.write(pb.GenerateVideoResponse(frames=pb.VideoFrameBatch(frames=batch)))
+                        if measure:
+                            expr = await measure.frames(batch, enc, opened["width"], opened["height"])
+                            await context.write(pb.GenerateVideoResponse(expression=expr))
                     sent += len(block)
                     metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
                 elif ev.kind == p.DONE:
                     m = ev.meta
+                    warnings = list(m["warnings"]) + (await measure.close() if measure else [])
                     await context.write(pb.GenerateVideoResponse(status=pb.VideoStatus(
                         frames_sent=sent, audio_seconds=m["audio_seconds"],
-                        generation_seconds=m["generation_seconds"], warnings=m["warnings"])))
+                        generation_seconds=m["generation_seconds"], warnings=warnings)))
                     return
         finally:
             ws.close()  # also cancels a generation the client walked away from
+            if measure:
+                measure.ws.close()
+
+
+class _ExpressionTap:
+    """with_expression: the generated frames go, as images, to a capture stream on the expression
+    workers (the same engine as CaptureStream); one expression frame comes back per video frame."""
+
+    def __init__(self, service, call):
+        from bridge_server import validation
+
+        self.service, self.call = service, call
+        self.cfg = validation.capture_config(pb.CaptureHeader(stream_id=call.stream_id), "header", service.cfg)
+        self.ws = service.pool.open_stream()
+        self.seq = 0
+
+    async def open(self) -> pb.ExpressionHeader:
+        from bridge_server.service import MICROS
+
+        self.ws.send(p.CAPTURE, 0, p.dumps(self.cfg))
+        self.opened = await self.ws.next_event()
+        return self.service._header_msg(self.call.stream_id, 0, MICROS, self.opened)
+
+    async def frames(self, batch, encoding, width: int, height: int) -> pb.FrameBatch:
+        from bridge_server.service import MICROS, frame_batch_msg
+
+        raw = encoding == pb.FRAME_ENCODING_RGB
+        for f in batch:
+            self.seq += 1
+            body = p.pack_image(int(round(f.time * 1e6)), width if raw else 0, height if raw else 0,
+                                pb.IMAGE_ENCODING_RAW_RGB if raw else pb.IMAGE_ENCODING_JPEG, f.data)
+            await self.ws.send_with_credit(p.IMAGE, self.seq, body)
+        out = pb.FrameBatch()
+        while len(out.frames) < len(batch):
+            ev = await self.ws.next_event()
+            if ev.kind == p.FRAMES:
+                out.frames.extend(frame_batch_msg(ev.frames, MICROS).frames)
+        return out
+
+    async def close(self) -> list[str]:
+        self.seq += 1
+        await self.ws.send_with_credit(p.END, self.seq)
+        while True:
+            ev = await self.ws.next_event()
+            if ev.kind == p.DONE:
+                return [f"expression: {w}" for w in ev.meta.get("warnings", [])]

@@ -142,3 +142,22 @@ def test_video_off_and_incomplete_checkpoint(server, tmp_path, video_ckpt, speec
         assert "models fetch" in err.value.details()
     finally:
         srv.stop()
+
+
+def test_generate_video_with_expression_measures_every_frame(video_server, speech_44k_stereo):
+    """with_expression: one capture frame per generated video frame, on the same clock. The tiny random
+    checkpoint draws no face, so here every frame is face_lost (the plumbing, not the model, is under test;
+    capture accuracy on real faces is tests/test_capture*.py)."""
+    resp = list(video_server.stub.GenerateVideo(request(speech_44k_stereo, with_expression=True), timeout=300))
+    kinds = [r.WhichOneof("msg") for r in resp]
+    assert kinds[0] == "header" and kinds[1] == "expression_header" and kinds[-1] == "status"
+    eh = resp[1].expression_header
+    assert eh.engine == "mediapipe-face-landmarker" and eh.sample_rate == 1_000_000 and len(eh.blendshape_names) == 52
+    video = [f for r in resp if r.WhichOneof("msg") == "frames" for f in r.frames.frames]
+    expr = [f for r in resp if r.WhichOneof("msg") == "expression" for f in r.expression.frames]
+    assert len(expr) == len(video) == 22
+    assert [e.sample_index for e in expr] == [round(v.time * 1e6) for v in video]
+    assert all(e.face_lost and e.confidence == 0 for e in expr)
+    assert any("no face was found" in w for w in resp[-1].status.warnings)
+    # Each expression batch follows the video batch it measures.
+    assert kinds.index("expression") > kinds.index("frames")
