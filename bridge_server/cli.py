@@ -1,4 +1,4 @@
-"""`avatar-bridge` command line: serve, animate, capabilities."""
+"""`avatar-bridge` command line: serve, animate, capabilities, train-expression, eval-expression."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import sys
 from dataclasses import fields
 
 from bridge_server.config import ServerConfig
+from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
 
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised"]
 
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
     _add_client(sub)
+    add_expression_commands(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "run", None):
+        return args.run(args)
     if args.cmd == "serve":
         return _serve(args)
     return _client(args)
