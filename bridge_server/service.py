@@ -52,6 +52,7 @@ def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
     weights = block.weights.tolist()
     rots = block.rotations.tolist()
     trans = block.translation.tolist() if block.translation is not None else None
+    vis = block.visemes.tolist() if block.visemes is not None else None
     idx = block.sample_index.tolist()
     frames = []
     for i in range(n):
@@ -59,6 +60,8 @@ def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
                      weights=weights[i], rotations=rots[i], confidence=1.0)
         if trans is not None:
             f.head_translation.x, f.head_translation.y, f.head_translation.z = trans[i]
+        if vis is not None:
+            f.visemes.extend(vis[i])
         frames.append(f)
     return pb.ExpressionResponse(frames=pb.FrameBatch(frames=frames))
 
@@ -198,7 +201,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         return pb.ExpressionResponse(header=pb.ExpressionHeader(
             stream_id=stream_id, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, fps=fps,
             lookahead_ms=opened.meta["lookahead_s"] * 1000.0, sample_rate=sample_rate,
-            engine=opened.meta["engine"], api_version=API_VERSION))
+            engine=opened.meta["engine"], api_version=API_VERSION,
+            viseme_names=opened.meta.get("viseme_names", [])))
 
     @staticmethod
     def _status(sent: int, meta: dict, opened) -> pb.ExpressionResponse:

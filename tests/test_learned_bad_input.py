@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from avatarbridge.v1 import bridge_pb2 as pb
+from engine.expression.visemes import VISEMES
 from engine.rig import ARKIT_INDEX
 
 from conftest import END, assert_still_serving, audio, chunks, header, load_audio, pcm16, split
@@ -20,7 +21,11 @@ def stream(server, x: np.ndarray, rate=16000, channels=1, chunk_s=0.04, **kw):
     reqs = [header(rate=rate, channels=channels, engine=ENGINE, **kw), *chunks(data, step), END]
     hdr, frames, status = split(list(server.stub.StreamExpression(iter(reqs), timeout=60)))
     assert hdr.engine == ENGINE and status.engine == ENGINE
+    assert list(hdr.viseme_names) == list(VISEMES)
     w = np.array([f.weights for f in frames], np.float32).reshape(len(frames), -1)
+    vis = np.array([f.visemes for f in frames], np.float32).reshape(len(frames), -1)
+    assert vis.shape == (len(frames), 15)
+    np.testing.assert_allclose(vis.sum(1), 1.0, atol=1e-4)
     n_samples = x.shape[0]
     assert len(frames) == -(-n_samples * 30 // rate)  # exact frame count on the input clock
     assert np.all(np.isfinite(w)) and w.min() >= 0 and w.max() <= 1
@@ -41,6 +46,26 @@ def test_silence_is_rest(server):
     w, status = stream(server, np.zeros(3 * 16000, np.float32), style=pb.ExpressionStyle(head_motion=0.0))
     assert np.all(w[:, MOUTH] == 0.0)
     assert list(status.warnings) == []
+
+
+def test_dsp_engine_sends_no_visemes(server):
+    reqs = [header(engine="dsp-v1"), *chunks(pcm16(speech()[:16000]), 1280), END]
+    hdr, frames, _ = split(list(server.stub.StreamExpression(iter(reqs), timeout=60)))
+    assert list(hdr.viseme_names) == [] and all(len(f.visemes) == 0 for f in frames)
+
+
+def test_animate_clip_carries_visemes(server):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, speech()[:24000], 16000, format="WAV")
+    resp = list(server.stub.AnimateClip(pb.AnimateClipRequest(audio_file=buf.getvalue(), fps=60, engine=ENGINE),
+                                        timeout=60))
+    hdr, frames, status = split(resp)
+    assert len(frames) == 90 and list(hdr.viseme_names) == list(VISEMES)
+    assert all(len(f.visemes) == 15 for f in frames)
 
 
 @pytest.mark.parametrize("dbfs", [-20, -45])

@@ -76,6 +76,7 @@ class ExpressionEngine:
     name: str = ""
     description: str = ""
     lookahead_s: float = 0.0
+    viseme_names: tuple[str, ...] = ()  # order of Frames.visemes; () when the engine gives none
 
     def open(self, fps: int, style: Style) -> ExpressionStream:
         raise NotImplementedError

@@ -26,7 +26,7 @@ from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStre
 from engine.expression.dsp import EMOTIONS
 from engine.expression.learned_model import HOP, WIN, ExpressionNet, LogMel, NumpyExpressionNet, lookahead_s
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
-from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, pose_matrix
+from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "learned-v1"
@@ -61,6 +61,7 @@ _IDENT = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
 
 class LearnedExpressionEngine(ExpressionEngine):
     name = "learned-v1"
+    viseme_names = VISEMES
 
     def __init__(self, weights_dir: str | Path | None = None):
         torch.set_num_threads(1)  # a worker process owns one core; batching, not threads, scales

@@ -36,7 +36,7 @@ READY, OPENED, BEAT, FRAMES, DONE, ERROR = b"R", b"o", b"H", b"f", b"d", b"e"
 _HEAD = struct.Struct("<cQI")
 _FRAMES = struct.Struct("<QIBdII")  # first_index, n, flags, audio_seconds, sample_rate, warnings length
 _U32 = struct.Struct("<I")
-HAS_TRANSLATION, LAST_BLOCK = 1, 2
+HAS_TRANSLATION, LAST_BLOCK, HAS_VISEMES = 1, 2, 4
 
 
 def pack(kind: bytes, sid: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
@@ -69,6 +69,7 @@ class FrameBlock:
     sample_rate: int
     last: bool
     warnings: list[str]
+    visemes: np.ndarray | None = None  # (n, V) float32
 
     def __len__(self) -> int:
         return int(self.sample_index.shape[0])
@@ -76,15 +77,20 @@ class FrameBlock:
 
 def pack_frames(first_index: int, sample_index: np.ndarray, weights: np.ndarray, rotations: np.ndarray,
                 translation: np.ndarray | None, audio_seconds: float, sample_rate: int, last: bool,
-                warnings: list[str]) -> bytes:
+                warnings: list[str], visemes: np.ndarray | None = None) -> bytes:
     n = int(sample_index.shape[0])
-    flags = (HAS_TRANSLATION if translation is not None else 0) | (LAST_BLOCK if last else 0)
+    has_vis = visemes is not None and n > 0
+    flags = ((HAS_TRANSLATION if translation is not None else 0) | (LAST_BLOCK if last else 0)
+             | (HAS_VISEMES if has_vis else 0))
     warn = dumps(warnings) if warnings else b""
     parts = [_FRAMES.pack(first_index, n, flags, audio_seconds, sample_rate, len(warn)), warn,
              np.ascontiguousarray(sample_index, "<u8").tobytes(), np.ascontiguousarray(weights, "<f4").tobytes(),
              np.ascontiguousarray(rotations, "<f4").tobytes()]
     if translation is not None:
         parts.append(np.ascontiguousarray(translation, "<f4").tobytes())
+    if has_vis:
+        parts.append(struct.pack("<I", visemes.shape[1]))
+        parts.append(np.ascontiguousarray(visemes, "<f4").tobytes())
     return b"".join(parts)
 
 
@@ -104,7 +110,12 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
     weights = take("<f4", n * num_blendshapes).reshape(n, num_blendshapes)
     rots = take("<f4", n * num_bones * 4).reshape(n, num_bones * 4)
     trans = take("<f4", n * 3).reshape(n, 3) if flags & HAS_TRANSLATION else None
-    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings)
+    vis = None
+    if flags & HAS_VISEMES:
+        (nv,) = struct.unpack_from("<I", body, pos)
+        pos += 4
+        vis = take("<f4", n * nv).reshape(n, nv)
+    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, vis)
 
 
 def dumps(obj) -> bytes:
