@@ -35,6 +35,7 @@ def _add_client(sub) -> None:
     ap.add_argument("--intensity", type=float, default=1.0, help="mouth articulation 0..2")
     ap.add_argument("--head-motion", type=float, default=1.0, help="head and eye motion 0..2")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", default="", help="expression engine (default: the server's; see capabilities)")
     ap.add_argument("--stream", action="store_true",
                     help="send the audio as a real-time StreamExpression (PCM16 chunks) instead of AnimateClip")
     ap.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
@@ -100,7 +101,7 @@ def _client(args) -> int:
                 anim = _stream_file(client, data, args, style)
             else:
                 anim = client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
-                                           timeout=args.timeout)
+                                           timeout=args.timeout, engine=args.engine)
             anim.write(args.out)
             s = anim.status
             print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
@@ -125,6 +126,7 @@ def _stream_file(client, data: bytes, args, style):
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
     reqs = list(stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio))
     reqs[0].header.style.CopyFrom(style)
+    reqs[0].header.engine = args.engine
     return Animation.collect(client.stream(reqs, timeout=args.timeout))
 
 
