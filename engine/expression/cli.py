@@ -15,8 +15,10 @@ def add_expression_commands(sub) -> None:
                                     "shipped weights (docs/learned_engine.md).")
     tr.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default: the package's, {DEFAULT_OUT})")
     tr.add_argument("--utterances", type=int, default=2500, help="synthetic utterances (default 2500)")
-    tr.add_argument("--steps", type=int, default=1800, help="optimiser steps (default 1800)")
-    tr.add_argument("--batch", type=int, default=32)
+    tr.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    tr.add_argument("--batch", type=int, default=16)
+    tr.add_argument("--crop", type=int, default=200, help="training crop in 10 ms steps (default 200)")
+    tr.add_argument("--data-cache", help="directory to cache the synthesised dataset in (reruns skip synthesis)")
     tr.add_argument("--seed", type=int, default=1234)
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     tr.set_defaults(run=_train)
@@ -43,7 +45,7 @@ def _train(args) -> int:
     from engine.expression.train.train import train
 
     train(args.out, utterances=args.utterances, steps=args.steps, seed=args.seed, threads=args.threads,
-          batch=args.batch)
+          batch=args.batch, crop=args.crop, data_cache=args.data_cache)
     return 0
 
 

@@ -27,7 +27,7 @@ def jaw_target(labels: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     return np.convolve(np.pad(j, r, mode="edge"), k, mode="valid").astype(np.float32)
 
 
-def _batch(data: list[Example], jaws: list[np.ndarray], rng: random.Random, bs: int, T: int):
+def _batch(data: list[Example], jaws: dict[int, np.ndarray], rng: random.Random, bs: int, T: int):
     n_mels = data[0].feats.shape[1]
     f = np.zeros((bs, T, n_mels), np.float32)
     f[:] = np.log(1e-10)  # padding reads as digital silence
@@ -45,26 +45,49 @@ def _batch(data: list[Example], jaws: list[np.ndarray], rng: random.Random, bs: 
 
 
 def evaluate(net: ExpressionNet, data: list[Example]) -> dict:
+    """Frame accuracy of the viseme class (at the trained delay), overall and per language."""
     d = net.cfg.delay
-    correct = total = 0
+    hits: dict[str, list[int]] = {}
     with torch.no_grad():
         for e in data:
             logits, _, _ = net(torch.from_numpy(e.feats)[None])
             pred = logits[0, d:].argmax(-1).numpy()
-            correct += int((pred == e.labels[: len(pred)]).sum())
-            total += len(pred)
-    return {"frame_acc": correct / max(1, total)}
+            h = hits.setdefault(e.lang, [0, 0])
+            h[0] += int((pred == e.labels[: len(pred)]).sum())
+            h[1] += len(pred)
+    correct = sum(h[0] for h in hits.values())
+    total = sum(h[1] for h in hits.values())
+    return {"frame_acc": correct / max(1, total),
+            "frame_acc_by_language": {k: round(h[0] / max(1, h[1]), 3) for k, h in sorted(hits.items())}}
 
 
-def train(out_dir: str, utterances: int = 3000, steps: int = 3000, seed: int = 1234, threads: int = 2,
-          batch: int = 32, crop: int = 300, lr: float = 3e-3, cfg: ModelConfig | None = None, log=print) -> dict:
+def _dataset(utterances: int, seed: int, cfg: ModelConfig, cache: str | None, log) -> tuple[list, list]:
+    """(train, validation) examples; cached as a pickle when ``cache`` is given (same args -> same data)."""
+    import pickle
+    from pathlib import Path
+
+    path = Path(cache) / f"espeak-{utterances}-{seed}-{cfg.n_mels}.pkl" if cache else None
+    if path and path.exists():
+        log(f"data from cache {path}")
+        return pickle.loads(path.read_bytes())
+    log(f"building {utterances} training utterances (espeak-ng, augmented) ...")
+    data = build(utterances, seed, cfg, log=log)
+    val = build(max(4, utterances // 20), seed + 1, cfg, log=None)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps((data, val), protocol=pickle.HIGHEST_PROTOCOL))
+    return data, val
+
+
+def train(out_dir: str, utterances: int = 2500, steps: int = 2000, seed: int = 1234, threads: int = 2,
+          batch: int = 16, crop: int = 200, lr: float = 3e-3, cfg: ModelConfig | None = None, log=print,
+          data_cache: str | None = None) -> dict:
     t0 = time.monotonic()
+    log = log or (lambda *_: None)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     cfg = cfg or ModelConfig()
-    log(f"building {utterances} training utterances (espeak-ng, augmented) ...")
-    data = build(utterances, seed, cfg, log=log)
-    val = build(max(20, utterances // 20), seed + 1, cfg, log=None)
+    data, val = _dataset(utterances, seed, cfg, data_cache, log)
     t_data = time.monotonic() - t0
     log(f"  {len(data)} clips, {sum(len(e.labels) for e in data) / 6000:.1f} min of audio in {t_data:.0f} s")
     jaws = {id(e): jaw_target(e.labels) for e in data}
@@ -96,7 +119,7 @@ def train(out_dir: str, utterances: int = 3000, steps: int = 3000, seed: int = 1
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
-        if log and (step % 250 == 0 or step == steps - 1):
+        if (step % 250 == 0 or step == steps - 1):
             log(f"  step {step}/{steps} loss {loss.item():.3f} (cls {l_cls.item():.3f}, jaw {l_jaw.item():.4f}) "
                 f"{time.monotonic() - t0:.0f} s")
     net.eval()
