@@ -195,9 +195,7 @@ class LearnedExpressionStream(ExpressionStream):
         j0 = self._nfeat
         off = j0 * HOP - (WIN // 2) - self._buf0  # buffer offset of step j0's window start
         seg = self._buf[off: off + (n - 1) * HOP + WIN]
-        feats = self.e.mel.frames(seg, n)
-        idx = np.arange(n)[:, None] * HOP + np.arange(WIN)[None, :]
-        ms = np.mean(np.square(seg[idx]), axis=1)
+        feats, ms = self.e.mel.frames(seg, n, mean_square=True)
         if self._state is None:
             self._state = self.e.fast.initial_state()
         logits, jaw, self._state = self.e.fast.step(feats, self._state)

@@ -65,6 +65,7 @@ def mel_matrix(n_mels: int, f_min: float, f_max: float) -> np.ndarray:
 
 
 _WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(WIN) + 0.5) / WIN)).astype(np.float32)
+_IDX = np.arange(64)[:, None] * HOP + np.arange(WIN)[None, :]  # window indices of up to 64 steps
 
 
 class LogMel:
@@ -73,12 +74,16 @@ class LogMel:
     def __init__(self, cfg: ModelConfig):
         self.fb = mel_matrix(cfg.n_mels, cfg.f_min, cfg.f_max)
 
-    def frames(self, padded: np.ndarray, n: int) -> np.ndarray:
-        """``padded`` starts 200 samples before frame 0's centre; -> (n, n_mels) float32."""
-        idx = np.arange(n)[:, None] * HOP + np.arange(WIN)[None, :]
-        spec = np.fft.rfft(padded[idx] * _WINDOW, NFFT, axis=1)
+    def frames(self, padded: np.ndarray, n: int, mean_square: bool = False):
+        """``padded`` starts 200 samples before frame 0's centre; -> (n, n_mels) float32
+        (and each window's mean square, unwindowed, when ``mean_square``)."""
+        fr = padded[_IDX[:n]] if n <= _IDX.shape[0] else padded[np.arange(n)[:, None] * HOP + _IDX[0]]
+        spec = np.fft.rfft(fr * _WINDOW, NFFT, axis=1)
         p = (spec.real ** 2 + spec.imag ** 2).astype(np.float32) @ self.fb
-        return np.log(p + LOG_FLOOR)
+        logmel = np.log(p + LOG_FLOOR)
+        if mean_square:
+            return logmel, np.einsum("ij,ij->i", fr, fr) * (1.0 / WIN)
+        return logmel
 
     def whole(self, x: np.ndarray) -> np.ndarray:
         """Offline: every frame j with 160 j < len(x) (audio past the end reads as zeros)."""
@@ -225,12 +230,12 @@ class NumpyExpressionNet:
         h = state[-1]
         hs = np.empty((T, H), np.float32)
         w_hh, b_hh = self.w_hh, self.b_hh
+        H2 = 2 * H
         for t in range(T):
             gh = h @ w_hh + b_hh
-            r = _sigmoid(gi[t, :H] + gh[:H])
-            z = _sigmoid(gi[t, H:2 * H] + gh[H:2 * H])
-            n = np.tanh(gi[t, 2 * H:] + r * gh[2 * H:])
-            h = (1.0 - z) * n + z * h
+            rz = _sigmoid(gi[t, :H2] + gh[:H2])
+            n = np.tanh(gi[t, H2:] + rz[:H] * gh[H2:])
+            h = n + rz[H:] * (h - n)  # (1 - z) n + z h
             hs[t] = h
         new.append(h)
         out = np.concatenate((hs, x), axis=1) @ self.w_out + self.b_out
