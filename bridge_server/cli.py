@@ -1,4 +1,4 @@
-"""`avatar-bridge` command line: serve, animate, capabilities, train-expression, eval-expression."""
+"""`avatar-bridge` command line: serve, animate, capabilities, render, capture, train-expression, eval-expression."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,8 @@ import json
 import sys
 from dataclasses import fields
 
+from bridge_server import cli_capture
+from bridge_server.cli_render import add_render_parser, run_render
 from bridge_server.config import ServerConfig
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
 
@@ -49,12 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
     _add_client(sub)
+    cli_capture.add_parsers(sub)
+    add_render_parser(sub)
     add_expression_commands(sub)
     args = parser.parse_args(argv)
+    if args.cmd == "render":
+        return run_render(args)
     if getattr(args, "run", None):
         return args.run(args)
     if args.cmd == "serve":
         return _serve(args)
+    rc = cli_capture.run(args)
+    if rc is not None:
+        return rc
     return _client(args)
 
 

@@ -56,16 +56,20 @@ class Animation:
                 "rotations": {b: [round(v, 6) for v in r[4 * i:4 * i + 4]] for i, b in enumerate(bones)},
                 "head_translation": ([f.head_translation.x, f.head_translation.y, f.head_translation.z]
                                      if f.HasField("head_translation") else None),
+                "confidence": round(f.confidence, 4), "face_lost": f.face_lost,
                 **extra,
             })
         return {
             "format": "avatar-bridge.frames.v1", "stream_id": h.stream_id, "engine": h.engine, "fps": h.fps,
             "sample_rate": h.sample_rate, "lookahead_ms": h.lookahead_ms, "blendshape_names": names,
-            "bone_names": bones, **({"viseme_names": vnames} if vnames else {}), "rotation_convention": "quaternion xyzw, right-handed Y-up, subject faces +Z "
+            "bone_names": bones, "unmeasured_blendshapes": list(h.unmeasured_blendshapes),
+            **({"viseme_names": vnames} if vnames else {}),
+            "rotation_convention": "quaternion xyzw, right-handed Y-up, subject faces +Z "
                                                         "(docs/conventions.md)",
             "frames": frames,
             "status": {"frames_sent": self.status.frames_sent, "audio_seconds": self.status.audio_seconds,
-                       "warnings": list(self.status.warnings)} if self.status else None,
+                       "warnings": list(self.status.warnings),
+                       "face_lost_frames": self.status.face_lost_frames} if self.status else None,
         }
 
     def write(self, path: str) -> None:
@@ -108,6 +112,62 @@ class BridgeClient:
 
     def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):
         return self.stub.StreamExpression(iter(requests), timeout=timeout, wait_for_ready=True)
+
+    def capture_video(self, data: bytes, settings=None, stream_id: str = "", skip_audio: bool = False,
+                      timeout: float | None = None) -> "VideoCaptureResult":
+        reqs = capture_video_requests(data, settings, stream_id, skip_audio)
+        return collect_video(self.stub.CaptureVideo(reqs, timeout=timeout, wait_for_ready=True))
+
+
+@dataclass
+class VideoCaptureResult:
+    """What CaptureVideo returned: the video's facts, its frames and its audio track."""
+
+    video: pb.VideoInfo | None = None
+    animation: Animation = field(default_factory=Animation)
+    audio: list[pb.AudioTrackChunk] = field(default_factory=list)
+
+    def audio_pcm(self):
+        """(int16 array (n, channels), sample_rate, start_time) of the returned audio track."""
+        import numpy as np
+
+        if not self.audio:
+            return np.zeros((0, 1), np.int16), 0, 0.0
+        ch = self.audio[0].channels
+        pcm = np.frombuffer(b"".join(a.pcm16 for a in self.audio), "<i2").reshape(-1, ch)
+        return pcm, self.audio[0].sample_rate, self.audio[0].start_time
+
+    def write_audio(self, path: str) -> None:
+        import soundfile as sf
+
+        pcm, rate, _ = self.audio_pcm()
+        sf.write(path, pcm, rate, subtype="PCM_16")
+
+
+def capture_video_requests(data: bytes, settings=None, stream_id: str = "", skip_audio: bool = False,
+                           chunk_bytes: int = 256 << 10) -> Iterator[pb.CaptureVideoRequest]:
+    yield pb.CaptureVideoRequest(header=pb.CaptureVideoHeader(stream_id=stream_id, skip_audio=skip_audio,
+                                                              settings=settings or pb.CaptureSettings()))
+    for off in range(0, len(data), chunk_bytes):
+        yield pb.CaptureVideoRequest(chunk=pb.FileChunk(data=data[off:off + chunk_bytes]))
+
+
+def collect_video(responses: Iterable[pb.CaptureVideoResponse]) -> VideoCaptureResult:
+    out = VideoCaptureResult()
+    anim = out.animation
+    for r in responses:
+        which = r.WhichOneof("msg")
+        if which == "video":
+            out.video = r.video
+        elif which == "header":
+            anim.header = r.header
+        elif which == "audio":
+            out.audio.append(r.audio)
+        elif which == "frames":
+            anim.frames.extend(r.frames.frames)
+        elif which == "status":
+            anim.status = r.status
+    return out
 
 
 def stream_requests(pcm16: bytes, sample_rate: int, fps: int = 30, chunk_s: float = 0.02, channels: int = 1,

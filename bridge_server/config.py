@@ -28,6 +28,9 @@ class ServerConfig:
     keepalive_timeout_s: float = 10.0
     log_level: str = "info"
     log_format: str = "json"  # json | text
+    face_landmarker: str = ""  # MediaPipe face_landmarker.task; empty = $AVATAR_BRIDGE_FACE_LANDMARKER or the models dir
+    max_image_pixels: int = 4096 * 4096  # capture: largest image / video frame
+    max_video_bytes: int = 512 * 1024 * 1024  # CaptureVideo: largest file (held in memory while decoded)
     outputs: str = ""  # plugin-free mirrors, comma-separated URLs (bridge_server/outputs): livelinkface://h:p, vmc://h:p
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
 

@@ -15,10 +15,13 @@ from bridge_server import metrics, outputs, validation
 from bridge_server.config import ServerConfig
 from bridge_server.workers import StreamError, WorkerPool, WorkerStream
 from engine.rig import ARKIT_NAMES, BONE_NAMES, NUM_BLENDSHAPES, NUM_BONES
+from engine.capture.landmarker import UNMEASURED
 from engine.worker import protocol as p
+from engine.worker.main import CAPTURE_ENGINE
 
 log = logging.getLogger("bridge_server.service")
 API_VERSION = "avatarbridge.v1"
+MICROS = 1_000_000  # capture time codes: sample_index = timestamp in microseconds
 CLIP_FORMATS = ["wav", "flac", "ogg", "mp3", "aiff", "m4a", "opus", "webm"]
 
 
@@ -47,6 +50,10 @@ class LiveCall:
 
 
 def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
+    return pb.ExpressionResponse(frames=frame_batch_msg(block, sample_rate))
+
+
+def frame_batch_msg(block, sample_rate: int) -> pb.FrameBatch:
     """Turn a worker's frame block into a FrameBatch message."""
     n = len(block)
     weights = block.weights.tolist()
@@ -54,16 +61,18 @@ def frame_batch(block, sample_rate: int) -> pb.ExpressionResponse:
     trans = block.translation.tolist() if block.translation is not None else None
     vis = block.visemes.tolist() if block.visemes is not None else None
     idx = block.sample_index.tolist()
+    conf = block.confidence.tolist() if block.confidence is not None else [1.0] * n
+    lost = block.face_lost.tolist() if block.face_lost is not None else [False] * n
     frames = []
     for i in range(n):
         f = pb.Frame(index=block.first_index + i, time=idx[i] / sample_rate, sample_index=idx[i],
-                     weights=weights[i], rotations=rots[i], confidence=1.0)
+                     weights=weights[i], rotations=rots[i], confidence=conf[i], face_lost=lost[i])
         if trans is not None:
             f.head_translation.x, f.head_translation.y, f.head_translation.z = trans[i]
         if vis is not None:
             f.visemes.extend(vis[i])
         frames.append(f)
-    return pb.ExpressionResponse(frames=pb.FrameBatch(frames=frames))
+    return pb.FrameBatch(frames=frames)
 
 
 class BridgeService(pb_grpc.AvatarBridgeServicer):
@@ -78,6 +87,9 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         engines = [pb.EngineInfo(name=e["name"], kind=e["kind"], description=e["description"],
                                  is_default=e["is_default"], lookahead_ms=e["lookahead_s"] * 1000)
                    for e in self.pool.engines]
+        engines.append(pb.EngineInfo(name=CAPTURE_ENGINE, kind="capture", is_default=True, lookahead_ms=0.0,
+                                     description="MediaPipe Face Landmarker: images/video -> 51 measured ARKit "
+                                                 "weights (tongueOut unmeasured), head pose, eye rotations"))
         return pb.Capabilities(
             server_version=self.version, api_version=API_VERSION, engines=engines,
             blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, supported_fps=validation.SUPPORTED_FPS,
@@ -140,7 +152,158 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 ws.close()
                 outputs.close_all(call.outputs)
 
+    async def CaptureStream(self, request_iterator, context):
+        async with self._call(context, "CaptureStream") as call:
+            first = await self._read_first(context, "CaptureHeader", "images")
+            cfg = validation.capture_config(first.header, "header", self.cfg)
+            cfg["sample_rate"] = MICROS
+            call.stream_id = first.header.stream_id
+            ws = self.pool.open_stream()
+            call.outputs = self._open_outputs(call.stream_id, first.header.fps or 30)
+            try:
+                ws.send(p.CAPTURE, 0, p.dumps(cfg))
+                opened = await ws.next_event()
+                await context.write(self._header(call.stream_id, first.header.fps, MICROS, opened))
+                await self._run_live(context, call, ws, cfg, opened, self._pump_images)
+            finally:
+                ws.close()
+                outputs.close_all(call.outputs)
+
+    async def CaptureVideo(self, request_iterator, context):
+        async with self._call(context, "CaptureVideo") as call:
+            first = await self._read_first(context, "CaptureVideoHeader", "file chunks")
+            cfg = validation.capture_config(first.header, "header", self.cfg)
+            cfg["skip_audio"] = first.header.skip_audio
+            call.stream_id = first.header.stream_id
+            data = await self._read_file(context)
+            ws = self.pool.open_stream()
+            try:
+                ws.send(p.VIDEO, 0, p.pack_clip(cfg, data))
+                del data
+                opened = await ws.next_event()
+                info = opened.meta["video"]
+                await context.write(pb.CaptureVideoResponse(video=pb.VideoInfo(
+                    width=info["width"], height=info["height"], fps=info["fps"], duration=info["duration"],
+                    codec=info["codec"], has_audio=info["has_audio"], audio_sample_rate=info["audio_sample_rate"],
+                    audio_channels=info["audio_channels"])))
+                fps = round(info["fps"])
+                await context.write(pb.CaptureVideoResponse(header=self._header_msg(call.stream_id, fps, MICROS,
+                                                                                    opened)))
+                call.outputs = self._open_outputs(call.stream_id, fps or 30)
+                sent = 0
+                while True:
+                    ev = await ws.next_event()
+                    if ev.kind == p.TRACK:
+                        start, rate, ch, pcm = ev.track
+                        ws.send(p.NEXT, ev.seq + 1)
+                        await context.write(pb.CaptureVideoResponse(audio=pb.AudioTrackChunk(
+                            start_time=start, sample_rate=rate, channels=ch, pcm16=pcm)))
+                    elif ev.kind == p.FRAMES:
+                        if not ev.frames.last:
+                            ws.send(p.NEXT, ev.seq + 1)  # one block ahead of the client
+                        if len(ev.frames):
+                            await context.write(pb.CaptureVideoResponse(frames=frame_batch_msg(ev.frames, MICROS)))
+                            outputs.send_all(call.outputs, ev.frames, MICROS)
+                            sent += len(ev.frames)
+                            metrics.FRAMES_SENT.labels("CaptureVideo").inc(len(ev.frames))
+                    elif ev.kind == p.DONE:
+                        await context.write(pb.CaptureVideoResponse(status=self._status_msg(sent, ev.meta, opened)))
+                        return
+            finally:
+                ws.close()
+                outputs.close_all(call.outputs)
+
     # -- internals ---------------------------------------------------------
+    async def _read_first(self, context, header_name: str, body: str):
+        """The first request of a stream, which must be its header (capture RPCs)."""
+        try:
+            first = await asyncio.wait_for(context.read(), self.cfg.header_timeout_s)
+        except asyncio.TimeoutError:
+            raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"no {header_name} within {self.cfg.header_timeout_s:g} s; send the header first") from None
+        if first is grpc.aio.EOF:
+            raise validation.invalid(f"the stream closed before its {header_name}; send a header, then {body}")
+        if first.WhichOneof("msg") != "header":
+            got = first.WhichOneof("msg") or "an empty message"
+            raise validation.invalid(f"the first message must be a {header_name}, got {got}; send header before "
+                                     f"any {body}")
+        return first
+
+    async def _read_file(self, context) -> bytes:
+        parts, total, count = [], 0, 1
+        limit = self.cfg.max_video_bytes
+        while True:
+            try:
+                async with asyncio.timeout(self.cfg.idle_timeout_s):
+                    req = await context.read()
+            except TimeoutError:
+                raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"no file chunk for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send the "
+                                  "file's chunks back to back, then half-close") from None
+            count += 1
+            if req is grpc.aio.EOF:
+                break
+            if req.WhichOneof("msg") != "chunk":
+                raise validation.invalid(f"message #{count} is {req.WhichOneof('msg') or 'empty'}; after the header "
+                                         "send only chunk messages, then half-close the stream")
+            total += len(req.chunk.data)
+            if total > limit:
+                raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"the video passed the server's limit of {limit} bytes (max_video_bytes); "
+                                  "trim or re-encode it, or raise the limit")
+            parts.append(req.chunk.data)
+        if not total:
+            raise validation.invalid("no file chunks arrived after the header; send the video file's bytes in "
+                                     "chunk messages")
+        return b"".join(parts)
+
+    async def _pump_images(self, context, call: LiveCall, ws: WorkerStream, cfg: dict,
+                           arrivals: dict[int, float]) -> None:
+        """Client images -> worker, with the same credit-based backpressure as audio."""
+        seq, count, last_ts = 0, 1, None
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.cfg.idle_timeout_s):
+                        req = await context.read()
+                except TimeoutError:
+                    raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      f"no image for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send images "
+                                      "continuously or end the stream with EndOfImages") from None
+                count += 1
+                if req is grpc.aio.EOF or req.WhichOneof("msg") == "end":
+                    break
+                which = req.WhichOneof("msg")
+                if which == "header":
+                    raise validation.invalid(f"a second CaptureHeader arrived (message #{count}); a stream has "
+                                             "exactly one header")
+                if which != "image":
+                    raise validation.invalid(f"message #{count} is empty; set one of header, image or end")
+                img = req.image
+                if last_ts is not None and img.timestamp_us <= last_ts:
+                    raise validation.invalid(
+                        f"image #{seq + 1}: timestamp_us={img.timestamp_us} is not after the previous image's "
+                        f"{last_ts}; timestamps must strictly increase (use the camera's capture time in µs)")
+                last_ts = img.timestamp_us
+                seq += 1
+                arrivals[seq] = time.monotonic()
+                await ws.send_with_credit(p.IMAGE, seq, p.pack_image(img.timestamp_us, img.width, img.height,
+                                                                      img.encoding, img.data))
+        except asyncio.CancelledError:
+            if not call.drain.is_set():
+                raise
+        except StreamError as err:
+            self._reader_error(call, ws, err)
+            return
+        except Exception as exc:
+            self._reader_error(call, ws, StreamError(grpc.StatusCode.INTERNAL,
+                                                     f"reading the request stream failed: {exc}"))
+            return
+        if seq == 0:
+            self._reader_error(call, ws, validation.invalid(
+                "no image was received before the end of the stream; send CaptureImage messages after the header"))
+            return
+        await ws.send_with_credit(p.END, seq + 1)
     @contextlib.asynccontextmanager
     async def _call(self, context, rpc: str):
         if self.draining:
@@ -198,19 +361,27 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         return first
 
     def _header(self, stream_id: str, fps: int, sample_rate: int, opened) -> pb.ExpressionResponse:
-        return pb.ExpressionResponse(header=pb.ExpressionHeader(
+        return pb.ExpressionResponse(header=self._header_msg(stream_id, fps, sample_rate, opened))
+
+    @staticmethod
+    def _header_msg(stream_id: str, fps: int, sample_rate: int, opened) -> pb.ExpressionHeader:
+        return pb.ExpressionHeader(
             stream_id=stream_id, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, fps=fps,
             lookahead_ms=opened.meta["lookahead_s"] * 1000.0, sample_rate=sample_rate,
             engine=opened.meta["engine"], api_version=API_VERSION,
-            viseme_names=opened.meta.get("viseme_names", [])))
+            unmeasured_blendshapes=UNMEASURED if opened.meta["engine"] == CAPTURE_ENGINE else [],
+            viseme_names=opened.meta.get("viseme_names", []))
 
     @staticmethod
-    def _status(sent: int, meta: dict, opened) -> pb.ExpressionResponse:
-        return pb.ExpressionResponse(status=pb.StreamStatus(
-            frames_sent=sent, audio_seconds=meta["audio_seconds"], warnings=meta.get("warnings", []),
-            engine=opened.meta["engine"]))
+    def _status_msg(sent: int, meta: dict, opened) -> pb.StreamStatus:
+        return pb.StreamStatus(frames_sent=sent, audio_seconds=meta["audio_seconds"],
+                               warnings=meta.get("warnings", []), engine=opened.meta["engine"],
+                               face_lost_frames=meta.get("face_lost_frames", 0))
 
-    async def _run_live(self, context, call: LiveCall, ws: WorkerStream, cfg: dict, opened) -> None:
+    def _status(self, sent: int, meta: dict, opened) -> pb.ExpressionResponse:
+        return pb.ExpressionResponse(status=self._status_msg(sent, meta, opened))
+
+    async def _run_live(self, context, call: LiveCall, ws: WorkerStream, cfg: dict, opened, pump=None) -> None:
         arrivals: dict[int, float] = {}
         pending = [0]  # frames received from the worker, not yet written
 
@@ -232,7 +403,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             check_overflow(n)
 
         ws.on_frames = on_frames
-        reader = call.reader = asyncio.create_task(self._pump_audio(context, call, ws, cfg, arrivals))
+        pump = pump or self._pump_audio
+        reader = call.reader = asyncio.create_task(pump(context, call, ws, cfg, arrivals))
         sent = 0
         try:
             while True:
@@ -243,11 +415,11 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                         call.writing = True
                         await context.write(frame_batch(ev.frames, cfg["sample_rate"]))
                         outputs.send_all(call.outputs, ev.frames, cfg["sample_rate"])
-                        call.writing = False
+                        call.writing = False  # (capture streams: sample_rate is 1e6, time codes in microseconds)
                         call.last_progress = time.monotonic()
                         pending[0] -= n
                         sent += n
-                        metrics.FRAMES_SENT.labels("StreamExpression").inc(n)
+                        metrics.FRAMES_SENT.labels(call.rpc).inc(n)
                         arrived = arrivals.pop(ev.seq, None)
                         if arrived is not None:
                             lat = time.monotonic() - arrived
@@ -258,12 +430,13 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                         arrivals.pop(ev.seq, None)
                 elif ev.kind == p.DONE:
                     await context.write(self._status(sent, ev.meta, opened))
-                    metrics.AUDIO_SECONDS.labels("StreamExpression").inc(ev.meta["audio_seconds"])
+                    metrics.AUDIO_SECONDS.labels(call.rpc).inc(ev.meta["audio_seconds"])
                     if call.drain.is_set():
+                        what = "images" if call.rpc == "CaptureStream" else "audio"
                         raise StreamError(grpc.StatusCode.UNAVAILABLE,
-                                          f"the server is shutting down: the audio received so far was animated "
-                                          f"and sent ({sent} frames, {ev.meta['audio_seconds']:.2f} s) and the "
-                                          "stream ended; reconnect and send the rest")
+                                          f"the server is shutting down: the {what} received so far was animated "
+                                          f"and sent ({sent} frames) and the stream ended; reconnect and send "
+                                          "the rest")
                     return
         finally:
             reader.cancel()

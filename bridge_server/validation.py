@@ -85,3 +85,24 @@ def _stable_hash(text: str) -> int:
     import zlib
 
     return zlib.crc32(text.encode()) or 1
+
+
+def capture_settings(s: pb.CaptureSettings, field: str) -> dict:
+    max_faces = s.max_faces or 1
+    if not 1 <= max_faces <= 4:
+        raise invalid(f"{field}.max_faces={s.max_faces} is out of range; use 1..4 (0 = 1)")
+    out = {"max_faces": max_faces, "smoothing": s.smoothing if s.HasField("smoothing") else True,
+           "mirrored": s.mirrored, "face_index": -1}
+    if s.HasField("face_index"):
+        if s.face_index >= max_faces:
+            raise invalid(f"{field}.face_index={s.face_index} needs max_faces > {s.face_index} "
+                          f"(it is {max_faces}); raise max_faces or leave face_index unset for the largest face")
+        out["face_index"] = s.face_index
+    return out
+
+
+def capture_config(h, field: str, server_cfg) -> dict:
+    if len(h.stream_id) > 128:
+        raise invalid(f"{field}.stream_id is longer than 128 characters; use a shorter id")
+    return {"settings": capture_settings(h.settings, f"{field}.settings"), "model_path": server_cfg.face_landmarker,
+            "max_image_pixels": server_cfg.max_image_pixels}

@@ -44,6 +44,7 @@ class Event:
     meta: dict = field(default_factory=dict)  # DONE / ERROR / OPENED
     frames: p.FrameBlock | None = None  # FRAMES
     received: float = 0.0
+    track: tuple | None = None  # TRACK: (start seconds, sample rate, channels, pcm16 bytes)
 
 
 class WorkerStream:
@@ -273,6 +274,8 @@ class WorkerPool:
             return  # the stream ended already; late replies are dropped on purpose
         if kind == p.FRAMES:
             ws.deliver(Event(kind, seq, frames=p.unpack_frames(body, NUM_BLENDSHAPES, NUM_BONES), received=now))
+        elif kind == p.TRACK:
+            ws.deliver(Event(kind, seq, track=p.unpack_track(body), received=now))
         else:
             ws.deliver(Event(kind, seq, p.loads(body), received=now))
 

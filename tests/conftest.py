@@ -24,7 +24,10 @@ SHARED = ROOT.parent / "shared" / "data"
 TEST_SERVER_ARGS = ["--max-message-bytes", str(1024 * 1024), "--max-pending-frames", "60",
                     "--max-clip-seconds", "120", "--max-audio-seconds", "1200", "--idle-timeout-s", "3",
                     "--header-timeout-s", "2",
-                    "--grace-s", "5"]
+                    "--grace-s", "5", "--max-image-pixels", str(2000 * 2000)]
+FACE_MODEL = SHARED / "models" / "face_landmarker.task"
+if FACE_MODEL.exists():
+    TEST_SERVER_ARGS += ["--face-landmarker", str(FACE_MODEL)]
 
 
 def shared_file(rel: str) -> pathlib.Path:

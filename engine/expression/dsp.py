@@ -23,6 +23,7 @@ from engine.expression.articulation import (
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
+from engine.rig.eyes import EYE_PITCH_FULL, EYE_YAW_FULL
 
 LOOKAHEAD_S = 0.04  # window ends 40 ms ahead: centre ~24 ms ahead of the frame (see docs)
 _LOOK = int(round(LOOKAHEAD_S * SAMPLE_RATE))  # 640 samples
@@ -91,8 +92,6 @@ _LOOK_MAP = {
     _LOOK_UP: ("eyeLookUpLeft", "eyeLookUpRight"),
     _LOOK_DOWN: ("eyeLookDownLeft", "eyeLookDownRight"),
 }
-EYE_YAW_FULL = 30.0 * DEG  # eye yaw that reads as eyeLookIn/Out = 1
-EYE_PITCH_FULL = 25.0 * DEG  # eye pitch that reads as eyeLookUp/Down = 1
 _INV_YAW_FULL, _INV_PITCH_FULL = 1.0 / EYE_YAW_FULL, 1.0 / EYE_PITCH_FULL
 
 # Head motion at head_motion = 1 (radians).

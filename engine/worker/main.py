@@ -16,14 +16,19 @@ import traceback
 import zmq
 
 from engine.audio import AudioError
+from engine.capture.images import ImageError
+from engine.capture.models import ModelMissing
+from engine.capture.video import VideoError
 from engine.logjson import setup_logging
 from engine.rig import NUM_BONES
 from engine.expression.base import Frames
 from engine.expression.registry import DEFAULT_ENGINE, ENGINES, describe_engines, load_engine
 from engine.worker import protocol as p
+from engine.worker.capture_session import ImageSession, VideoSession
 from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
 
 log = logging.getLogger("engine.worker")
+CAPTURE_ENGINE = "mediapipe-face-landmarker"
 HEARTBEAT_S = 1.0
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
 
@@ -36,7 +41,7 @@ class Worker:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.engines = {name: load_engine(name) for name in ENGINES}
-        self.sessions: dict[int, LiveSession | ClipSession] = {}
+        self.sessions: dict[int, LiveSession | ClipSession | ImageSession | VideoSession] = {}
         self.parent = os.getppid()
 
     def run(self) -> None:
@@ -70,9 +75,25 @@ class Worker:
                 cfg = p.loads(body)
                 s = self.sessions[sid] = LiveSession(self._engine(cfg), cfg)
                 self._opened(sid, cfg, s.resampler.delay_s)
+            elif kind == p.CAPTURE:
+                self.sessions[sid] = ImageSession(p.loads(body))
+                self._send_opened(sid, {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0})
+            elif kind == p.IMAGE:
+                s = self.sessions[sid]
+                b = s.image(*p.unpack_image(body))
+                self._send_block(sid, seq, s, b, False)
+            elif kind == p.VIDEO:
+                cfg, data = p.unpack_clip(body)
+                s = self.sessions[sid] = VideoSession(cfg, data)
+                self._send_opened(sid, {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0, "video": s.info.__dict__})
+                self._video_item(sid, seq, s)
             elif kind == p.AUDIO:
                 s = self._live(sid)
                 self._send_frames(sid, seq, s, s.audio(body), False)
+            elif kind == p.END and isinstance(self.sessions.get(sid), ImageSession):
+                s = self.sessions.pop(sid)
+                s.close()
+                self.sock.send(p.pack(p.DONE, sid, seq, p.dumps(s.done_meta())))
             elif kind == p.END:
                 s = self._live(sid)
                 self._send_frames(sid, seq, s, s.end(), True)
@@ -88,15 +109,44 @@ class Worker:
                 s = self.sessions.get(sid)
                 if isinstance(s, ClipSession):
                     self._clip_block(sid, seq, s)
+                elif isinstance(s, VideoSession):
+                    self._video_item(sid, seq, s)
             elif kind == p.CLOSE:
-                self.sessions.pop(sid, None)
-        except AudioError as exc:
-            self.sessions.pop(sid, None)
+                self._forget(sid)
+        except (AudioError, ImageError, VideoError) as exc:
+            self._forget(sid)
             self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
+        except ModelMissing as exc:
+            self._forget(sid)
+            self._error(sid, seq, "FAILED_PRECONDITION", str(exc))
         except Exception as exc:  # an engine bug must end this stream, not the worker
-            self.sessions.pop(sid, None)
+            self._forget(sid)
             log.error("stream %d failed: %s", sid, traceback.format_exc())
             self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+
+    def _forget(self, sid: int) -> None:
+        s = self.sessions.pop(sid, None)
+        if isinstance(s, (ImageSession, VideoSession)):
+            s.close()  # MediaPipe graphs hold threads and memory
+
+    def _send_opened(self, sid: int, meta: dict) -> None:
+        self.sock.send(p.pack(p.OPENED, sid, 0, p.dumps(meta)))
+
+    def _send_block(self, sid: int, seq: int, s, b, last: bool) -> None:
+        body = p.pack_frames(b.first_index, b.sample_index, b.weights, b.rotations, b.translation, s.audio_seconds,
+                             s.sample_rate, last, [], b.confidence, b.face_lost)
+        self.sock.send(p.pack(p.FRAMES, sid, seq, body))
+
+    def _video_item(self, sid: int, seq: int, s: VideoSession) -> None:
+        item = s.next_item()
+        if item[0] == "track":
+            self.sock.send(p.pack(p.TRACK, sid, seq, p.pack_track(*item[1])))
+            return
+        _, block, last = item
+        self._send_block(sid, seq, s, block, last)
+        if last:
+            self.sessions.pop(sid, None)
+            self.sock.send(p.pack(p.DONE, sid, seq, p.dumps(s.done_meta())))
 
     def _engine(self, cfg: dict):
         return self.engines[cfg.get("engine") or DEFAULT_ENGINE]
@@ -125,7 +175,7 @@ class Worker:
         idx = frame_sample_indices(frames.first_index, len(frames), s.sample_rate, s.fps)
         body = p.pack_frames(frames.first_index, idx, frames.weights, frames.rotations.reshape(len(frames), NUM_BONES * 4),
                              frames.translation, s.audio_seconds, s.sample_rate, last, frames.warnings,
-                             frames.visemes)
+                             visemes=frames.visemes)
         self.sock.send(p.pack(p.FRAMES, sid, seq, body))
 
     def _done(self, sid: int, seq: int, s) -> None:

@@ -13,12 +13,16 @@ server -> worker                      body
   NEXT    b"N"  next block of a clip    -
   CLOSE   b"C"  forget the stream       -   (no reply)
   STOP    b"S"  exit cleanly            -
+  CAPTURE b"P"  open a capture stream   json(config)
+  IMAGE   b"I"  one camera image        see pack_image
+  VIDEO   b"V"  capture a video file    u32 json length, json(config), file bytes (as CLIP)
 
 worker -> server
   READY   b"R"  after loading engines   json(info)
   OPENED  b"o"  reply to OPEN / CLIP    json({engine, lookahead_s})
   BEAT    b"H"  heartbeat, every second -
-  FRAMES  b"f"  frames (reply to AUDIO / END / CLIP / NEXT), see pack_frames
+  FRAMES  b"f"  frames (reply to AUDIO / END / CLIP / NEXT / IMAGE), see pack_frames
+  TRACK   b"a"  a video's audio chunk   <d start><I rate><I channels> + PCM16 (reply to VIDEO / NEXT)
   DONE    b"d"  after END / last block  json({audio_seconds, warnings})
   ERROR   b"e"  the stream is over      json({code, message})
 """
@@ -31,12 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 
 OPEN, AUDIO, END, CLIP, NEXT, CLOSE, STOP = b"O", b"A", b"E", b"F", b"N", b"C", b"S"
-READY, OPENED, BEAT, FRAMES, DONE, ERROR = b"R", b"o", b"H", b"f", b"d", b"e"
+CAPTURE, IMAGE, VIDEO = b"P", b"I", b"V"
+READY, OPENED, BEAT, FRAMES, DONE, ERROR, TRACK = b"R", b"o", b"H", b"f", b"d", b"e", b"a"
 
 _HEAD = struct.Struct("<cQI")
 _FRAMES = struct.Struct("<QIBdII")  # first_index, n, flags, audio_seconds, sample_rate, warnings length
 _U32 = struct.Struct("<I")
-HAS_TRANSLATION, LAST_BLOCK, HAS_VISEMES = 1, 2, 4
+_IMAGE = struct.Struct("<qIIB")  # timestamp_us, width, height, encoding
+_TRACK = struct.Struct("<dII")  # start seconds, sample rate, channels
+HAS_TRANSLATION, LAST_BLOCK, HAS_QUALITY, HAS_VISEMES = 1, 2, 4, 8
 
 
 def pack(kind: bytes, sid: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
@@ -58,6 +65,24 @@ def unpack_clip(body: memoryview) -> tuple[dict, bytes]:
     return loads(body[4:4 + n]), bytes(body[4 + n:])
 
 
+def pack_image(timestamp_us: int, width: int, height: int, encoding: int, data: bytes) -> bytes:
+    return _IMAGE.pack(timestamp_us, width, height, encoding) + data
+
+
+def unpack_image(body: memoryview) -> tuple[int, int, int, int, bytes]:
+    ts, w, h, enc = _IMAGE.unpack_from(body)
+    return ts, w, h, enc, bytes(body[_IMAGE.size:])
+
+
+def pack_track(start: float, rate: int, channels: int, pcm16: bytes) -> bytes:
+    return _TRACK.pack(start, rate, channels) + pcm16
+
+
+def unpack_track(body: memoryview) -> tuple[float, int, int, bytes]:
+    start, rate, ch = _TRACK.unpack_from(body)
+    return start, rate, ch, bytes(body[_TRACK.size:])
+
+
 @dataclass
 class FrameBlock:
     first_index: int
@@ -69,6 +94,8 @@ class FrameBlock:
     sample_rate: int
     last: bool
     warnings: list[str]
+    confidence: np.ndarray | None = None  # (n,) float32; None = 1.0 for every frame
+    face_lost: np.ndarray | None = None  # (n,) bool; capture only
     visemes: np.ndarray | None = None  # (n, V) float32
 
     def __len__(self) -> int:
@@ -77,17 +104,21 @@ class FrameBlock:
 
 def pack_frames(first_index: int, sample_index: np.ndarray, weights: np.ndarray, rotations: np.ndarray,
                 translation: np.ndarray | None, audio_seconds: float, sample_rate: int, last: bool,
-                warnings: list[str], visemes: np.ndarray | None = None) -> bytes:
+                warnings: list[str], confidence: np.ndarray | None = None,
+                face_lost: np.ndarray | None = None, visemes: np.ndarray | None = None) -> bytes:
     n = int(sample_index.shape[0])
     has_vis = visemes is not None and n > 0
     flags = ((HAS_TRANSLATION if translation is not None else 0) | (LAST_BLOCK if last else 0)
-             | (HAS_VISEMES if has_vis else 0))
+             | (HAS_QUALITY if confidence is not None else 0) | (HAS_VISEMES if has_vis else 0))
     warn = dumps(warnings) if warnings else b""
     parts = [_FRAMES.pack(first_index, n, flags, audio_seconds, sample_rate, len(warn)), warn,
              np.ascontiguousarray(sample_index, "<u8").tobytes(), np.ascontiguousarray(weights, "<f4").tobytes(),
              np.ascontiguousarray(rotations, "<f4").tobytes()]
     if translation is not None:
         parts.append(np.ascontiguousarray(translation, "<f4").tobytes())
+    if confidence is not None:
+        lost = np.zeros(n, bool) if face_lost is None else face_lost
+        parts += [np.ascontiguousarray(confidence, "<f4").tobytes(), np.ascontiguousarray(lost, "u1").tobytes()]
     if has_vis:
         parts.append(struct.pack("<I", visemes.shape[1]))
         parts.append(np.ascontiguousarray(visemes, "<f4").tobytes())
@@ -110,12 +141,17 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
     weights = take("<f4", n * num_blendshapes).reshape(n, num_blendshapes)
     rots = take("<f4", n * num_bones * 4).reshape(n, num_bones * 4)
     trans = take("<f4", n * 3).reshape(n, 3) if flags & HAS_TRANSLATION else None
+    conf = lost = None
+    if flags & HAS_QUALITY:
+        conf = take("<f4", n)
+        lost = take("u1", n).astype(bool)
     vis = None
     if flags & HAS_VISEMES:
         (nv,) = struct.unpack_from("<I", body, pos)
         pos += 4
         vis = take("<f4", n * nv).reshape(n, nv)
-    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, vis)
+    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, conf, lost,
+                      vis)
 
 
 def dumps(obj) -> bytes:

@@ -1,0 +1,107 @@
+"""`avatar-bridge capture` (video file -> frames) and `avatar-bridge models` (model files)."""
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import sys
+
+
+def add_parsers(sub) -> None:
+    cap = sub.add_parser("capture", help="measure a video file's face into frames.json / .csv (+ its audio)")
+    cap.add_argument("video", help="mp4/mov/mkv/webm file")
+    cap.add_argument("--out", required=True, help="frames .json or .csv (docs/output_formats.md)")
+    cap.add_argument("--audio-out", help="also write the video's audio track here (.wav)")
+    cap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    cap.add_argument("--model", help="face_landmarker.task for the embedded server (default: lookup, docs/capture.md)")
+    cap.add_argument("--max-faces", type=int, default=1)
+    cap.add_argument("--face-index", type=int, help="N-th face from the left (needs --max-faces > N)")
+    cap.add_argument("--no-smoothing", action="store_true", help="turn the One Euro filter off")
+    cap.add_argument("--mirrored", action="store_true", help="the video is mirrored (selfie camera)")
+    cap.add_argument("--timeout", type=float, default=1800.0)
+
+    mod = sub.add_parser("models", help="list, verify or fetch model files that are not in the pip wheels")
+    mod.add_argument("action", choices=["list", "verify", "fetch"])
+    mod.add_argument("names", nargs="*", help="model names (default: all)")
+    mod.add_argument("--dest", help="fetch into this folder (default: $AVATAR_BRIDGE_MODELS_DIR or "
+                                    "~/.cache/avatar-bridge/models)")
+    mod.add_argument("--url", help="fetch from this mirror URL instead (the checksum is still enforced)")
+
+
+def run(args) -> int | None:
+    if args.cmd == "capture":
+        return _capture(args)
+    if args.cmd == "models":
+        return _models(args)
+    return None
+
+
+def _capture(args) -> int:
+    import grpc
+
+    from avatarbridge.v1 import bridge_pb2 as pb
+    from bridge_server.client import BridgeClient, embedded_server
+
+    settings = pb.CaptureSettings(max_faces=args.max_faces, mirrored=args.mirrored)
+    if args.face_index is not None:
+        settings.face_index = args.face_index
+    if args.no_smoothing:
+        settings.smoothing = False
+    extra = ["--face-landmarker", args.model] if args.model else []
+    try:
+        data = pathlib.Path(args.video).read_bytes()
+        ctx = contextlib.nullcontext(args.server) if args.server else embedded_server(
+            extra_args=[*extra, "--max-message-bytes", str(8 << 20)])
+        with ctx as target:
+            res = BridgeClient(target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
+    except grpc.RpcError as err:
+        print(f"avatar-bridge capture: {err.code().name}: {err.details()}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as exc:
+        print(f"avatar-bridge capture: {exc}", file=sys.stderr)
+        return 1
+    res.animation.write(args.out)
+    if args.audio_out and res.audio:
+        res.write_audio(args.audio_out)
+    v, s = res.video, res.animation.status
+    print(f"{s.frames_sent} frames ({v.width}x{v.height} {v.codec} at {v.fps:.2f} fps), face lost in "
+          f"{s.face_lost_frames} -> {args.out}" + (f", audio -> {args.audio_out}" if args.audio_out and res.audio else "")
+          + "".join(f"\nwarning: {w}" for w in s.warnings))
+    return 0
+
+
+def _models(args) -> int:
+    from engine.capture import models as m
+
+    names = args.names or list(m.MODELS)
+    unknown = [n for n in names if n not in m.MODELS]
+    if unknown:
+        print(f"avatar-bridge models: unknown model {', '.join(unknown)}; known: {', '.join(m.MODELS)}",
+              file=sys.stderr)
+        return 2
+    rc = 0
+    for name in names:
+        model = m.MODELS[name]
+        if args.action == "fetch":
+            try:
+                path = m.fetch(model, pathlib.Path(args.dest) if args.dest else None, args.url)
+            except (OSError, m.ModelMissing) as exc:
+                print(f"{name}: FAILED: {exc}", file=sys.stderr)
+                rc = 1
+                continue
+            print(f"{name}: ok {path} (sha256 {model.sha256[:12]}…)")
+            continue
+        found = False
+        for source, path in m.candidates(model):
+            if not path.is_file():
+                if args.action == "list":
+                    print(f"{name}: absent  {path} ({source})")
+                continue
+            found = True
+            problem = m.check(model, path) if args.action == "verify" else None
+            state = "ok" if args.action == "verify" and problem is None else ("present" if problem is None else "BAD")
+            print(f"{name}: {state:7s} {path} ({source})" + (f": {problem}" if problem else ""))
+            rc |= 1 if problem else 0
+        if not found:
+            print(f"{name}: missing; run `avatar-bridge models fetch {name}` ({model.url})")
+            rc |= 1 if args.action == "verify" else 0
+    return rc
