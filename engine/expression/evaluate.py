@@ -3,9 +3,10 @@
 Two measurements, both on media no engine was trained on:
 
 1. **Talking-head clips** (a directory of videos with speech): the speaker's
-   own face is measured per video frame with MediaPipe FaceLandmarker
-   (jawOpen blendshape, and the inner-lip aperture = distance of landmarks
-   13/14 over face height = distance of landmarks 10/152, in pixels). Each
+   own face is measured per video frame with the Capture module
+   (engine.capture, MediaPipe FaceLandmarker, unsmoothed): jawOpen, and the
+   inner-lip aperture = distance of landmarks 13/14 over face height =
+   distance of landmarks 10/152, in pixels. Each
    engine animates the clip's audio at the video's frame rate; per clip we
    report Pearson r between the predicted jawOpen and each truth at the best
    lag within +-100 ms (positive lag: the truth comes later than the
@@ -32,12 +33,11 @@ from engine.rig import ARKIT_INDEX
 
 JAW = ARKIT_INDEX["jawOpen"]
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-UPPER_LIP, LOWER_LIP, FOREHEAD, CHIN = 13, 14, 10, 152
 MAX_LAG_S = 0.1
 RMS_BASELINE = "rms-flap"
 PRED_FPS = 60  # engines run at this rate; predictions are interpolated to each video frame's time
 LAG_STEP_S = 0.01
-_CAPTURE_VERSION = b"capture-v2"
+_CAPTURE_VERSION = b"engine.capture unsmoothed v1"
 
 
 # ---------------------------------------------------------------- engines and the baseline
@@ -122,102 +122,39 @@ class FaceTruth:
     found: np.ndarray  # (n,) bool
 
 
-def _truth_from(weights, landmarks, found, fps, times, width, height) -> FaceTruth:
-    lm = np.asarray(landmarks, np.float64)
-    px = lm[..., :2] * np.array([width, height], np.float64)
-    gap = np.linalg.norm(px[:, UPPER_LIP] - px[:, LOWER_LIP], axis=1)
-    face = np.linalg.norm(px[:, FOREHEAD] - px[:, CHIN], axis=1)
-    found = np.asarray(found, bool) & np.isfinite(gap) & np.isfinite(face) & (face > 0)
-    ap = np.where(found, gap / np.where(face > 0, face, 1.0), 0.0)
-    jaw = np.where(found, np.asarray(weights, np.float64)[:, JAW], 0.0)
-    return FaceTruth(float(fps), np.asarray(times, np.float64), jaw, ap, found)
+def capture_clip(path: Path, model: Path, cache_dir: Path | None) -> tuple[FaceTruth, np.ndarray]:
+    """(truth, 16 kHz audio) for one video, measured with engine.capture; cached by file content.
 
-
-def _capture_mediapipe(path: Path, model: Path) -> tuple[FaceTruth, np.ndarray]:
-    """Fallback when engine.capture is absent: FaceLandmarker (VIDEO mode) over every frame."""
-    import av
-    import mediapipe as mp
-    from mediapipe.tasks.python import BaseOptions, vision
-
-    from engine.rig import ARKIT_NAMES
-
-    opts = vision.FaceLandmarkerOptions(base_options=BaseOptions(model_asset_path=str(model)),
-                                        running_mode=vision.RunningMode.VIDEO, num_faces=1,
-                                        output_face_blendshapes=True)
-    weights, lms, found, times = [], [], [], []
-    with av.open(str(path)) as box, vision.FaceLandmarker.create_from_options(opts) as det:
-        vs = box.streams.video[0]
-        fps = float(vs.average_rate)
-        t0 = _audio_start(box)
-        w = h = 0
-        last_ms = -1
-        for i, frame in enumerate(box.decode(vs)):
-            # PyAV rows can be padded: MediaPipe silently finds no face in a strided array.
-            rgb = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-            h, w = rgb.shape[:2]
-            t = float(frame.time) if frame.time is not None else i / fps
-            times.append(t - t0)
-            ms = max(last_ms + 1, int(round(t * 1000)))
-            last_ms = ms
-            res = det.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
-            row = np.zeros(52, np.float32)
-            if res.face_landmarks:
-                for c in res.face_blendshapes[0]:
-                    if c.category_name in ARKIT_NAMES:
-                        row[ARKIT_NAMES.index(c.category_name)] = c.score
-                lms.append([(p.x, p.y, p.z) for p in res.face_landmarks[0]])
-                found.append(True)
-            else:
-                lms.append(np.full((478, 3), np.nan))
-                found.append(False)
-            weights.append(row)
-    return _truth_from(np.array(weights), np.array(lms), np.array(found), fps, times, w, h), load_audio(path)
-
-
-def _audio_start(box) -> float:
-    """Start time of the first audio stream (the engines' clock starts at its first sample)."""
-    if not box.streams.audio:
-        return 0.0
-    a = box.streams.audio[0]
-    return float(a.start_time * a.time_base) if a.start_time is not None else 0.0
-
-
-def capture_clip(path: Path, model: Path, cache_dir: Path | None) -> tuple[FaceTruth, np.ndarray, str]:
-    """(truth, 16 kHz audio, which capture code) for one video; cached by file content."""
+    MediaPipe runs unsmoothed here (CaptureSettings(smoothing=False)): the One Euro filter the
+    live capture uses would add lag and flatten the very motion being measured.
+    """
     key = hashlib.sha256(path.read_bytes() + _CAPTURE_VERSION).hexdigest()[:16]
     cached = cache_dir / f"{path.stem}-{key}.npz" if cache_dir else None
     if cached and cached.exists():
         z = np.load(cached)
-        return (FaceTruth(float(z["fps"]), z["times"], z["jaw"], z["aperture"], z["found"]), z["audio"],
-                str(z["source"]))
-    try:
-        from engine.capture import capture_video_file  # the Capture module (issue 3), when present
+        return FaceTruth(float(z["fps"]), z["times"], z["jaw"], z["aperture"], z["found"]), z["audio"]
+    from engine.audio import resample
+    from engine.capture import CaptureSettings, capture_video_file, lip_aperture
 
-        cap = capture_video_file(str(path), model_path=str(model))
-        import av
-
-        with av.open(str(path)) as box:
-            vs = box.streams.video[0]
-            width, height = vs.codec_context.width, vs.codec_context.height
-        truth = _truth_from(cap.weights, cap.landmarks, cap.found, cap.fps, cap.times, width, height)
-        from engine.audio import resample
-
-        audio = resample(np.asarray(cap.audio, np.float32), int(cap.sample_rate), SAMPLE_RATE)
-        source = "engine.capture"
-    except ImportError:
-        truth, audio = _capture_mediapipe(path, model)
-        source = "mediapipe-fallback"
+    cap = capture_video_file(str(path), model_path=str(model), settings=CaptureSettings(smoothing=False))
+    found = np.asarray(cap.found, bool)
+    ap = lip_aperture(cap.landmarks, cap.info.width, cap.info.height)
+    found &= np.isfinite(ap)
+    truth = FaceTruth(float(cap.fps), np.asarray(cap.times, np.float64) - float(cap.audio_start),
+                      np.where(found, np.asarray(cap.weights, np.float64)[:, JAW], 0.0),
+                      np.where(found, ap, 0.0), found)
+    audio = resample(np.asarray(cap.audio, np.float32), int(cap.sample_rate), SAMPLE_RATE).astype(np.float32)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cached, fps=truth.fps, times=truth.times, jaw=truth.jaw, aperture=truth.aperture, found=truth.found,
-                            audio=audio, source=source)
-    return truth, audio, source
+        np.savez_compressed(cached, fps=truth.fps, times=truth.times, jaw=truth.jaw, aperture=truth.aperture,
+                            found=truth.found, audio=audio)
+    return truth, audio
 
 
 def eval_videos(directory: Path, engines: dict, model: Path, cache_dir: Path | None, log=print) -> list[dict]:
     rows = []
     for path in sorted(p for p in directory.iterdir() if p.suffix.lower() in VIDEO_EXT):
-        truth, audio, source = capture_clip(path, model, cache_dir)
+        truth, audio = capture_clip(path, model, cache_dir)
         fps = truth.fps
         n = truth.jaw.size
         preds = predictions(audio, PRED_FPS, -(-audio.size * PRED_FPS // SAMPLE_RATE), engines)
@@ -226,7 +163,7 @@ def eval_videos(directory: Path, engines: dict, model: Path, cache_dir: Path | N
             r_jaw, lag_jaw = best_lag_r(pred, PRED_FPS, truth.jaw, truth.times, truth.found)
             rows.append({"clip": path.name, "engine": name, "frames": int(n), "fps": fps,
                          "face_found": float(truth.found.mean()), "r_aperture": r_ap, "lag_aperture_ms": lag_ap * 1000,
-                         "r_jaw": r_jaw, "lag_jaw_ms": lag_jaw * 1000, "capture": source})
+                         "r_jaw": r_jaw, "lag_jaw_ms": lag_jaw * 1000})
         if log:
             log(f"  {path.name}: {n} frames @ {fps:g} fps, face in {truth.found.mean():.0%} "
                 + ", ".join(f"{r['engine']} r_ap={r['r_aperture']:.2f}" for r in rows[-len(preds):]))
