@@ -20,6 +20,9 @@ def add_render_parser(sub) -> None:
     ap.add_argument("--size", default="512", help="image size: N (square) or WxH, even numbers (default 512)")
     ap.add_argument("--png-dir", help="also (or only) write frame_000000.png, ... into this directory")
     ap.add_argument("--fps", type=float, help="output frame rate (default: the file's fps; CSV: from the time codes)")
+    ap.add_argument("--eyes", default="bones", choices=["bones", "blendshapes", "both"],
+                    help="eye gaze from the eye bones (default; eyeLook* weights then skip eyeball meshes) or from "
+                         "the eyeLook* shapes; frames carry both")
     ap.add_argument("--bone", action="append", default=[], metavar="BONE=NODE",
                     help="map a bone to a node name when the lookup fails, e.g. --bone Head=mixamorig:Head "
                          "(BONE: Head, Neck, LeftEye, RightEye; repeatable)")
@@ -70,7 +73,7 @@ def run_render(args) -> int:
     print(avatar.describe(), file=sys.stderr)
     try:
         res = render_preview(track, avatar, out=args.out, png_dir=args.png_dir, audio=args.audio,
-                             width=width, height=height, fps=args.fps)
+                             width=width, height=height, fps=args.fps, eyes=args.eyes)
     except ValueError as exc:
         return fail(str(exc))
     except (OSError, RuntimeError) as exc:

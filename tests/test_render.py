@@ -201,6 +201,25 @@ def test_eye_yaw_turns_the_eyes_to_the_subjects_left(avatars, name):
         np.testing.assert_allclose(head, bound_to(av, "Head", av.rest), atol=1e-6)  # only the eye moves
 
 
+@pytest.mark.parametrize("name", AVATARS)
+def test_eye_gaze_from_bones_or_eyelook_shapes_not_both(avatars, name):
+    av = avatars[name]
+    rest = bound_to(av, "LeftEye", av.rest)
+    front = int(np.argmax(rest[:, 2]))
+    look_out = weights(eyeLookOutLeft=1)  # the left eye looks outward = to the subject's left = +X
+    by_bone = rotations(LeftEye=((0, 1, 0), 20))
+    # default "bones": the eyeball ignores eyeLook*, follows the bone
+    assert np.abs(bound_to(av, "LeftEye", av.pose(look_out)) - rest).max() < 1e-6
+    assert bound_to(av, "LeftEye", av.pose(look_out, by_bone))[front, 0] - rest[front, 0] > 0.001
+    # "blendshapes": the eyeLook* shape turns the eyeball the same way, the bone is ignored
+    shape = bound_to(av, "LeftEye", av.pose(look_out, eyes="blendshapes"))
+    assert shape[front, 0] - rest[front, 0] > 0.001
+    np.testing.assert_allclose(bound_to(av, "LeftEye", av.pose(look_out, by_bone, eyes="blendshapes")), shape,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="eyes must be one of"):
+        av.pose(eyes="left")
+
+
 # -- rendering -------------------------------------------------------------------------------------------------------
 def test_render_is_deterministic_contiguous_and_frames_the_face(avatars, renderers):
     av, r = avatars["brunette-t.glb"], renderers["brunette-t.glb"]
@@ -262,6 +281,23 @@ def test_avatar_errors_name_the_problem(tmp_path):
     assert av.arkit_present == ["jawOpen"] and av.bones == {}
     moved = av.pose(weights(jawOpen=0.5)).positions[0] - av.rest.positions[0]
     np.testing.assert_allclose(moved[:, 2], 0.05, atol=1e-6)
+
+
+def test_gltf_json_with_data_uri_buffers_renders_like_the_glb(tmp_path, avatars):
+    import pygltflib
+
+    g = pygltflib.GLTF2().load(str(shared_file("avatars/brunette-t.glb")))
+    g.convert_buffers(pygltflib.BufferFormat.DATAURI)
+    g.save(str(tmp_path / "head.gltf"))
+    with FaceRenderer(Avatar.load(tmp_path / "head.gltf"), 64, 64) as a, \
+            FaceRenderer(avatars["brunette-t.glb"], 64, 64) as b:
+        w = weights(jawOpen=0.6)
+        assert np.array_equal(a.render(w), b.render(w))
+    doc = json.loads((tmp_path / "head.gltf").read_text())
+    doc["buffers"][0]["uri"] = "head.bin"  # an external buffer that is not there
+    (tmp_path / "nobin.gltf").write_text(json.dumps(doc))
+    with pytest.raises(AvatarError, match="buffer 0 file 'head.bin' is missing"):
+        Avatar.load(tmp_path / "nobin.gltf")
 
 
 # -- frames files ----------------------------------------------------------------------------------------------------
@@ -404,6 +440,7 @@ def test_cli_render_csv_to_pngs_and_errors(tmp_path, avatars, capsys):
         "bad bone": ([csv_path, "--avatar", avatar_path, *out, "--bone", "Jaw=x"], "--bone must be"),
         "missing audio": ([csv_path, "--avatar", avatar_path, *out, "--audio", tmp_path / "none.wav"],
                           "audio file"),
+        "not audio": ([csv_path, "--avatar", avatar_path, *out, "--audio", tmp_path / "bad.json"], "audio file"),
         "audio without video": ([csv_path, "--avatar", avatar_path, "--png-dir", tmp_path / "p2",
                                  "--audio", shared_file("align/praatio_bobby.wav")], "--audio needs --out"),
     }

@@ -37,6 +37,8 @@ ARKIT_FALLBACKS: dict[str, tuple[str, ...]] = {
     "jawOpen": ("Fcl_MTH_A", "viseme_aa", "A", "vrc.v_aa"),
 }
 FALLBACK_LOWER = {alt.lower(): name for name, alts in ARKIT_FALLBACKS.items() for alt in alts}
+EYE_LOOK = np.array([ARKIT_NAMES.index(n) for n in ARKIT_NAMES if n.startswith("eyeLook")])
+EYE_MODES = ("bones", "blendshapes", "both")
 VRM_BONES = {"Head": "head", "Neck": "neck", "LeftEye": "leftEye", "RightEye": "rightEye"}
 
 
@@ -60,6 +62,7 @@ class Primitive:
     dpos: np.ndarray | None = None   # (K, V*3) morph position deltas for those ARKit names
     dnrm: np.ndarray | None = None   # (K, V*3) morph normal deltas (zeros if the file has none)
     dynamic: bool = True             # False: nothing a frame drives touches it, pose once
+    eye_bound: bool = False          # mostly skinned to LeftEye/RightEye: an eyeball (or iris) primitive
     spare: dict = dataclasses.field(default_factory=dict)  # fallback shapes: name -> (arkit name, dpos, dnrm)
 
 
@@ -103,7 +106,7 @@ class Avatar:
         self.rest_local = np.stack([self._local_matrix(n) for n in g.nodes]) if g.nodes else np.zeros((0, 4, 4))
         self.rest_global = self._globals(self.rest_local)
         self.bones = self._find_bones(bone_map or {})
-        # conj[b]: parent's rest global rotation P, so a world-axes rotation Q becomes P^T Q P in the bone's parent frame
+        # per bone: the parent's rest global rotation P; a world-axes rotation Q is P^T Q P in the parent's frame
         self._parent_rot = {b: (rotation_part(self.rest_global[self.parents[n]]) if self.parents[n] >= 0 else np.eye(3))
                             for b, n in self.bones.items()}
         self.primitives: list[Primitive] = []
@@ -131,8 +134,8 @@ class Avatar:
         if not av.primitives:
             raise AvatarError(f"avatar {path} has no triangle meshes in its scene")
         if require_arkit and not av.arkit_present:
-            have = "; ".join(f"{m}: {', '.join(n[:12])}{' ...' if len(n) > 12 else ''} ({len(n)})" if n else f"{m}: none"
-                             for m, n in sorted(av.morph_names.items()))
+            have = "; ".join(f"{m}: {', '.join(n[:12])}{' ...' if len(n) > 12 else ''} ({len(n)})" if n
+                             else f"{m}: none" for m, n in sorted(av.morph_names.items()))
             raise AvatarError(f"avatar {path} has no morph targets named after the 52 ARKit blendshapes "
                               f"(e.g. jawOpen, eyeBlinkLeft), so frames cannot drive its face. Its meshes' morph "
                               f"targets: {have}. Export the avatar with ARKit blendshapes (Ready Player Me: "
@@ -225,7 +228,8 @@ class Avatar:
                        if prim.indices is not None else np.arange(nv, dtype=np.uint32))
                 nrm = (f.accessor(a.NORMAL).astype(np.float32) if a.NORMAL is not None
                        else _vertex_normals(pos, idx))
-                uv = f.accessor(a.TEXCOORD_0).astype(np.float32) if a.TEXCOORD_0 is not None else np.zeros((nv, 2), np.float32)
+                uv = (f.accessor(a.TEXCOORD_0).astype(np.float32) if a.TEXCOORD_0 is not None
+                      else np.zeros((nv, 2), np.float32))
                 p = Primitive(mesh_name, node_index, prim.material, pos, nrm, uv, idx)
                 if skin is not None and a.JOINTS_0 is not None and a.WEIGHTS_0 is not None:
                     joints = f.accessor(a.JOINTS_0, as_float=False).astype(np.int64)
@@ -284,6 +288,11 @@ class Avatar:
             p.spare = {}
 
     def _mark_dynamic(self) -> None:
+        eyes = [self.bones[b] for b in ("LeftEye", "RightEye") if b in self.bones]
+        for p in self.primitives:
+            if p.joint_nodes is not None and eyes:
+                dominant = p.joint_nodes[p.joints[np.arange(len(p.weights)), p.weights.argmax(1)]]
+                p.eye_bound = bool(np.isin(dominant, eyes).mean() > 0.5)
         driven = np.zeros(len(self.parents), bool)
         for i in self.order:  # a driven bone and everything below it moves
             driven[i] = i in self.bones.values() or (self.parents[i] >= 0 and driven[self.parents[i]])
@@ -292,15 +301,24 @@ class Avatar:
             p.dynamic = bool(moves or len(p.arkit_index))
 
     # -- posing --------------------------------------------------------------------------------------------------
-    def pose(self, weights=None, rotations=None) -> Pose:
+    def pose(self, weights=None, rotations=None, eyes: str = "bones") -> Pose:
         """Pose with 52 ARKit weights (canonical order, clipped to 0..1) and rotations (16 floats or 4x4: x, y, z, w
-        for Head, Neck, LeftEye, RightEye). None = neutral / rest. Bones the avatar lacks are ignored."""
+        for Head, Neck, LeftEye, RightEye). None = neutral / rest. Bones the avatar lacks are ignored.
+
+        Frames carry eye gaze twice (eye bones and eyeLook* weights, docs/dsp_engine.md) and eyeLook* morphs on
+        an eyeball mesh rotate it too, so `eyes` picks one: "bones" (default) rotates the eye bones and drops the
+        eyeLook* weights on eyeball primitives only (lids that follow the gaze keep them); "blendshapes" ignores
+        the eye bone rotations; "both" applies everything."""
+        if eyes not in EYE_MODES:
+            raise ValueError(f"eyes must be one of {', '.join(EYE_MODES)}, got {eyes!r}")
         w = check_weights(weights)
         q = check_rotations(rotations)
         local = self.rest_local.copy()
         for b, bone in enumerate(BONE_NAMES):
             node = self.bones.get(bone)
             if node is None or np.allclose(q[b], (0, 0, 0, 1)):
+                continue
+            if eyes == "blendshapes" and bone in ("LeftEye", "RightEye"):
                 continue
             p = self._parent_rot[bone]
             local[node, :3, :3] = (p.T @ trs_matrix(rotation=q[b])[:3, :3] @ p) @ local[node, :3, :3]
@@ -314,6 +332,8 @@ class Avatar:
             pos, nrm = prim.positions, prim.normals
             if len(prim.arkit_index):
                 wk = w[prim.arkit_index]
+                if eyes == "bones" and prim.eye_bound:
+                    wk = np.where(np.isin(prim.arkit_index, EYE_LOOK), 0.0, wk).astype(np.float32)
                 if wk.any():
                     pos = pos + (wk @ prim.dpos).reshape(-1, 3)
                     nrm = nrm + (wk @ prim.dnrm).reshape(-1, 3)

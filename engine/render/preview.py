@@ -21,16 +21,17 @@ class PreviewResult:
 
 def render_preview(track: FrameTrack, avatar: Avatar, *, out: str | pathlib.Path | None = None,
                    png_dir: str | pathlib.Path | None = None, audio: str | pathlib.Path | None = None,
-                   width: int = 512, height: int = 512, fps: float | None = None,
+                   width: int = 512, height: int = 512, fps: float | None = None, eyes: str = "bones",
                    progress: Callable[[int, int], None] | None = None) -> PreviewResult:
-    """Output frame k shows the input frame whose time code is the last at or before k / fps (fps: the given one,
-    else the track's, else inferred from the time codes). Writes `out` (.mp4) and/or `png_dir`."""
+    """Render every output frame k (time k / fps; fps: the given one, else the track's, else inferred from the time
+    codes) from the input frame placed there by its time code (writers.frame_schedule). Writes `out` (.mp4, with
+    `audio` muxed) and/or `png_dir`; a failed run removes its partial MP4."""
     if out is None and png_dir is None:
         raise ValueError("nothing to write: give an .mp4 path and/or a PNG directory")
     fps = float(fps or track.fps or infer_fps(track.times))
     show = frame_schedule(track.times, fps)
     writers = []
-    renderer = FaceRenderer(avatar, width, height)
+    renderer = FaceRenderer(avatar, width, height, eyes=eyes)
     try:
         if out is not None:
             writers.append(Mp4Writer(out, width, height, fps, audio=audio))
@@ -47,6 +48,11 @@ def render_preview(track: FrameTrack, avatar: Avatar, *, out: str | pathlib.Path
                 progress(k + 1, len(show))
         for w in writers:
             w.close()
+    except BaseException:
+        for w in writers:
+            if isinstance(w, Mp4Writer):
+                w.abort()
+        raise
     finally:
         renderer.close()
     return PreviewResult(len(show), rendered, fps, len(show) / fps)

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from engine.render.avatar import Avatar, Pose
+from engine.render.avatar import EYE_MODES, Avatar, Pose
 from engine.render.transforms import look_at, perspective
 
 VERTEX_SHADER = """
@@ -76,13 +76,16 @@ class FaceRenderer:
 
     The camera looks down -Z at the rest-pose bounds of the meshes that carry ARKit targets (the face), so the
     subject's left (+X) is image right; it never moves with the head. `fov_deg` is vertical; `margin` scales the
-    framed box."""
+    framed box. `eyes`: "bones" | "blendshapes" | "both", see Avatar.pose."""
 
     def __init__(self, avatar: Avatar, width: int = 512, height: int = 512, *, samples: int = 4,
-                 fov_deg: float = 18.0, margin: float = 1.35, background=BACKGROUND):
+                 fov_deg: float = 18.0, margin: float = 1.35, background=BACKGROUND, eyes: str = "bones"):
         if not (16 <= width <= 4096 and 16 <= height <= 4096):
             raise ValueError(f"image size must be 16..4096 pixels per side, got {width}x{height}")
         self.avatar, self.width, self.height = avatar, int(width), int(height)
+        if eyes not in EYE_MODES:
+            raise ValueError(f"eyes must be one of {', '.join(EYE_MODES)}, got {eyes!r}")
+        self.eyes = eyes  # see Avatar.pose: eye gaze from the eye bones (default) or the eyeLook* shapes
         self.background = tuple(float(c) for c in background)
         self._setup_camera(fov_deg, margin)
         self.ctx = create_context()
@@ -165,7 +168,7 @@ class FaceRenderer:
     def render(self, weights=None, rotations=None) -> np.ndarray:
         """52 ARKit weights + 4 bone quaternions (x, y, z, w; Head, Neck, LeftEye, RightEye) -> HxWx3 uint8 RGB,
         C-contiguous, top row first."""
-        return self.render_pose(self.avatar.pose(weights, rotations))
+        return self.render_pose(self.avatar.pose(weights, rotations, eyes=self.eyes))
 
     def render_pose(self, pose: Pose) -> np.ndarray:
         with self.ctx:  # several renderers may live in one process: make ours current

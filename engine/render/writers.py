@@ -106,8 +106,21 @@ class Mp4Writer:
         for packet in self.stream.encode():
             self.container.mux(packet)
         if self.audio is not None:
-            self._mux_audio()
+            import av
+
+            try:
+                self._mux_audio()
+            except av.FFmpegError as exc:
+                raise ValueError(f"audio file {self.audio} could not be decoded: {exc}") from exc
         self.container.close()
+
+    def abort(self) -> None:
+        """Stop after an error: close the file and remove it rather than leave a truncated video behind."""
+        try:
+            self.container.close()
+        except Exception:  # the container may already be in a failed state
+            pass
+        self.path.unlink(missing_ok=True)
 
     def _mux_audio(self) -> None:
         import av

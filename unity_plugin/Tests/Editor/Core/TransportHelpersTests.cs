@@ -1,0 +1,89 @@
+using System;
+using NUnit.Framework;
+
+namespace AvatarBridge.Core.Tests
+{
+    /// <summary>Reconnect backoff and the PCM16 packing the client sends.</summary>
+    [TestFixture]
+    public class TransportHelpersTests
+    {
+        [Test]
+        public void BackoffDoublesUpToTheCapWithBoundedJitterAndResets()
+        {
+            var b = new RetryBackoff(0.5, 8.0, 2.0, 0.2, 42);
+            double[] nominal = { 0.5, 1, 2, 4, 8, 8, 8 };
+            foreach (double n in nominal)
+            {
+                double d = b.NextDelay();
+                Assert.That(d, Is.InRange(n * 0.8, n), "nominal " + n);
+            }
+            Assert.AreEqual(7, b.Attempts);
+            b.Reset();
+            Assert.That(b.NextDelay(), Is.InRange(0.4, 0.5));
+            Assert.Throws<ArgumentException>(() => new RetryBackoff(0, 1, 2, 0, 1));
+        }
+
+        [Test]
+        public void Pcm16IsLittleEndianClampedAndDownmixesMoreThanTwoChannels()
+        {
+            byte[] mono = AudioPacker.ToPcm16(new[] { 0f, 1f, -1f, 0.5f, 2f, float.NaN }, 1, 0, 6);
+            short[] v = new short[6];
+            Buffer.BlockCopy(mono, 0, v, 0, mono.Length);  // the test machine is little-endian like the wire
+            CollectionAssert.AreEqual(new short[] { 0, 32767, -32767, 16384, 32767, 0 }, v);
+
+            byte[] stereo = AudioPacker.ToPcm16(new[] { 0.1f, 0.2f, 0.3f, 0.4f }, 2, 1, 1);
+            Assert.AreEqual(4, stereo.Length);
+            Assert.AreEqual((short)Math.Round(0.3f * 32767f), BitConverter.ToInt16(stereo, 0));
+
+            Assert.AreEqual(1, AudioPacker.WireChannels(6));
+            byte[] surround = AudioPacker.ToPcm16(new[] { 0.6f, 0.6f, 0f, 0f, 0f, 0f }, 6, 0, 1);
+            Assert.AreEqual(2, surround.Length);
+            Assert.AreEqual((short)Math.Round(0.2f * 32767f), BitConverter.ToInt16(surround, 0));
+            Assert.Throws<ArgumentOutOfRangeException>(() => AudioPacker.ToPcm16(new float[4], 2, 1, 2));
+        }
+    }
+}
+
+namespace AvatarBridge.Core.Tests
+{
+    /// <summary>The audio hand-over from Unity's main thread to the sending task.</summary>
+    [TestFixture]
+    public class AudioFeedTests
+    {
+        [Test]
+        public void ChunksComeOutInOrderAcrossThreadsThenTheEnd()
+        {
+            var feed = new AudioFeed();
+            var received = new System.Collections.Generic.List<byte>();
+            var reader = System.Threading.Tasks.Task.Run(async () =>
+            {
+                while (true)
+                {
+                    byte[] c = await feed.ReadAsync(System.Threading.CancellationToken.None);
+                    if (c == null) return;
+                    received.AddRange(c);
+                }
+            });
+            for (int i = 0; i < 1000; i++) feed.Write(new[] { (byte)(i & 0xFF), (byte)(i >> 8) });
+            feed.Write(new byte[0]);  // ignored
+            feed.End();
+            feed.Write(new byte[] { 9 });  // after the end: ignored
+            Assert.IsTrue(reader.Wait(5000), "the reader saw the end");
+            Assert.AreEqual(2000, received.Count);
+            for (int i = 0; i < 1000; i++) Assert.AreEqual(i, received[2 * i] | (received[2 * i + 1] << 8));
+            Assert.AreEqual(2000, feed.BytesQueued);
+            Assert.IsNull(feed.ReadAsync(System.Threading.CancellationToken.None).Result, "the end is sticky");
+        }
+
+        [Test]
+        public void ReadIsCancellable()
+        {
+            var feed = new AudioFeed();
+            var cts = new System.Threading.CancellationTokenSource();
+            var read = feed.ReadAsync(cts.Token);
+            cts.Cancel();
+            var ex = Assert.Throws<System.AggregateException>(() => read.Wait(5000));
+            Assert.IsInstanceOf<System.OperationCanceledException>(ex.InnerException);
+        }
+    }
+}
