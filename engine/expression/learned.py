@@ -12,7 +12,7 @@ convolution caches and the GRU state; the output does not depend on how the
 audio is chunked. Frame k (time k / fps) is emitted once the audio reaches
 the feature step that describes it plus ``delay`` steps (the look-ahead,
 docs/learned_engine.md). Weights ship in the package
-(engine/expression/weights/learned-v1, fp16, < 1 MB).
+(engine/expression/weights/learned-v1, fp16 npz, < 1 MB), read with numpy.
 """
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
 from engine.expression.dsp import EMOTIONS
-from engine.expression.learned_model import HOP, WIN, ExpressionNet, LogMel, NumpyExpressionNet, lookahead_s
+from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
@@ -64,10 +63,9 @@ class LearnedExpressionEngine(ExpressionEngine):
     viseme_names = VISEMES
 
     def __init__(self, weights_dir: str | Path | None = None):
-        torch.set_num_threads(1)  # a worker process owns one core; batching, not threads, scales
-        self.net = ExpressionNet.from_pretrained(weights_dir or WEIGHTS_DIR)
-        self.cfg = self.net.cfg
-        self.fast = NumpyExpressionNet(self.net)
+        # numpy only: a worker never imports torch for this engine.
+        self.fast = NumpyExpressionNet.from_pretrained(weights_dir or WEIGHTS_DIR)
+        self.cfg = self.fast.cfg
         self.mel = LogMel(self.cfg)
         self.poses = pose_matrix()
         self.lookahead_s = lookahead_s(self.cfg)
@@ -78,7 +76,7 @@ class LearnedExpressionEngine(ExpressionEngine):
             "on espeak-ng speech in 15 languages with exact phone timings and noise/reverb/telephone "
             "augmentation (avatar-bridge train-expression). Secondary motion (blinks, saccades, "
             "emphasis brows and nods, bounded head drift) as dsp-v1."
-            % (sum(p.numel() for p in self.net.parameters()) // 1000, round(self.lookahead_s * 1000)))
+            % (self.fast.n_params // 1000, round(self.lookahead_s * 1000)))
 
     def open(self, fps: int, style: Style) -> "LearnedExpressionStream":
         return LearnedExpressionStream(self, fps, style)

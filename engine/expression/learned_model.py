@@ -1,7 +1,10 @@
-"""learned-v1's network and its features: log-mel -> causal convs -> GRU -> visemes + jaw.
+"""learned-v1 without torch: config, features, weights I/O and the network in numpy.
 
-Config-driven and loaded ``from_pretrained``-style from a directory holding
-``config.json`` and ``model.pt`` (a plain state dict). Everything is causal:
+The network (log-mel -> causal convs -> GRU -> visemes + jaw) is defined for
+training in torch (learned_net.py); a pretrained directory holds
+``config.json`` and ``model.npz`` (the state dict, fp16). Serving reads both
+without importing torch (torch costs a worker ~190 MB and seconds to import).
+Everything is causal:
 the network at feature step j sees features 0..j only; the *look-ahead* comes
 from training it to describe the face ``delay`` steps in the past, so the
 output at step j is the face at time (j - delay) * hop (docs/learned_engine.md).
@@ -15,13 +18,10 @@ normalisation stored with the weights.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -93,78 +93,28 @@ class LogMel:
         return self.frames(padded, n)
 
 
-class CausalConv(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int):
-        super().__init__()
-        self.k = k
-        self.conv = nn.Conv1d(cin, cout, k)
-
-    def forward(self, x: torch.Tensor, cache: torch.Tensor | None):
-        """x (B, C, T); cache (B, C, k-1) of the previous inputs or None (= zeros)."""
-        if cache is None:
-            cache = x.new_zeros(x.shape[0], x.shape[1], self.k - 1)
-        xx = torch.cat([cache, x], dim=2)
-        return self.conv(xx), xx[:, :, xx.shape[2] - (self.k - 1):]
-
-
-class ExpressionNet(nn.Module):
-    """Log-mel (B, T, n_mels) -> viseme logits (B, T, 15), jaw (B, T) in 0..1, new state."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.register_buffer("mean", torch.zeros(cfg.n_mels))
-        self.register_buffer("std", torch.ones(cfg.n_mels))
-        convs = []
-        cin = cfg.n_mels
-        for _ in range(cfg.n_conv):
-            convs.append(CausalConv(cin, cfg.channels, cfg.kernel))
-            cin = cfg.channels
-        self.convs = nn.ModuleList(convs)
-        self.gru = nn.GRU(cin, cfg.hidden, batch_first=True)
-        self.head = nn.Linear(cfg.hidden + cin, cfg.n_visemes + 1)
-
-    def forward(self, feats: torch.Tensor, state: list | None = None):
-        x = ((feats - self.mean) / self.std).transpose(1, 2)
-        new_state = []
-        for i, conv in enumerate(self.convs):
-            x, c = conv(x, None if state is None else state[i])
-            x = torch.nn.functional.gelu(x)
-            new_state.append(c)
-        x = x.transpose(1, 2)
-        h, hn = self.gru(x, None if state is None else state[-1])
-        new_state.append(hn)
-        out = self.head(torch.cat([h, x], dim=2))
-        return out[..., :-1], torch.sigmoid(out[..., -1]), new_state
-
-    # ---------------------------------------------------------------- I/O
-    def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> None:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(json.dumps({**asdict(self.cfg), **(extra or {})}, indent=1) + "\n")
-        # Half-precision storage: the network is tiny and fp16 keeps the package small.
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in self.state_dict().items()},
-                   d / "model.pt")
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "ExpressionNet":
-        d = Path(directory)
-        cfg = ModelConfig.from_dict(json.loads((d / "config.json").read_text()))
-        net = cls(cfg)
-        sd = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-        net.eval()
-        return net
-
-
 def lookahead_s(cfg: ModelConfig) -> float:
     """Audio needed past a frame's time: delay steps, half a window, and up to one hop of
     interpolation onto the output fps grid."""
     return cfg.delay * HOP / SAMPLE_RATE + (WIN // 2) / SAMPLE_RATE + HOP / SAMPLE_RATE
 
 
-def n_params(net: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in net.parameters())
+def save_pretrained(directory: str | Path, cfg: ModelConfig, arrays: dict[str, np.ndarray],
+                    extra: dict | None = None) -> None:
+    """config.json + model.npz (floating arrays stored as fp16: the network is tiny, the package small)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({**asdict(cfg), **(extra or {})}, indent=1) + "\n")
+    np.savez(d / "model.npz", **{k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in arrays.items()})
+
+
+def load_pretrained(directory: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    """-> (config, float32 arrays by state-dict key)."""
+    d = Path(directory)
+    cfg = ModelConfig.from_dict(json.loads((d / "config.json").read_text()))
+    with np.load(d / "model.npz") as z:
+        arrays = {k: z[k].astype(np.float32) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    return cfg, arrays
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -194,9 +144,13 @@ class NumpyExpressionNet:
     that both give the same outputs.
     """
 
-    def __init__(self, net: ExpressionNet):
-        sd = {k: v.detach().float().numpy() for k, v in net.state_dict().items()}
-        self.cfg = cfg = net.cfg
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "NumpyExpressionNet":
+        return cls(*load_pretrained(directory))
+
+    def __init__(self, cfg: ModelConfig, sd: dict[str, np.ndarray]):
+        self.cfg = cfg
+        self.n_params = int(sum(v.size for k, v in sd.items() if k not in ("mean", "std")))
         self.mean, self.inv_std = sd["mean"], 1.0 / sd["std"]
         self.convs = []
         for i in range(cfg.n_conv):
