@@ -115,3 +115,27 @@ def test_stereo_with_one_dead_channel(server):
     assert w2[:, JAW].max() > 0.3
     assert np.corrcoef(w1[:, JAW], w2[:, JAW])[0, 1] > 0.9
     assert_still_serving(server)
+
+
+def test_client_files_carry_visemes(server, tmp_path):
+    import csv
+    import io
+
+    import soundfile as sf
+
+    from bridge_server.client import BridgeClient
+
+    buf = io.BytesIO()
+    sf.write(buf, speech()[:16000], 16000, format="WAV")
+    client = BridgeClient(server.target)
+    anim = client.animate_clip(buf.getvalue(), fps=30, engine=ENGINE, timeout=60)
+    doc = anim.to_json()
+    assert doc["engine"] == ENGINE and doc["viseme_names"] == list(VISEMES)
+    assert set(doc["frames"][0]["visemes"]) == set(VISEMES)
+    anim.write(str(tmp_path / "f.csv"))
+    with open(tmp_path / "f.csv") as fh:
+        head = next(csv.reader(fh))
+    assert head[-15:] == [f"viseme_{v}" for v in VISEMES]
+    plain = client.animate_clip(buf.getvalue(), fps=30, engine="dsp-v1", timeout=60).to_json()
+    assert "viseme_names" not in plain and "visemes" not in plain["frames"][0]
+    client.close()
