@@ -7,6 +7,7 @@ so it includes gRPC transit both ways, the server and the worker. The server's
 own view (frame written - chunk arrival) comes from its Prometheus histogram.
 
     python bench/stream_bench.py --streams 50 100 200 250 --seconds 20
+    python bench/stream_bench.py --engine learned-v1 --streams 25 50 --seconds 20
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def load_speech(path: str, rate: int = 16000) -> bytes:
 
 
 async def one_stream(stub, pcm: bytes, rate: int, chunk_s: float, seconds: float, delay: float,
-                     lat: list, errors: list) -> None:
+                     lat: list, errors: list, engine: str = "") -> None:
     await asyncio.sleep(delay)
     step = int(rate * chunk_s) * 2
     n_chunks = int(seconds / chunk_s)
@@ -52,7 +53,7 @@ async def one_stream(stub, pcm: bytes, rate: int, chunk_s: float, seconds: float
 
     async def writer():
         await call.write(pb.ExpressionRequest(header=pb.StreamHeader(
-            encoding=pb.AUDIO_ENCODING_PCM16, sample_rate=rate, channels=1, fps=30)))
+            encoding=pb.AUDIO_ENCODING_PCM16, sample_rate=rate, channels=1, fps=30, engine=engine)))
         t0 = time.monotonic()
         total = 0
         for i in range(n_chunks):
@@ -127,7 +128,7 @@ def bucket_quantile(before: dict, after: dict, q: float) -> float:
     return float("inf")
 
 
-async def run_level(target, info, pcm, streams, seconds, chunk_s, pids) -> dict:
+async def run_level(target, info, pcm, streams, seconds, chunk_s, pids, engine: str = "") -> dict:
     async with grpc.aio.insecure_channel(target) as ch:
         stub = pb_grpc.AvatarBridgeStub(ch)
         lat, errors = [], []
@@ -135,8 +136,8 @@ async def run_level(target, info, pcm, streams, seconds, chunk_s, pids) -> dict:
         cpu0, t0 = cpu_seconds(pids), time.monotonic()
         front0 = cpu_seconds(pids[:1])
         # Stagger the starts over one chunk so the streams do not all tick in phase.
-        await asyncio.gather(*(one_stream(stub, pcm, 16000, chunk_s, seconds, i * chunk_s / streams, lat, errors)
-                               for i in range(streams)))
+        await asyncio.gather(*(one_stream(stub, pcm, 16000, chunk_s, seconds, i * chunk_s / streams, lat, errors,
+                                          engine) for i in range(streams)))
         wall = time.monotonic() - t0
         cpu = cpu_seconds(pids) - cpu0
         after = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
@@ -162,6 +163,7 @@ def main() -> int:
     ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "hello.wav"))
     ap.add_argument("--budget-ms", type=float, default=30.0, help="p99 target beyond the look-ahead")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--engine", default="", help="expression engine per stream (default: the server's default)")
     args = ap.parse_args()
 
     pcm = load_speech(args.audio)
@@ -180,7 +182,7 @@ def main() -> int:
         target = f"127.0.0.1:{info['port']}"
         rows = []
         for n in args.streams:
-            row = asyncio.run(run_level(target, info, pcm, n, args.seconds, args.chunk_ms / 1000, pids))
+            row = asyncio.run(run_level(target, info, pcm, n, args.seconds, args.chunk_ms / 1000, pids, args.engine))
             row["meets_target"] = (row["errors"] == 0 and row["client_p99_ms"] is not None
                                    and row["client_p99_ms"] <= args.budget_ms)
             rows.append(row)
@@ -190,6 +192,7 @@ def main() -> int:
         server.wait(30)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",
             "python": platform.python_version(), "chunk_ms": args.chunk_ms, "seconds": args.seconds,
+            "engine": args.engine or "(server default)",
             "command": " ".join(sys.argv)}
     print("\n| streams | frames | errors | client p50 ms | client p99 ms | server p99 (bucket) ms | "
           "server CPU ms per stream-second | server cores | server RSS MB | p99 <= budget |")

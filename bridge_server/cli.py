@@ -1,4 +1,4 @@
-"""`avatar-bridge` command line: serve, animate, capabilities, render."""
+"""`avatar-bridge` command line: serve, animate, capabilities, render, capture, train-expression, eval-expression."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from dataclasses import fields
 from bridge_server import cli_capture
 from bridge_server.cli_render import add_render_parser, run_render
 from bridge_server.config import ServerConfig
+from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
 
 EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised"]
 
@@ -36,6 +37,7 @@ def _add_client(sub) -> None:
     ap.add_argument("--intensity", type=float, default=1.0, help="mouth articulation 0..2")
     ap.add_argument("--head-motion", type=float, default=1.0, help="head and eye motion 0..2")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", default="", help="expression engine (default: the server's; see capabilities)")
     ap.add_argument("--stream", action="store_true",
                     help="send the audio as a real-time StreamExpression (PCM16 chunks) instead of AnimateClip")
     ap.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_client(sub)
     cli_capture.add_parsers(sub)
     add_render_parser(sub)
+    add_expression_commands(sub)
     from bridge_server.cli_video import add_video_commands, run_video_command
     add_video_commands(sub)
     args = parser.parse_args(argv)
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_render(args)
     if args.cmd in ("generate", "generate-batch"):
         return run_video_command(args)
+    if getattr(args, "run", None):
+        return args.run(args)
     if args.cmd == "serve":
         return _serve(args)
     rc = cli_capture.run(args)
@@ -109,7 +114,7 @@ def _client(args) -> int:
                 anim = _stream_file(client, data, args, style)
             else:
                 anim = client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
-                                           timeout=args.timeout)
+                                           timeout=args.timeout, engine=args.engine)
             anim.write(args.out)
             s = anim.status
             print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
@@ -134,6 +139,7 @@ def _stream_file(client, data: bytes, args, style):
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
     reqs = list(stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio))
     reqs[0].header.style.CopyFrom(style)
+    reqs[0].header.engine = args.engine
     return Animation.collect(client.stream(reqs, timeout=args.timeout))
 
 

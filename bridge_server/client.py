@@ -45,9 +45,11 @@ class Animation:
     def to_json(self) -> dict:
         h = self.header
         names, bones = list(h.blendshape_names), list(h.bone_names)
+        vnames = list(h.viseme_names)
         frames = []
         for f in self.frames:
             w, r = list(f.weights), list(f.rotations)
+            extra = {"visemes": {n: round(v, 6) for n, v in zip(vnames, f.visemes)}} if len(f.visemes) else {}
             frames.append({
                 "index": f.index, "time": f.time, "sample_index": f.sample_index,
                 "blendshapes": {n: round(v, 6) for n, v in zip(names, w)},
@@ -55,11 +57,13 @@ class Animation:
                 "head_translation": ([f.head_translation.x, f.head_translation.y, f.head_translation.z]
                                      if f.HasField("head_translation") else None),
                 "confidence": round(f.confidence, 4), "face_lost": f.face_lost,
+                **extra,
             })
         return {
             "format": "avatar-bridge.frames.v1", "stream_id": h.stream_id, "engine": h.engine, "fps": h.fps,
             "sample_rate": h.sample_rate, "lookahead_ms": h.lookahead_ms, "blendshape_names": names,
             "bone_names": bones, "unmeasured_blendshapes": list(h.unmeasured_blendshapes),
+            **({"viseme_names": vnames} if vnames else {}),
             "rotation_convention": "quaternion xyzw, right-handed Y-up, subject faces +Z "
                                                         "(docs/conventions.md)",
             "frames": frames,
@@ -77,14 +81,16 @@ class Animation:
 
     def write_csv(self, path: str) -> None:
         names, bones = list(self.header.blendshape_names), list(self.header.bone_names)
+        vnames = list(self.header.viseme_names)
         cols = ["time", "index", "sample_index", *names,
-                *[f"{b}.{c}" for b in bones for c in ("qx", "qy", "qz", "qw")]]
+                *[f"{b}.{c}" for b in bones for c in ("qx", "qy", "qz", "qw")], *[f"viseme_{v}" for v in vnames]]
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(cols)
             for f in self.frames:
+                vis = list(f.visemes) if vnames else []
                 w.writerow([f"{f.time:.6f}", f.index, f.sample_index, *[f"{v:.6f}" for v in f.weights],
-                            *[f"{v:.6f}" for v in f.rotations]])
+                            *[f"{v:.6f}" for v in f.rotations], *[f"{v:.6f}" for v in vis]])
 
 
 class BridgeClient:
@@ -99,9 +105,9 @@ class BridgeClient:
         return self.stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=timeout, wait_for_ready=True)
 
     def animate_clip(self, audio_file: bytes, fps: int = 30, stream_id: str = "", style=None,
-                     timeout: float | None = None) -> Animation:
+                     timeout: float | None = None, engine: str = "") -> Animation:
         req = pb.AnimateClipRequest(audio_file=audio_file, fps=fps, stream_id=stream_id,
-                                    style=style or pb.ExpressionStyle())
+                                    style=style or pb.ExpressionStyle(), engine=engine)
         return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True))
 
     def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):

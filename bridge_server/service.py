@@ -59,6 +59,7 @@ def frame_batch_msg(block, sample_rate: int) -> pb.FrameBatch:
     weights = block.weights.tolist()
     rots = block.rotations.tolist()
     trans = block.translation.tolist() if block.translation is not None else None
+    vis = block.visemes.tolist() if block.visemes is not None else None
     idx = block.sample_index.tolist()
     conf = block.confidence.tolist() if block.confidence is not None else [1.0] * n
     lost = block.face_lost.tolist() if block.face_lost is not None else [False] * n
@@ -68,6 +69,8 @@ def frame_batch_msg(block, sample_rate: int) -> pb.FrameBatch:
                      weights=weights[i], rotations=rots[i], confidence=conf[i], face_lost=lost[i])
         if trans is not None:
             f.head_translation.x, f.head_translation.y, f.head_translation.z = trans[i]
+        if vis is not None:
+            f.visemes.extend(vis[i])
         frames.append(f)
     return pb.FrameBatch(frames=frames)
 
@@ -371,7 +374,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             stream_id=stream_id, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, fps=fps,
             lookahead_ms=opened.meta["lookahead_s"] * 1000.0, sample_rate=sample_rate,
             engine=opened.meta["engine"], api_version=API_VERSION,
-            unmeasured_blendshapes=UNMEASURED if opened.meta["engine"] == CAPTURE_ENGINE else [])
+            unmeasured_blendshapes=UNMEASURED if opened.meta["engine"] == CAPTURE_ENGINE else [],
+            viseme_names=opened.meta.get("viseme_names", []))
 
     @staticmethod
     def _status_msg(sent: int, meta: dict, opened) -> pb.StreamStatus:

@@ -43,6 +43,8 @@ class Frames:
     rotations: np.ndarray  # (n, NUM_BONES, 4) float32 unit quaternions xyzw, BONE_NAMES order
     translation: np.ndarray | None = None  # (n, 3) float32 metres, or None
     warnings: list[str] = field(default_factory=list)  # new quality warnings (e.g. clipping)
+    # (n, 15) float32 OVR viseme weights (engine.expression.visemes.VISEMES order), or None
+    visemes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.weights.shape[0])
@@ -74,6 +76,7 @@ class ExpressionEngine:
     name: str = ""
     description: str = ""
     lookahead_s: float = 0.0
+    viseme_names: tuple[str, ...] = ()  # order of Frames.visemes; () when the engine gives none
 
     def open(self, fps: int, style: Style) -> ExpressionStream:
         raise NotImplementedError

@@ -8,6 +8,7 @@ from engine.expression.base import ExpressionEngine
 # name -> "module:Class"; the first entry is the shipped default.
 ENGINES: dict[str, str] = {
     "dsp-v1": "engine.expression.dsp:DspExpressionEngine",
+    "learned-v1": "engine.expression.learned:LearnedExpressionEngine",
 }
 DEFAULT_ENGINE = "dsp-v1"
 

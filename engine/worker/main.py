@@ -155,7 +155,8 @@ class Worker:
         eng = self._engine(cfg)
         # The look-ahead a client sees includes the resampler's delay for its rate.
         self.sock.send(p.pack(p.OPENED, sid, 0, p.dumps({"engine": eng.name,
-                                                          "lookahead_s": eng.lookahead_s + extra_delay_s})))
+                                                          "lookahead_s": eng.lookahead_s + extra_delay_s,
+                                                          "viseme_names": list(eng.viseme_names)})))
 
     def _live(self, sid: int) -> LiveSession:
         s = self.sessions.get(sid)
@@ -173,7 +174,8 @@ class Worker:
     def _send_frames(self, sid: int, seq: int, s, frames: Frames, last: bool) -> None:
         idx = frame_sample_indices(frames.first_index, len(frames), s.sample_rate, s.fps)
         body = p.pack_frames(frames.first_index, idx, frames.weights, frames.rotations.reshape(len(frames), NUM_BONES * 4),
-                             frames.translation, s.audio_seconds, s.sample_rate, last, frames.warnings)
+                             frames.translation, s.audio_seconds, s.sample_rate, last, frames.warnings,
+                             visemes=frames.visemes)
         self.sock.send(p.pack(p.FRAMES, sid, seq, body))
 
     def _done(self, sid: int, seq: int, s) -> None:

@@ -43,7 +43,7 @@ _FRAMES = struct.Struct("<QIBdII")  # first_index, n, flags, audio_seconds, samp
 _U32 = struct.Struct("<I")
 _IMAGE = struct.Struct("<qIIB")  # timestamp_us, width, height, encoding
 _TRACK = struct.Struct("<dII")  # start seconds, sample rate, channels
-HAS_TRANSLATION, LAST_BLOCK, HAS_QUALITY = 1, 2, 4
+HAS_TRANSLATION, LAST_BLOCK, HAS_QUALITY, HAS_VISEMES = 1, 2, 4, 8
 
 
 def pack(kind: bytes, sid: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
@@ -96,6 +96,7 @@ class FrameBlock:
     warnings: list[str]
     confidence: np.ndarray | None = None  # (n,) float32; None = 1.0 for every frame
     face_lost: np.ndarray | None = None  # (n,) bool; capture only
+    visemes: np.ndarray | None = None  # (n, V) float32
 
     def __len__(self) -> int:
         return int(self.sample_index.shape[0])
@@ -104,10 +105,11 @@ class FrameBlock:
 def pack_frames(first_index: int, sample_index: np.ndarray, weights: np.ndarray, rotations: np.ndarray,
                 translation: np.ndarray | None, audio_seconds: float, sample_rate: int, last: bool,
                 warnings: list[str], confidence: np.ndarray | None = None,
-                face_lost: np.ndarray | None = None) -> bytes:
+                face_lost: np.ndarray | None = None, visemes: np.ndarray | None = None) -> bytes:
     n = int(sample_index.shape[0])
+    has_vis = visemes is not None and n > 0
     flags = ((HAS_TRANSLATION if translation is not None else 0) | (LAST_BLOCK if last else 0)
-             | (HAS_QUALITY if confidence is not None else 0))
+             | (HAS_QUALITY if confidence is not None else 0) | (HAS_VISEMES if has_vis else 0))
     warn = dumps(warnings) if warnings else b""
     parts = [_FRAMES.pack(first_index, n, flags, audio_seconds, sample_rate, len(warn)), warn,
              np.ascontiguousarray(sample_index, "<u8").tobytes(), np.ascontiguousarray(weights, "<f4").tobytes(),
@@ -117,6 +119,9 @@ def pack_frames(first_index: int, sample_index: np.ndarray, weights: np.ndarray,
     if confidence is not None:
         lost = np.zeros(n, bool) if face_lost is None else face_lost
         parts += [np.ascontiguousarray(confidence, "<f4").tobytes(), np.ascontiguousarray(lost, "u1").tobytes()]
+    if has_vis:
+        parts.append(struct.pack("<I", visemes.shape[1]))
+        parts.append(np.ascontiguousarray(visemes, "<f4").tobytes())
     return b"".join(parts)
 
 
@@ -140,7 +145,13 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
     if flags & HAS_QUALITY:
         conf = take("<f4", n)
         lost = take("u1", n).astype(bool)
-    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, conf, lost)
+    vis = None
+    if flags & HAS_VISEMES:
+        (nv,) = struct.unpack_from("<I", body, pos)
+        pos += 4
+        vis = take("<f4", n * nv).reshape(n, nv)
+    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, conf, lost,
+                      vis)
 
 
 def dumps(obj) -> bytes:

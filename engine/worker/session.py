@@ -111,7 +111,9 @@ class FrameCounter:
     def track(self, frames: Frames) -> Frames:
         if len(frames):
             tr = None if frames.translation is None else frames.translation[-1:]
-            self.last = Frames(frames.first_index + len(frames) - 1, frames.weights[-1:], frames.rotations[-1:], tr)
+            vis = None if frames.visemes is None else frames.visemes[-1:]
+            self.last = Frames(frames.first_index + len(frames) - 1, frames.weights[-1:], frames.rotations[-1:], tr,
+                               visemes=vis)
         return frames
 
     def fit_final(self, frames: Frames, samples: int) -> Frames:
@@ -120,13 +122,16 @@ class FrameCounter:
         if end > expected:
             keep = max(0, expected - frames.first_index)
             tr = None if frames.translation is None else frames.translation[:keep]
-            frames = Frames(frames.first_index, frames.weights[:keep], frames.rotations[:keep], tr, frames.warnings)
+            vis = None if frames.visemes is None else frames.visemes[:keep]
+            frames = Frames(frames.first_index, frames.weights[:keep], frames.rotations[:keep], tr, frames.warnings,
+                            vis)
         elif end < expected:
             # Copy the newest frame; audio too short to reach the engine at all gets the rest pose.
             src = frames if len(frames) else self.last or _rest_frame()
             pad = expected - end
             tail = Frames(end, np.repeat(src.weights[-1:], pad, 0), np.repeat(src.rotations[-1:], pad, 0),
-                          None if src.translation is None else np.repeat(src.translation[-1:], pad, 0))
+                          None if src.translation is None else np.repeat(src.translation[-1:], pad, 0),
+                          visemes=None if src.visemes is None else np.repeat(src.visemes[-1:], pad, 0))
             frames = _concat(frames, tail)
         return self.track(frames)
 
@@ -146,5 +151,8 @@ def _concat(a: Frames, b: Frames) -> Frames:
     tr = None
     if a.translation is not None and b.translation is not None:
         tr = np.concatenate([a.translation, b.translation])
+    vis = None
+    if a.visemes is not None and b.visemes is not None:
+        vis = np.concatenate([a.visemes, b.visemes])
     return Frames(a.first_index, np.concatenate([a.weights, b.weights]),
-                  np.concatenate([a.rotations, b.rotations]), tr, a.warnings + b.warnings)
+                  np.concatenate([a.rotations, b.rotations]), tr, a.warnings + b.warnings, vis)

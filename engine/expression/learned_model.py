@@ -1,0 +1,196 @@
+"""learned-v1 without torch: config, features, weights I/O and the network in numpy.
+
+The network (log-mel -> causal convs -> GRU -> visemes + jaw) is defined for
+training in torch (learned_net.py); a pretrained directory holds
+``config.json`` and ``model.npz`` (the state dict, fp16). Serving reads both
+without importing torch (torch costs a worker ~190 MB and seconds to import).
+Everything is causal:
+the network at feature step j sees features 0..j only; the *look-ahead* comes
+from training it to describe the face ``delay`` steps in the past, so the
+output at step j is the face at time (j - delay) * hop (docs/learned_engine.md).
+
+Features (numpy, identical in training and streaming): 25 ms Hann windows
+centred every 10 ms on 16 kHz audio (frame j covers samples
+[160 j - 200, 160 j + 200)), |FFT|^2 on 512 points, 40 mel bands
+60-7600 Hz, natural log with a -23 floor (1e-10), then a per-band affine
+normalisation stored with the weights.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+HOP = 160
+WIN = 400
+NFFT = 512
+LOG_FLOOR = 1e-10
+
+
+@dataclass
+class ModelConfig:
+    n_mels: int = 40
+    f_min: float = 60.0
+    f_max: float = 7600.0
+    channels: int = 128
+    kernel: int = 3
+    n_conv: int = 2
+    hidden: int = 128
+    delay: int = 5  # output step j describes time (j - delay) * 10 ms
+    n_visemes: int = 15
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def mel_matrix(n_mels: int, f_min: float, f_max: float) -> np.ndarray:
+    """(NFFT//2+1, n_mels) triangular HTK-mel filterbank, float32."""
+    def hz2mel(f):
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    def mel2hz(m):
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    freqs = np.arange(NFFT // 2 + 1) * SAMPLE_RATE / NFFT
+    pts = mel2hz(np.linspace(hz2mel(f_min), hz2mel(f_max), n_mels + 2))
+    fb = np.zeros((freqs.size, n_mels))
+    for i in range(n_mels):
+        lo, c, hi = pts[i], pts[i + 1], pts[i + 2]
+        fb[:, i] = np.clip(np.minimum((freqs - lo) / (c - lo), (hi - freqs) / (hi - c)), 0.0, None)
+    return fb.astype(np.float32)
+
+
+_WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(WIN) + 0.5) / WIN)).astype(np.float32)
+_IDX = np.arange(64)[:, None] * HOP + np.arange(WIN)[None, :]  # window indices of up to 64 steps
+
+
+class LogMel:
+    """Log-mel frames of 16 kHz audio; frame j is centred on sample 160 j."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.fb = mel_matrix(cfg.n_mels, cfg.f_min, cfg.f_max)
+
+    def frames(self, padded: np.ndarray, n: int, mean_square: bool = False):
+        """``padded`` starts 200 samples before frame 0's centre; -> (n, n_mels) float32
+        (and each window's mean square, unwindowed, when ``mean_square``)."""
+        fr = padded[_IDX[:n]] if n <= _IDX.shape[0] else padded[np.arange(n)[:, None] * HOP + _IDX[0]]
+        spec = np.fft.rfft(fr * _WINDOW, NFFT, axis=1)
+        p = (spec.real ** 2 + spec.imag ** 2).astype(np.float32) @ self.fb
+        logmel = np.log(p + LOG_FLOOR)
+        if mean_square:
+            return logmel, np.einsum("ij,ij->i", fr, fr) * (1.0 / WIN)
+        return logmel
+
+    def whole(self, x: np.ndarray) -> np.ndarray:
+        """Offline: every frame j with 160 j < len(x) (audio past the end reads as zeros)."""
+        n = -(-x.size // HOP)
+        padded = np.concatenate([np.zeros(WIN // 2, np.float32), x.astype(np.float32),
+                                 np.zeros(WIN, np.float32)])
+        return self.frames(padded, n)
+
+
+def lookahead_s(cfg: ModelConfig) -> float:
+    """Audio needed past a frame's time: delay steps, half a window, and up to one hop of
+    interpolation onto the output fps grid."""
+    return cfg.delay * HOP / SAMPLE_RATE + (WIN // 2) / SAMPLE_RATE + HOP / SAMPLE_RATE
+
+
+def save_pretrained(directory: str | Path, cfg: ModelConfig, arrays: dict[str, np.ndarray],
+                    extra: dict | None = None) -> None:
+    """config.json + model.npz (floating arrays stored as fp16: the network is tiny, the package small)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({**asdict(cfg), **(extra or {})}, indent=1) + "\n")
+    np.savez(d / "model.npz", **{k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in arrays.items()})
+
+
+def load_pretrained(directory: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    """-> (config, float32 arrays by state-dict key)."""
+    d = Path(directory)
+    cfg = ModelConfig.from_dict(json.loads((d / "config.json").read_text()))
+    with np.load(d / "model.npz") as z:
+        arrays = {k: z[k].astype(np.float32) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    return cfg, arrays
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): numpy has no erf."""
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+               + 0.254829592) * t * np.exp(-a * a)
+    return s * y
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class NumpyExpressionNet:
+    """The same network as ExpressionNet for streaming inference in numpy (float32).
+
+    A push completes ~4 feature steps of one stream; at that size torch's
+    per-operator dispatch costs more than the arithmetic, and these dozen
+    numpy calls are several times cheaper. tests/test_learned_engine.py checks
+    that both give the same outputs.
+    """
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "NumpyExpressionNet":
+        return cls(*load_pretrained(directory))
+
+    def __init__(self, cfg: ModelConfig, sd: dict[str, np.ndarray]):
+        self.cfg = cfg
+        self.n_params = int(sum(v.size for k, v in sd.items() if k not in ("mean", "std")))
+        self.mean, self.inv_std = sd["mean"], 1.0 / sd["std"]
+        self.convs = []
+        for i in range(cfg.n_conv):
+            w = sd[f"convs.{i}.conv.weight"]  # (cout, cin, k)
+            # Row block k of the flattened matrix multiplies input time offset k.
+            self.convs.append((np.ascontiguousarray(w.transpose(2, 1, 0).reshape(-1, w.shape[0])),
+                               sd[f"convs.{i}.conv.bias"]))
+        self.w_ih, self.b_ih = np.ascontiguousarray(sd["gru.weight_ih_l0"].T), sd["gru.bias_ih_l0"]
+        self.w_hh, self.b_hh = np.ascontiguousarray(sd["gru.weight_hh_l0"].T), sd["gru.bias_hh_l0"]
+        self.w_out, self.b_out = np.ascontiguousarray(sd["head.weight"].T), sd["head.bias"]
+
+    def initial_state(self) -> list:
+        c = self.cfg
+        caches = [np.zeros((c.kernel - 1, c.n_mels if i == 0 else c.channels), np.float32)
+                  for i in range(c.n_conv)]
+        return caches + [np.zeros(c.hidden, np.float32)]
+
+    def step(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, np.ndarray, list]:
+        """feats (T, n_mels) -> (logits (T, 15), jaw (T,), new state); state as initial_state()."""
+        T = feats.shape[0]
+        k = self.cfg.kernel
+        x = (feats - self.mean) * self.inv_std
+        new = []
+        for i, (w, b) in enumerate(self.convs):
+            xx = np.concatenate((state[i], x))
+            new.append(xx[xx.shape[0] - (k - 1):])
+            cols = np.concatenate([xx[j:j + T] for j in range(k)], axis=1)
+            x = _gelu(cols @ w + b)
+        H = self.cfg.hidden
+        gi = x @ self.w_ih + self.b_ih
+        h = state[-1]
+        hs = np.empty((T, H), np.float32)
+        w_hh, b_hh = self.w_hh, self.b_hh
+        H2 = 2 * H
+        for t in range(T):
+            gh = h @ w_hh + b_hh
+            rz = _sigmoid(gi[t, :H2] + gh[:H2])
+            n = np.tanh(gi[t, H2:] + rz[:H] * gh[H2:])
+            h = n + rz[H:] * (h - n)  # (1 - z) n + z h
+            hs[t] = h
+        new.append(h)
+        out = np.concatenate((hs, x), axis=1) @ self.w_out + self.b_out
+        return out[:, :-1], _sigmoid(out[:, -1]), new

@@ -1,0 +1,1 @@
+"""Training pipeline of learned-v1 (avatar-bridge train-expression)."""
