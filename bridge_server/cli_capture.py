@@ -21,9 +21,10 @@ def add_parsers(sub) -> None:
 
     mod = sub.add_parser("models", help="list, verify or fetch model files that are not in the pip wheels")
     mod.add_argument("action", choices=["list", "verify", "fetch"])
-    mod.add_argument("names", nargs="*", help="model names (default: all)")
-    mod.add_argument("--dest", help="fetch into this folder (default: $AVATAR_BRIDGE_MODELS_DIR or "
-                                    "~/.cache/avatar-bridge/models)")
+    mod.add_argument("names", nargs="*", help="model names (default: face_landmarker); the video checkpoints "
+                                              "are s2v-14b (~49 GB) and liveavatar (1.4 GB)")
+    mod.add_argument("--dest", help="fetch into / look in this folder (default: $AVATAR_BRIDGE_MODELS_DIR or "
+                                    "~/.cache/avatar-bridge/models; video checkpoints go to <dest>/<name>)")
     mod.add_argument("--url", help="fetch from this mirror URL instead (the checksum is still enforced)")
 
 
@@ -72,14 +73,20 @@ def _capture(args) -> int:
 def _models(args) -> int:
     from engine.capture import models as m
 
+    from engine.video import checkpoints as ck
+
     names = args.names or list(m.MODELS)
-    unknown = [n for n in names if n not in m.MODELS]
+    known = [*m.MODELS, *ck.MANIFEST]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        print(f"avatar-bridge models: unknown model {', '.join(unknown)}; known: {', '.join(m.MODELS)}",
+        print(f"avatar-bridge models: unknown model {', '.join(unknown)}; known: {', '.join(known)}",
               file=sys.stderr)
         return 2
     rc = 0
     for name in names:
+        if name in ck.MANIFEST:
+            rc |= _video_checkpoint(args, name, ck)
+            continue
         model = m.MODELS[name]
         if args.action == "fetch":
             try:
@@ -105,3 +112,28 @@ def _models(args) -> int:
             print(f"{name}: missing; run `avatar-bridge models fetch {name}` ({model.url})")
             rc |= 1 if args.action == "verify" else 0
     return rc
+
+
+def _video_checkpoint(args, name: str, ck) -> int:
+    """The DiT checkpoints: a folder per model, fetched from the Hugging Face hub (engine/video/checkpoints.py)."""
+    from engine.capture.models import models_dir
+
+    entry = ck.MANIFEST[name]
+    dest = pathlib.Path(args.dest) / name if args.dest else models_dir() / name
+    if args.action == "fetch":
+        try:
+            ck.fetch(name, str(dest))
+        except (OSError, ck.CheckpointError) as exc:
+            print(f"{name}: FAILED: {exc}", file=sys.stderr)
+            return 1
+        print(f"{name}: ok {dest} ({entry.repo_id})")
+        return 0
+    if not dest.is_dir():
+        print(f"{name}: absent  {dest}; run `avatar-bridge models fetch {name}` (~{entry.disk_gb:g} GB, {entry.repo_id})")
+        return 1 if args.action == "verify" else 0
+    missing = ck.missing_files(str(dest)) if name == "s2v-14b" else [f for f in entry.files if not (dest / f).exists()]
+    bad = ck.verify(str(dest)) if args.action == "verify" else []
+    state = "BAD" if missing or bad else ("ok" if args.action == "verify" else "present")
+    detail = (f": missing {', '.join(missing)}" if missing else "") + (f": checksum differs {', '.join(bad)}" if bad else "")
+    print(f"{name}: {state:7s} {dest}{detail}")
+    return 1 if (missing or bad) and args.action == "verify" else 0

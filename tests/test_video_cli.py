@@ -75,3 +75,25 @@ def test_generate_names_missing_checkpoint_files(tmp_path):
             "--out", str(tmp_path / "x.mp4"))
     assert r.returncode == 2
     assert "config.json" in r.stderr and "Wan2.1_VAE.pth" in r.stderr and "models fetch" in r.stderr
+
+
+def test_models_verify_names_what_a_video_checkpoint_lacks(tmp_path):
+    """`avatar-bridge models verify s2v-14b --dest D` checks D/s2v-14b: complete -> ok; a shard removed -> BAD,
+    naming the file, exit 1."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    ckpt = tmp_path / "s2v-14b"
+    vc.write_all(str(ckpt))
+
+    def verify():
+        return subprocess.run([sys.executable, "-m", "bridge_server.cli", "models", "verify", "s2v-14b", "--dest",
+                               str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = verify()
+    assert r.returncode == 0 and "s2v-14b: ok" in r.stdout, r.stdout + r.stderr
+    shard = sorted(ckpt.glob("diffusion_pytorch_model-*.safetensors"))[0]
+    shard.unlink()
+    r = verify()
+    assert r.returncode == 1 and "BAD" in r.stdout and shard.name in r.stdout
