@@ -79,8 +79,9 @@ def bench_grpc(jpegs: list[bytes], rounds: int) -> dict:
             while not os.path.exists(ready):
                 time.sleep(0.05)
             info = json.load(open(ready))
-            for pid in info["worker_pids"]:
-                os.sched_setaffinity(pid, {1})
+            for pid in info["worker_pids"]:  # every thread of the worker (MediaPipe's inherit it later)
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    os.sched_setaffinity(int(tid), {1})
             stub = pb_grpc.AvatarBridgeStub(grpc.insecure_channel(f"127.0.0.1:{info['port']}"))
 
             def reqs():
