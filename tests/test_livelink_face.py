@@ -228,3 +228,20 @@ def test_head_yaw_sign_for_a_left_turn():
     np.testing.assert_allclose(face_angles(rot[None, :])[0][:3], [0, 30 / 180, 0], atol=1e-7)
     ang = face_angles(rot[None, :], mirror=True)[0]
     np.testing.assert_allclose(ang[:3], [0, 30 / 180, 0], atol=1e-7)
+
+
+def test_capture_video_is_mirrored_too(tmp_path, receiver):
+    """Capture frames (microsecond clock) reach Live Link Face like audio frames: one packet per video
+    frame, the measured weights bit for bit, the measured head angles, at the video's own rate."""
+    data = shared_file("video/videoretalking_face2.mp4").read_bytes()
+    srv = Server(tmp_path, workers=1, extra=["--outputs", f"livelinkface://127.0.0.1:{receiver.port}"])
+    try:
+        from bridge_server.client import BridgeClient
+
+        res = BridgeClient(srv.target).capture_video(data, stream_id="cam", skip_audio=True, timeout=120)
+        frames = res.animation.frames
+        assert len(frames) == res.animation.status.frames_sent > 100
+        packets = receiver.wait_for(len(frames), timeout=30)
+    finally:
+        srv.stop()
+    check_packets(packets, frames, round(res.video.fps), "cam")
