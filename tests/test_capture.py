@@ -249,3 +249,26 @@ def test_missing_or_corrupt_model_is_failed_precondition(fresh_server, tmp_path,
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and needle in err.details()
     assert "avatar-bridge models fetch face_landmarker" in err.details() and str(path) in err.details()
     assert_still_serving(srv)  # audio keeps working without the capture model
+
+
+def test_several_faces_largest_or_requested(server):
+    """Two people in one image: by default the larger face is measured; face_index picks the N-th from
+    the image's left. The chosen face shows in the head translation (camera x: left of centre < 0)."""
+    from PIL import Image
+
+    big = Image.open(shared_file("images/hallo_6.jpg")).convert("RGB").resize((420, 420))
+    small = Image.open(shared_file("images/sadtalker_happy.png")).convert("RGB").resize((260, 260))
+    canvas = Image.new("RGB", (800, 480), (90, 90, 90))
+    canvas.paste(small, (20, 110))   # left: the smaller face
+    canvas.paste(big, (370, 30))     # right: the larger face
+    data = encode(np.asarray(canvas), "PNG")
+
+    def head_x(**settings):
+        reqs = [capture_header(**settings)] + [image(data, 1000 * (k + 1)) for k in range(3)]
+        _, frames, _ = split(list(server.stub.CaptureStream(iter(reqs), timeout=60)))
+        assert not frames[-1].face_lost
+        return frames[-1].head_translation.x
+
+    assert head_x(max_faces=2) > 0  # the larger face, on the right
+    assert head_x(max_faces=2, face_index=0) < 0  # the left one
+    assert head_x(max_faces=2, face_index=1) > 0  # the right one
