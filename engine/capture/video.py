@@ -84,20 +84,17 @@ class VideoReader:
         if self.astream is None:
             return np.zeros((0, 1), np.int16), 0, 0.0
         a = self.astream
-        layout = "stereo" if a.codec_context.channels >= 2 else "mono"
-        res = av.AudioResampler(format="s16", layout=layout, rate=a.codec_context.sample_rate)
+        ch = 2 if a.codec_context.channels >= 2 else 1  # more than two channels: downmixed to stereo
+        res = av.AudioResampler(format="s16", layout="stereo" if ch == 2 else "mono", rate=a.codec_context.sample_rate)
         chunks, start = [], None
         self.container.seek(0)
         for frame in self.container.decode(a):
             if start is None and frame.time is not None:
                 start = frame.time - self.t0
-            for out in res.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1, out.layout.nb_channels if hasattr(out.layout, "nb_channels") else len(out.layout.channels)))
-        for out in res.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1, len(out.layout.channels)))
-        ch = 2 if layout == "stereo" else 1
+            chunks += [out.to_ndarray().reshape(-1, ch) for out in res.resample(frame)]  # packed s16: (1, n*ch)
+        chunks += [out.to_ndarray().reshape(-1, ch) for out in res.resample(None)]
         pcm = np.concatenate(chunks) if chunks else np.zeros((0, ch), np.int16)
-        return pcm.reshape(-1, ch), a.codec_context.sample_rate, float(max(start or 0.0, 0.0))
+        return pcm, a.codec_context.sample_rate, float(max(start or 0.0, 0.0))
 
     def close(self) -> None:
         self.container.close()
