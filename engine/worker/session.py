@@ -38,6 +38,7 @@ class LiveSession:
         return self._note(self.counter.track(self.stream.push(self.resampler.process(x))))
 
     def end(self) -> Frames:
+        self.warnings.extend(self.decoder.downmix.warnings)
         dropped = self.decoder.pending_bytes
         if dropped:
             self.warnings.append(
