@@ -105,7 +105,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
     # -- streaming ---------------------------------------------------------
     async def StreamExpression(self, request_iterator, context):
         async with self._call(context, "StreamExpression") as call:
-            first = await self._read_header(context)
+            first = await self._read_first(context, "StreamHeader", "audio", " (encoding, sample_rate, channels, fps)")
             cfg = validation.stream_config(first.header, self.pool.engines)
             call.stream_id = first.header.stream_id
             ws = self.pool.open_stream()
@@ -219,8 +219,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         await generate_video(self, request, context)
 
     # -- internals ---------------------------------------------------------
-    async def _read_first(self, context, header_name: str, body: str):
-        """The first request of a stream, which must be its header (capture RPCs)."""
+    async def _read_first(self, context, header_name: str, body: str, fields: str = ""):
+        """The first request of a stream, which must be its header."""
         try:
             first = await asyncio.wait_for(context.read(), self.cfg.header_timeout_s)
         except asyncio.TimeoutError:
@@ -230,21 +230,24 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             raise validation.invalid(f"the stream closed before its {header_name}; send a header, then {body}")
         if first.WhichOneof("msg") != "header":
             got = first.WhichOneof("msg") or "an empty message"
-            raise validation.invalid(f"the first message must be a {header_name}, got {got}; send header before "
-                                     f"any {body}")
+            raise validation.invalid(f"the first message must be a {header_name}, got {got}; send header{fields} "
+                                     f"before any {body}")
         return first
+
+    async def _read_idle(self, context, what: str, fix: str):
+        """The next request, or DEADLINE_EXCEEDED after idle_timeout_s without one."""
+        try:
+            async with asyncio.timeout(self.cfg.idle_timeout_s):
+                return await context.read()
+        except TimeoutError:
+            raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"no {what} for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); {fix}") from None
 
     async def _read_file(self, context) -> bytes:
         parts, total, count = [], 0, 1
         limit = self.cfg.max_video_bytes
         while True:
-            try:
-                async with asyncio.timeout(self.cfg.idle_timeout_s):
-                    req = await context.read()
-            except TimeoutError:
-                raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  f"no file chunk for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send the "
-                                  "file's chunks back to back, then half-close") from None
+            req = await self._read_idle(context, "file chunk", "send the file's chunks back to back, then half-close")
             count += 1
             if req is grpc.aio.EOF:
                 break
@@ -268,13 +271,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         seq, count, last_ts = 0, 1, None
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self.cfg.idle_timeout_s):
-                        req = await context.read()
-                except TimeoutError:
-                    raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                      f"no image for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send images "
-                                      "continuously or end the stream with EndOfImages") from None
+                req = await self._read_idle(context, "image",
+                                            "send images continuously or end the stream with EndOfImages")
                 count += 1
                 if req is grpc.aio.EOF or req.WhichOneof("msg") == "end":
                     break
@@ -350,20 +348,6 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
     def _open_outputs(self, stream_id: str, fps: int) -> list:
         info = outputs.StreamInfo(stream_id=stream_id, fps=fps, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES)
         return outputs.open_outputs(self.output_targets, info)
-
-    async def _read_header(self, context) -> pb.ExpressionRequest:
-        try:
-            first = await asyncio.wait_for(context.read(), self.cfg.header_timeout_s)
-        except asyncio.TimeoutError:
-            raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                              f"no StreamHeader within {self.cfg.header_timeout_s:g} s; send the header first") from None
-        if first is grpc.aio.EOF:
-            raise validation.invalid("the stream closed before its StreamHeader; send a header, then audio")
-        if first.WhichOneof("msg") != "header":
-            got = first.WhichOneof("msg") or "an empty message"
-            raise validation.invalid(f"the first message must be a StreamHeader, got {got}; "
-                                     "send header (encoding, sample_rate, channels, fps) before any audio")
-        return first
 
     def _header(self, stream_id: str, fps: int, sample_rate: int, opened) -> pb.ExpressionResponse:
         return pb.ExpressionResponse(header=self._header_msg(stream_id, fps, sample_rate, opened))
@@ -454,13 +438,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         total, seq, count = 0, 0, 1
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self.cfg.idle_timeout_s):
-                        req = await context.read()
-                except TimeoutError:
-                    raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                      f"no audio for {self.cfg.idle_timeout_s:g} s (idle_timeout_s); send audio "
-                                      "continuously (silence is fine) or end the stream with EndOfAudio") from None
+                req = await self._read_idle(context, "audio", "send audio continuously (silence is fine) or end "
+                                                              "the stream with EndOfAudio")
                 count += 1
                 if req is grpc.aio.EOF:
                     break
