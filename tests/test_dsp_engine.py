@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.expression.base import SAMPLE_RATE, Frames, Style
+from engine.expression.base import SAMPLE_RATE, Style
 from engine.expression.dsp import EMOTIONS, DspExpressionEngine
+from engine.expression.evaluate import auc, parse_textgrid
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
+
+from engine_helpers import run_engine
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 I = ARKIT_INDEX
@@ -21,29 +24,7 @@ ENGINE = DspExpressionEngine()
 
 # ---------------------------------------------------------------- helpers
 def run(audio, fps=30, style=None, chunks=None):
-    """Push audio (whole, or split at the given sizes), finish; return the concatenated Frames."""
-    s = ENGINE.open(fps, style or Style())
-    blocks = []
-    if chunks is None:
-        blocks.append(s.push(audio))
-    else:
-        pos = 0
-        for c in chunks:
-            blocks.append(s.push(audio[pos:pos + c]))
-            pos += c
-        assert pos == len(audio)
-    blocks.append(s.finish())
-    nxt = 0
-    for b in blocks:
-        assert b.first_index == nxt or len(b) == 0, "frame indices must be contiguous"
-        nxt += len(b)
-    return Frames(
-        0,
-        np.concatenate([b.weights for b in blocks]),
-        np.concatenate([b.rotations for b in blocks]),
-        None,
-        [w for b in blocks for w in b.warnings],
-    )
+    return run_engine(ENGINE, audio, fps, style, chunks)
 
 
 def load(path: Path) -> np.ndarray:
@@ -56,38 +37,6 @@ def load(path: Path) -> np.ndarray:
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE)
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def parse_textgrid(path: Path) -> dict[str, list[tuple[float, float, str]]]:
-    """Interval tiers of a Praat TextGrid, long ("item [1]:") or short format."""
-    txt = path.read_text(encoding="utf-8")
-    tiers: dict[str, list[tuple[float, float, str]]] = {}
-    if re.search(r"item \[\d+\]:", txt):
-        for block in re.split(r"item \[\d+\]:", txt)[1:]:
-            if 'class = "IntervalTier"' not in block:
-                continue
-            name = re.search(r'name = "([^"]*)"', block).group(1)
-            iv = re.findall(r'xmin = (\S+)\s+xmax = (\S+)\s+text = "([^"]*)"', block)
-            tiers[name] = [(float(a), float(b), c) for a, b, c in iv]
-        return tiers
-    # Short format: bare values, one per line, after the header.
-    tok = [ln.strip() for ln in txt.splitlines() if ln.strip()]
-    i = tok.index("<exists>") + 2  # skip "<exists>" and the tier count
-    while i < len(tok):
-        cls, name, count = tok[i].strip('"'), tok[i + 1].strip('"'), int(tok[i + 4])
-        i += 5
-        per = 3 if cls == "IntervalTier" else 2
-        if cls == "IntervalTier":
-            tiers[name] = [(float(tok[i + 3 * j]), float(tok[i + 3 * j + 1]), tok[i + 3 * j + 2].strip('"'))
-                           for j in range(count)]
-        i += per * count
-    return tiers
-
-
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(random positive > random negative), ties count half."""
-    diff = pos[:, None] - neg[None, :]
-    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
 
 
 def yaw_deg(q: np.ndarray) -> np.ndarray:

