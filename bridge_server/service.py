@@ -7,14 +7,13 @@ import logging
 import time
 
 import grpc
-import numpy as np
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
 from bridge_server import metrics, outputs, validation
 from bridge_server.config import ServerConfig
 from bridge_server.workers import StreamError, WorkerPool, WorkerStream
-from engine.rig import ARKIT_NAMES, BONE_NAMES, NUM_BLENDSHAPES, NUM_BONES
+from engine.rig import ARKIT_NAMES, BONE_NAMES
 from engine.capture.landmarker import UNMEASURED
 from engine.worker import protocol as p
 from engine.worker.main import CAPTURE_ENGINE
@@ -108,16 +107,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             first = await self._read_first(context, "StreamHeader", "audio", " (encoding, sample_rate, channels, fps)")
             cfg = validation.stream_config(first.header, self.pool.engines)
             call.stream_id = first.header.stream_id
-            ws = self.pool.open_stream()
-            call.outputs = self._open_outputs(call.stream_id, cfg["fps"])
-            try:
-                ws.send(p.OPEN, 0, p.dumps(cfg))
-                opened = await ws.next_event()
-                await context.write(self._header(call.stream_id, cfg["fps"], cfg["sample_rate"], opened))
-                await self._run_live(context, call, ws, cfg, opened)
-            finally:
-                ws.close()
-                outputs.close_all(call.outputs)
+            await self._live_stream(context, call, p.OPEN, cfg, cfg["fps"], self._pump_audio)
 
     async def AnimateClip(self, request, context):
         async with self._call(context, "AnimateClip") as call:
@@ -159,16 +149,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             cfg = validation.capture_config(first.header, "header", self.cfg)
             cfg["sample_rate"] = MICROS
             call.stream_id = first.header.stream_id
-            ws = self.pool.open_stream()
-            call.outputs = self._open_outputs(call.stream_id, first.header.fps or 30)
-            try:
-                ws.send(p.CAPTURE, 0, p.dumps(cfg))
-                opened = await ws.next_event()
-                await context.write(self._header(call.stream_id, first.header.fps, MICROS, opened))
-                await self._run_live(context, call, ws, cfg, opened, self._pump_images)
-            finally:
-                ws.close()
-                outputs.close_all(call.outputs)
+            await self._live_stream(context, call, p.CAPTURE, cfg, first.header.fps, self._pump_images)
 
     async def CaptureVideo(self, request_iterator, context):
         async with self._call(context, "CaptureVideo") as call:
@@ -219,6 +200,20 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         await generate_video(self, request, context)
 
     # -- internals ---------------------------------------------------------
+    async def _live_stream(self, context, call: LiveCall, open_kind: bytes, cfg: dict, fps: int, pump) -> None:
+        """A bidirectional stream (audio or images): open it on a worker, send the header, then pump
+        requests in and frames out until the final status."""
+        ws = self.pool.open_stream()
+        call.outputs = self._open_outputs(call.stream_id, fps or 30)
+        try:
+            ws.send(open_kind, 0, p.dumps(cfg))
+            opened = await ws.next_event()
+            await context.write(self._header(call.stream_id, fps, cfg["sample_rate"], opened))
+            await self._run_live(context, call, ws, cfg, opened, pump)
+        finally:
+            ws.close()
+            outputs.close_all(call.outputs)
+
     async def _read_first(self, context, header_name: str, body: str, fields: str = ""):
         """The first request of a stream, which must be its header."""
         try:
@@ -370,7 +365,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
     def _status(self, sent: int, meta: dict, opened) -> pb.ExpressionResponse:
         return pb.ExpressionResponse(status=self._status_msg(sent, meta, opened))
 
-    async def _run_live(self, context, call: LiveCall, ws: WorkerStream, cfg: dict, opened, pump=None) -> None:
+    async def _run_live(self, context, call: LiveCall, ws: WorkerStream, cfg: dict, opened, pump) -> None:
         arrivals: dict[int, float] = {}
         pending = [0]  # frames received from the worker, not yet written
 
@@ -392,7 +387,6 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             check_overflow(n)
 
         ws.on_frames = on_frames
-        pump = pump or self._pump_audio
         reader = call.reader = asyncio.create_task(pump(context, call, ws, cfg, arrivals))
         sent = 0
         try:
