@@ -30,7 +30,6 @@ MODEL = os.path.join(SHARED, "models", "face_landmarker.task")
 
 def jpeg_frames(n: int) -> list[bytes]:
     import av
-    from PIL import Image
 
     out = []
     with av.open(os.path.join(SHARED, "video", "videoretalking_face4.mp4")) as c:

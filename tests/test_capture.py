@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avatarbridge.v1 import bridge_pb2 as pb
-from bridge_server.client import BridgeClient, collect_video, capture_video_requests
+from bridge_server.client import BridgeClient, capture_video_requests
 from conftest import SHARED, assert_still_serving, shared_file, split
 from engine.rig import ARKIT_INDEX, BONE_NAMES
 from engine.rig.rotation import euler_from_quat

@@ -18,7 +18,6 @@ import pytest
 import soundfile as sf
 
 from avatarbridge.v1 import bridge_pb2 as pb
-from engine.rig import ARKIT_NAMES
 
 from conftest import END, Server, chunks, header, load_audio, pcm16, shared_file, split
 
