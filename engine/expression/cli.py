@@ -10,9 +10,20 @@ _SHARED = Path.cwd().parent / "shared" / "data"
 
 def add_expression_commands(sub) -> None:
     tr = sub.add_parser("train-expression", help="train the learned-v1 expression model (CPU)",
-                        description="Synthesise speech with exact phone timings (espeak-ng, 15 languages), "
-                                    "augment it and train learned-v1 from scratch. The defaults reproduce the "
-                                    "shipped weights (docs/learned_engine.md).")
+                        description="Stage 'synthetic': synthesise speech with exact phone timings (espeak-ng, "
+                                    "15 languages), augment it and train learned-v1 from scratch (torch). Stage "
+                                    "'video-head': fit the jaw head on real talking-head clips measured with the "
+                                    "Capture module, with a leave-one-clip-out report (numpy, seconds). 'all' runs "
+                                    "both; the defaults reproduce the shipped weights (docs/learned_engine.md).")
+    tr.add_argument("--stage", choices=("all", "synthetic", "video-head"), default="all",
+                    help="what to train (default all: synthetic, then the video head on --out)")
+    tr.add_argument("--videos", default=str(_SHARED / "video"),
+                    help="talking-head clips for the video head (default ../shared/data/video)")
+    tr.add_argument("--face-model", default=str(_SHARED / "models" / "face_landmarker.task"),
+                    help="MediaPipe FaceLandmarker bundle used to measure the clips")
+    tr.add_argument("--capture-cache", default=str(Path.home() / ".cache" / "avatar-bridge" / "capture"),
+                    help="cache of per-video face measurements ('' = none)")
+    tr.add_argument("--video-lambda", type=float, default=1e4, help="ridge strength of the video head (default 1e4)")
     tr.add_argument("--out", default=str(DEFAULT_OUT), help=f"output directory (default: the package's, {DEFAULT_OUT})")
     tr.add_argument("--utterances", type=int, default=2500, help="synthetic utterances (default 2500)")
     tr.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
@@ -42,6 +53,15 @@ def add_expression_commands(sub) -> None:
 
 
 def _train(args) -> int:
+    if args.stage in ("all", "video-head"):
+        missing = [f"{flag} {p}" for flag, p in (("--videos", args.videos), ("--face-model", args.face_model))
+                   if not Path(p).exists()]
+        if missing:
+            print(f"avatar-bridge train-expression: {', '.join(missing)} not found (the video head needs "
+                  "talking-head clips and the MediaPipe bundle; --stage synthetic skips it)", file=sys.stderr)
+            return 2
+    if args.stage == "video-head":
+        return _train_video_head(args)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -53,6 +73,21 @@ def _train(args) -> int:
 
     train(args.out, utterances=args.utterances, steps=args.steps, seed=args.seed, threads=args.threads,
           batch=args.batch, crop=args.crop, data_cache=args.data_cache)
+    return _train_video_head(args) if args.stage == "all" else 0
+
+
+def _train_video_head(args) -> int:
+    from engine.expression.train.video_head import train_video_head
+
+    if not (Path(args.out) / "model.npz").exists():
+        print(f"avatar-bridge train-expression: --out {args.out} has no model.npz; the video head is fitted on a "
+              "stage-1 model (run --stage synthetic first)", file=sys.stderr)
+        return 2
+    try:
+        train_video_head(args.out, args.videos, args.face_model, args.capture_cache or None, lam=args.video_lambda)
+    except ValueError as exc:
+        print(f"avatar-bridge train-expression: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -152,30 +152,49 @@ def capture_clip(path: Path, model: Path, cache_dir: Path | None) -> tuple[FaceT
     return truth, audio
 
 
+def av_offset(truth: FaceTruth, audio: np.ndarray) -> float:
+    """The clip's own audio/picture offset in seconds, estimated without any engine: the lag within
+    +-SYNC_SEARCH_S at which the RMS envelope best matches the lip aperture (sign as best_lag_r)."""
+    rms = rms_flap(audio, PRED_FPS, -(-audio.size * PRED_FPS // SAMPLE_RATE))
+    return best_lag_r(rms, PRED_FPS, truth.aperture, truth.times, truth.found, max_lag=SYNC_SEARCH_S)[1]
+
+
+def score_clip(pred: np.ndarray, truth: FaceTruth, offset: float) -> dict:
+    """Both protocols for one prediction (sampled at PRED_FPS): +-100 ms around 0, and around the offset."""
+    r_ap, lag_ap = best_lag_r(pred, PRED_FPS, truth.aperture, truth.times, truth.found)
+    r_jaw, lag_jaw = best_lag_r(pred, PRED_FPS, truth.jaw, truth.times, truth.found)
+    r_ap_s, _ = best_lag_r(pred, PRED_FPS, truth.aperture, truth.times, truth.found, center=offset)
+    r_jaw_s, _ = best_lag_r(pred, PRED_FPS, truth.jaw, truth.times, truth.found, center=offset)
+    return {"r_aperture": r_ap, "lag_aperture_ms": lag_ap * 1000, "r_jaw": r_jaw, "lag_jaw_ms": lag_jaw * 1000,
+            "av_offset_ms": offset * 1000, "r_aperture_synced": r_ap_s, "r_jaw_synced": r_jaw_s}
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def eval_videos(directory: Path, engines: dict, model: Path, cache_dir: Path | None, log=print) -> list[dict]:
+    """Rows per clip and engine. A clip an engine was trained on (its weights list the file's sha256,
+    ``engine.trained_on``) is scored but marked ``trained_on`` and left out of that engine's means."""
     rows = []
     for path in sorted(p for p in directory.iterdir() if p.suffix.lower() in VIDEO_EXT):
         truth, audio = capture_clip(path, model, cache_dir)
+        sha = file_sha256(path)
         fps = truth.fps
         n = truth.jaw.size
         preds = predictions(audio, PRED_FPS, -(-audio.size * PRED_FPS // SAMPLE_RATE), engines)
-        # The clip's own audio/picture offset, estimated once without any engine: the lag within +-1 s at
-        # which the RMS envelope best matches the lip aperture. The second protocol applies the +-100 ms
-        # rule around it for every row (the baseline row is favoured by it: it defined the offset).
-        _, offset = best_lag_r(preds[RMS_BASELINE], PRED_FPS, truth.aperture, truth.times, truth.found,
-                               max_lag=SYNC_SEARCH_S)
+        # The second protocol applies the +-100 ms rule around the clip's own A/V offset for every row
+        # (the baseline row is favoured by it: it defined the offset).
+        offset = av_offset(truth, audio)
         for name, pred in preds.items():
-            r_ap, lag_ap = best_lag_r(pred, PRED_FPS, truth.aperture, truth.times, truth.found)
-            r_jaw, lag_jaw = best_lag_r(pred, PRED_FPS, truth.jaw, truth.times, truth.found)
-            r_ap_s, _ = best_lag_r(pred, PRED_FPS, truth.aperture, truth.times, truth.found, center=offset)
-            r_jaw_s, _ = best_lag_r(pred, PRED_FPS, truth.jaw, truth.times, truth.found, center=offset)
+            seen = sha in getattr(engines.get(name), "trained_on", ())
             rows.append({"clip": path.name, "engine": name, "frames": int(n), "fps": fps,
-                         "face_found": float(truth.found.mean()), "r_aperture": r_ap, "lag_aperture_ms": lag_ap * 1000,
-                         "r_jaw": r_jaw, "lag_jaw_ms": lag_jaw * 1000, "av_offset_ms": offset * 1000,
-                         "r_aperture_synced": r_ap_s, "r_jaw_synced": r_jaw_s})
+                         "face_found": float(truth.found.mean()), "trained_on": seen,
+                         **score_clip(pred, truth, offset)})
         if log:
             log(f"  {path.name}: {n} frames @ {fps:g} fps, face in {truth.found.mean():.0%} "
-                + ", ".join(f"{r['engine']} r_ap={r['r_aperture']:.2f}" for r in rows[-len(preds):]))
+                + ", ".join(f"{r['engine']} r_ap={r['r_aperture']:.2f}{' (trained on)' if r['trained_on'] else ''}"
+                            for r in rows[-len(preds):]))
     return rows
 
 
@@ -259,13 +278,18 @@ def markdown(video_rows: list[dict], align_rows: list[dict]) -> str:
         out.append("| clip | engine | r vs lip aperture (lag ms) | r vs MediaPipe jawOpen (lag ms) |")
         out.append("|---|---|---|---|")
         for r in video_rows:
-            out.append(f"| {r['clip']} | {r['engine']} | {r['r_aperture']:.2f} ({r['lag_aperture_ms']:+.0f}) "
+            seen = " (trained on: not counted)" if r.get("trained_on") else ""
+            out.append(f"| {r['clip']} | {r['engine']}{seen} | {r['r_aperture']:.2f} ({r['lag_aperture_ms']:+.0f}) "
                        f"| {r['r_jaw']:.2f} ({r['lag_jaw_ms']:+.0f}) |")
         out.append("")
-        out.append("| engine | mean r vs aperture | mean r vs jawOpen | after A/V offset: aperture | jawOpen | clips |")
+        out.append("| engine | mean r vs aperture | mean r vs jawOpen | after A/V offset: aperture | jawOpen "
+                   "| held-out clips |")
         out.append("|---|---|---|---|---|---|")
         for name in dict.fromkeys(r["engine"] for r in video_rows):
-            rs = [r for r in video_rows if r["engine"] == name]
+            rs = [r for r in video_rows if r["engine"] == name and not r.get("trained_on")]
+            if not rs:
+                out.append(f"| {name} | - | - | - | - | 0 (trained on every clip here) |")
+                continue
             out.append(f"| {name} | {np.mean([r['r_aperture'] for r in rs]):.2f} "
                        f"| {np.mean([r['r_jaw'] for r in rs]):.2f} "
                        f"| {np.mean([r['r_aperture_synced'] for r in rs]):.2f} "

@@ -16,6 +16,7 @@ docs/learned_engine.md). Weights ship in the package
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -64,8 +65,12 @@ class LearnedExpressionEngine(ExpressionEngine):
 
     def __init__(self, weights_dir: str | Path | None = None):
         # numpy only: a worker never imports torch for this engine.
-        self.fast = NumpyExpressionNet.from_pretrained(weights_dir or WEIGHTS_DIR)
+        d = Path(weights_dir or WEIGHTS_DIR)
+        self.fast = NumpyExpressionNet.from_pretrained(d)
         self.cfg = self.fast.cfg
+        # Clips the video jaw head was fitted on (sha256): eval-expression does not count them for this engine.
+        head = json.loads((d / "config.json").read_text()).get("video_head") or {}
+        self.trained_on = frozenset(c["sha256"] for c in head.get("clips", ()))
         self.mel = LogMel(self.cfg)
         self.poses = pose_matrix()
         self.lookahead_s = lookahead_s(self.cfg)
@@ -74,9 +79,10 @@ class LearnedExpressionEngine(ExpressionEngine):
             "package) that recognises the 15 OVR visemes and the jaw opening every 10 ms with %d ms of "
             "look-ahead; the mouth is the viseme-posterior mix of a viseme -> ARKit pose table. Trained "
             "on espeak-ng speech in 15 languages with exact phone timings and noise/reverb/telephone "
-            "augmentation (avatar-bridge train-expression). Secondary motion (blinks, saccades, "
+            "augmentation%s (avatar-bridge train-expression). Secondary motion (blinks, saccades, "
             "emphasis brows and nods, bounded head drift) as dsp-v1."
-            % (self.fast.n_params // 1000, round(self.lookahead_s * 1000)))
+            % (self.fast.n_params // 1000, round(self.lookahead_s * 1000),
+               "; jaw fitted on %d real talking-head clips" % len(self.trained_on) if self.fast.video_head else ""))
 
     def open(self, fps: int, style: Style) -> "LearnedExpressionStream":
         return LearnedExpressionStream(self, fps, style)

@@ -28,6 +28,8 @@ HOP = 160
 WIN = 400
 NFFT = 512
 LOG_FLOOR = 1e-10
+VIDEO_HEAD_W, VIDEO_HEAD_B = "video_head.weight", "video_head.bias"
+VIDEO_HEAD_GATE = 0.2  # synthetic jaw at which the video head passes fully
 
 
 @dataclass
@@ -161,6 +163,10 @@ class NumpyExpressionNet:
         self.w_ih, self.b_ih = np.ascontiguousarray(sd["gru.weight_ih_l0"].T), sd["gru.bias_ih_l0"]
         self.w_hh, self.b_hh = np.ascontiguousarray(sd["gru.weight_hh_l0"].T), sd["gru.bias_hh_l0"]
         self.w_out, self.b_out = np.ascontiguousarray(sd["head.weight"].T), sd["head.bias"]
+        # Optional jaw head fitted on real talking-head video (train/video_head.py): a linear map of the
+        # same features ([GRU, conv]) that replaces the synthetic jaw output when present.
+        self.video_head = ((sd[VIDEO_HEAD_W].astype(np.float32), float(sd[VIDEO_HEAD_B][0]))
+                           if VIDEO_HEAD_W in sd else None)
 
     def initial_state(self) -> list:
         c = self.cfg
@@ -170,6 +176,18 @@ class NumpyExpressionNet:
 
     def step(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, np.ndarray, list]:
         """feats (T, n_mels) -> (logits (T, 15), jaw (T,), new state); state as initial_state()."""
+        z, new = self.features(feats, state)
+        out = z @ self.w_out + self.b_out
+        jaw = _sigmoid(out[:, -1])
+        if self.video_head is not None:
+            # Real mouths stay parted through pauses and the head learned that; the synthetic jaw, trained
+            # to close on silence, noise and music, gates it so the face rests there (docs/learned_engine.md).
+            w, b = self.video_head
+            jaw = np.clip(z @ w + b, 0.0, 1.0) * np.clip(jaw / VIDEO_HEAD_GATE, 0.0, 1.0)
+        return out[:, :-1], jaw, new
+
+    def features(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """feats (T, n_mels) -> (the heads' input [GRU, conv] (T, hidden + channels), new state)."""
         T = feats.shape[0]
         k = self.cfg.kernel
         x = (feats - self.mean) * self.inv_std
@@ -192,5 +210,4 @@ class NumpyExpressionNet:
             h = n + rz[H:] * (h - n)  # (1 - z) n + z h
             hs[t] = h
         new.append(h)
-        out = np.concatenate((hs, x), axis=1) @ self.w_out + self.b_out
-        return out[:, :-1], _sigmoid(out[:, -1]), new
+        return np.concatenate((hs, x), axis=1), new

@@ -64,7 +64,9 @@ class ExpressionNet(nn.Module):
     def from_pretrained(cls, directory: str | Path) -> "ExpressionNet":
         cfg, arrays = load_pretrained(directory)
         net = cls(cfg)
-        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+        # The optional video jaw head is fitted and served in numpy (train/video_head.py), not part of this module.
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+                             if not k.startswith("video_head.")})
         net.eval()
         return net
 
