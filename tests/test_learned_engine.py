@@ -267,3 +267,24 @@ def test_best_lag_r_searches_around_a_clip_offset():
     _, offset = ev.best_lag_r(sig, 60, truth, times, ok, max_lag=ev.SYNC_SEARCH_S)
     r_sync, lag = ev.best_lag_r(sig, 60, truth, times, ok, center=offset)
     assert abs(offset - 0.6) < 1e-9 and r_sync > 0.99 and abs(lag - 0.6) < 1e-9 and r_near < 0.5
+
+
+def test_push_many_equals_separate_pushes():
+    """The batched network step (many streams, different chunk sizes and styles) gives each stream what
+    its own push() gives."""
+    x = speech()[: 3 * SAMPLE_RATE]
+    sizes = [640, 160, 1600, 333, 640, 7]
+    styles = [Style(seed=i, emotion=("happy" if i % 2 else "neutral")) for i in range(len(sizes))]
+    alone = [run(x, 30, st) for st in styles]  # output does not depend on chunking (tested above)
+    streams = [ENGINE.open(30, st) for st in styles]
+    pos = [0] * len(sizes)
+    got = [[] for _ in sizes]
+    while any(p < x.size for p in pos):
+        live = [i for i, p in enumerate(pos) if p < x.size]
+        outs = ENGINE.push_many([streams[i] for i in live], [x[pos[i]:pos[i] + sizes[i]] for i in live])
+        for i, f in zip(live, outs):
+            got[i].append(f.weights)
+            pos[i] += sizes[i]
+    for i, s in enumerate(streams):
+        w = np.concatenate(got[i] + [s.finish().weights])
+        np.testing.assert_allclose(w, alone[i].weights, atol=1e-5)

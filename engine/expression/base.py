@@ -80,3 +80,8 @@ class ExpressionEngine:
 
     def open(self, fps: int, style: Style) -> ExpressionStream:
         raise NotImplementedError
+
+    def push_many(self, streams: list[ExpressionStream], audio: list[np.ndarray]) -> list[Frames]:
+        """push() on many of this engine's streams at once (a worker's pending chunks); engines that can
+        batch their compute across streams override this. Results are the same as separate pushes."""
+        return [s.push(a) for s, a in zip(streams, audio)]

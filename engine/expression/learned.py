@@ -87,6 +87,14 @@ class LearnedExpressionEngine(ExpressionEngine):
     def open(self, fps: int, style: Style) -> "LearnedExpressionStream":
         return LearnedExpressionStream(self, fps, style)
 
+    def push_many(self, streams: list["LearnedExpressionStream"], audio: list[np.ndarray]) -> list[Frames]:
+        """One batched network step for every stream's new feature steps (NumpyExpressionNet.step_batch)."""
+        jobs = [s.prepare(a) for s, a in zip(streams, audio)]
+        due = [i for i, j in enumerate(jobs) if j[1] is not None]
+        outs = dict(zip(due, self.fast.step_batch([jobs[i][1] for i in due], [streams[i]._state for i in due])
+                        if due else []))
+        return [s.complete(j, outs.get(i)) for i, (s, j) in enumerate(zip(streams, jobs))]
+
 
 class LearnedExpressionStream(ExpressionStream):
     def __init__(self, engine: LearnedExpressionEngine, fps: int, style: Style):
@@ -131,6 +139,12 @@ class LearnedExpressionStream(ExpressionStream):
 
     # ------------------------------------------------------------------ API
     def push(self, audio: np.ndarray) -> Frames:
+        job = self.prepare(audio)
+        return self.complete(job, self.e.fast.step(job[1], self._state) if job[1] is not None else None)
+
+    def prepare(self, audio: np.ndarray) -> tuple:
+        """First half of push(): buffer the audio and compute the feature steps it completes.
+        -> a job for complete(); job[1] is the (T, n_mels) network input (None when no step is due)."""
         if self._finished:
             raise RuntimeError("push() after finish()")
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -146,7 +160,14 @@ class LearnedExpressionStream(ExpressionStream):
                 warnings += self._check_level(x)
         # Feature step j needs samples < 160 j + 200.
         n_ready = (self._total - WIN // 2) // HOP + 1 if self._total >= WIN // 2 else 0
-        self._advance(n_ready)
+        feats, ms = self._features(n_ready)
+        return warnings, feats, ms, n_ready
+
+    def complete(self, job: tuple, net_out: tuple | None) -> Frames:
+        """Second half of push(): the network's (logits, jaw, new state) for job's features -> frames."""
+        warnings, feats, ms, n_ready = job
+        if feats is not None:
+            self._consume(*net_out, ms, n_ready)
         out = self._emit(self._frames_ready(), final=False)
         out.warnings = warnings
         return out
@@ -193,16 +214,25 @@ class LearnedExpressionStream(ExpressionStream):
 
     def _advance(self, n_ready: int) -> None:
         """Compute feature steps _nfeat..n_ready-1, run the network, append 10 ms faces."""
+        feats, ms = self._features(n_ready)
+        if feats is not None:
+            self._consume(*self.e.fast.step(feats, self._state), ms, n_ready)
+
+    def _features(self, n_ready: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(log-mel of steps _nfeat..n_ready-1, their windows' mean square); (None, None) if none is due."""
         n = n_ready - self._nfeat
         if n <= 0:
-            return
-        j0 = self._nfeat
-        off = j0 * HOP - (WIN // 2) - self._buf0  # buffer offset of step j0's window start
+            return None, None
+        off = self._nfeat * HOP - (WIN // 2) - self._buf0  # buffer offset of step _nfeat's window start
         seg = self._buf[off: off + (n - 1) * HOP + WIN]
-        feats, ms = self.e.mel.frames(seg, n, mean_square=True)
         if self._state is None:
             self._state = self.e.fast.initial_state()
-        logits, jaw, self._state = self.e.fast.step(feats, self._state)
+        return self.e.mel.frames(seg, n, mean_square=True)
+
+    def _consume(self, logits: np.ndarray, jaw: np.ndarray, state: list, ms: np.ndarray, n_ready: int) -> None:
+        """The network's outputs for the steps _features gave -> smoothed 10 ms faces."""
+        n = n_ready - self._nfeat
+        self._state = state
         logits = logits - logits.max(axis=1, keepdims=True)
         post = np.exp(logits)
         post /= post.sum(axis=1, keepdims=True)

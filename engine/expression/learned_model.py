@@ -176,7 +176,12 @@ class NumpyExpressionNet:
 
     def step(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, np.ndarray, list]:
         """feats (T, n_mels) -> (logits (T, 15), jaw (T,), new state); state as initial_state()."""
-        z, new = self.features(feats, state)
+        return self.step_batch([feats], [state])[0]
+
+    def step_batch(self, feats: list[np.ndarray], states: list[list]) -> list[tuple[np.ndarray, np.ndarray, list]]:
+        """step() for many streams at once: one matrix product per layer (and per GRU time step) for all
+        of them, which is what makes many streams per core affordable. Same results as separate steps."""
+        z, new = self.features_batch(feats, states)
         out = z @ self.w_out + self.b_out
         jaw = _sigmoid(out[:, -1])
         if self.video_head is not None:
@@ -184,30 +189,54 @@ class NumpyExpressionNet:
             # to close on silence, noise and music, gates it so the face rests there (docs/learned_engine.md).
             w, b = self.video_head
             jaw = np.clip(z @ w + b, 0.0, 1.0) * np.clip(jaw / VIDEO_HEAD_GATE, 0.0, 1.0)
-        return out[:, :-1], jaw, new
+        ends = np.cumsum([f.shape[0] for f in feats])
+        starts = ends - [f.shape[0] for f in feats]
+        return [(out[a:e, :-1], jaw[a:e], st) for a, e, st in zip(starts, ends, new)]
 
     def features(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         """feats (T, n_mels) -> (the heads' input [GRU, conv] (T, hidden + channels), new state)."""
-        T = feats.shape[0]
+        z, new = self.features_batch([feats], [state])
+        return z, new[0]
+
+    def features_batch(self, feats: list[np.ndarray], states: list[list]) -> tuple[np.ndarray, list[list]]:
+        """features() for B streams: -> (rows of every stream stacked in order, new states)."""
         k = self.cfg.kernel
-        x = (feats - self.mean) * self.inv_std
-        new = []
+        lens = [f.shape[0] for f in feats]
+        xs = [(f - self.mean) * self.inv_std for f in feats]
+        new: list[list] = [[] for _ in feats]
+        x = None
         for i, (w, b) in enumerate(self.convs):
-            xx = np.concatenate((state[i], x))
-            new.append(xx[xx.shape[0] - (k - 1):])
-            cols = np.concatenate([xx[j:j + T] for j in range(k)], axis=1)
-            x = _gelu(cols @ w + b)
+            cols = []
+            for s, (st, xi, T) in enumerate(zip(states, xs, lens)):
+                xx = np.concatenate((st[i], xi))
+                new[s].append(xx[xx.shape[0] - (k - 1):])
+                cols.append(np.concatenate([xx[j:j + T] for j in range(k)], axis=1))
+            x = _gelu(np.concatenate(cols) @ w + b)
+            if i + 1 < len(self.convs):
+                xs = np.split(x, np.cumsum(lens)[:-1])
         H = self.cfg.hidden
-        gi = x @ self.w_ih + self.b_ih
-        h = state[-1]
-        hs = np.empty((T, H), np.float32)
-        w_hh, b_hh = self.w_hh, self.b_hh
         H2 = 2 * H
-        for t in range(T):
-            gh = h @ w_hh + b_hh
-            rz = _sigmoid(gi[t, :H2] + gh[:H2])
-            n = np.tanh(gi[t, H2:] + rz[:H] * gh[H2:])
-            h = n + rz[H:] * (h - n)  # (1 - z) n + z h
-            hs[t] = h
-        new.append(h)
+        gi = x @ self.w_ih + self.b_ih
+        hs = np.empty((x.shape[0], H), np.float32)
+        starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
+        lens_a = np.asarray(lens)
+        h = np.stack([st[-1] for st in states]).astype(np.float32)
+        w_hh, b_hh = self.w_hh, self.b_hh
+        for t in range(max(lens)):
+            act = np.flatnonzero(lens_a > t)
+            full = act.size == h.shape[0]
+            hb = h if full else h[act]
+            rows = starts[act] + t
+            g = gi[rows]
+            gh = hb @ w_hh + b_hh
+            rz = _sigmoid(g[:, :H2] + gh[:, :H2])
+            n = np.tanh(g[:, H2:] + rz[:, :H] * gh[:, H2:])
+            hb = n + rz[:, H:] * (hb - n)  # (1 - z) n + z h
+            if full:
+                h = hb
+            else:
+                h[act] = hb
+            hs[rows] = hb
+        for s in range(len(feats)):
+            new[s].append(h[s].copy())
         return np.concatenate((hs, x), axis=1), new

@@ -30,6 +30,7 @@ from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
 log = logging.getLogger("engine.worker")
 CAPTURE_ENGINE = "mediapipe-face-landmarker"
 HEARTBEAT_S = 1.0
+MAX_BATCH = 256  # live-stream audio chunks pushed through an engine together
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
 
 
@@ -51,15 +52,29 @@ class Worker:
         last_beat = time.monotonic()
         while True:
             if self.sock.poll(int(HEARTBEAT_S * 1000)):
-                # Drain what is queued, but come up for a heartbeat at least every second.
+                # Drain what is queued, but come up for a heartbeat at least every second. Audio chunks of
+                # different live streams queued together are pushed through their engine as one batch.
+                batch: list[tuple[int, int, bytes]] = []
                 while time.monotonic() - last_beat < HEARTBEAT_S:
                     try:
                         msg = self.sock.recv(_NOBLOCK)
                     except zmq.Again:
                         break
                     if msg[:1] == p.STOP:
+                        self._audio_batch(batch)
                         return
-                    self.handle(msg)
+                    kind, sid, seq, body = p.unpack(msg)
+                    if kind == p.AUDIO and isinstance(self.sessions.get(sid), LiveSession) and len(batch) < MAX_BATCH \
+                            and all(b[0] != sid for b in batch):
+                        batch.append((sid, seq, body))
+                        continue
+                    self._audio_batch(batch)  # keeps each stream's messages in order
+                    batch = []
+                    if kind == p.AUDIO and isinstance(self.sessions.get(sid), LiveSession):
+                        batch.append((sid, seq, body))
+                    else:
+                        self.handle(msg)
+                self._audio_batch(batch)
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_S:
                 if os.getppid() != self.parent:
@@ -123,6 +138,34 @@ class Worker:
             self._forget(sid)
             log.error("stream %d failed: %s", sid, traceback.format_exc())
             self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+
+    def _audio_batch(self, batch: list[tuple[int, int, bytes]]) -> None:
+        """AUDIO messages of distinct live streams: decoded one by one (a bad chunk fails only its stream),
+        then one push_many per engine, frames sent in arrival order."""
+        if len(batch) == 1:
+            sid, seq, body = batch[0]
+            return self.handle(p.pack(p.AUDIO, sid, seq, body))
+        groups: dict[int, list] = {}
+        for sid, seq, body in batch:
+            s = self.sessions[sid]
+            try:
+                x = s.decode(body)
+            except AudioError as exc:
+                self._forget(sid)
+                self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
+                continue
+            groups.setdefault(id(s.engine), []).append((sid, seq, s, x))
+        for items in groups.values():
+            try:
+                frames = items[0][2].engine.push_many([it[2].stream for it in items], [it[3] for it in items])
+            except Exception as exc:  # an engine bug ends these streams, not the worker
+                log.error("batch of %d streams failed: %s", len(items), traceback.format_exc())
+                for sid, seq, _, _ in items:
+                    self._forget(sid)
+                    self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+                continue
+            for (sid, seq, s, _), f in zip(items, frames):
+                self._send_frames(sid, seq, s, s.deliver(f), False)
 
     def _forget(self, sid: int) -> None:
         s = self.sessions.pop(sid, None)

@@ -29,13 +29,21 @@ class LiveSession:
         self.fps = int(cfg["fps"])
         self.decoder = PcmDecoder(cfg["encoding"], int(cfg["channels"]))
         self.resampler = StreamResampler(self.sample_rate, SAMPLE_RATE)
+        self.engine = engine
         self.stream = engine.open(self.fps, style_from(cfg))
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.warnings: list[str] = []
 
     def audio(self, data: bytes) -> Frames:
-        x = self.decoder.decode(data)
-        return self._note(self.counter.track(self.stream.push(self.resampler.process(x))))
+        return self.deliver(self.stream.push(self.decode(data)))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """PCM bytes -> the engine's 16 kHz mono samples (AudioError on bad bytes)."""
+        return self.resampler.process(self.decoder.decode(data))
+
+    def deliver(self, frames: Frames) -> Frames:
+        """Frames the engine gave for decode()'s samples -> counted, warnings noted."""
+        return self._note(self.counter.track(frames))
 
     def end(self) -> Frames:
         self.warnings.extend(self.decoder.downmix.warnings)
