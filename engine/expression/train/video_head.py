@@ -166,7 +166,6 @@ def train_video_head(weights_dir: str | Path, video_dir: str | Path, face_model:
         "cross_validation": {"protocol": "leave one clip out; eval-expression scoring", "mean": summary(cv),
                              "per_clip": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
                                           for r in cv]},
-        "fit_seconds": round(time.monotonic() - t0, 1),
     }
     save_pretrained(d, cfg, arrays, {k: v for k, v in extra.items() if k not in cfg.__dataclass_fields__})
     for f in base.iterdir():
