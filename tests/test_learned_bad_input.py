@@ -15,17 +15,18 @@ MOUTH = [i for n, i in ARKIT_INDEX.items() if n.startswith(("jaw", "mouth", "ton
 ENGINE = "learned-v1"
 
 
-def stream(server, x: np.ndarray, rate=16000, channels=1, chunk_s=0.04, **kw):
+def stream(server, x: np.ndarray, rate=16000, channels=1, chunk_s=0.04, engine=ENGINE, **kw):
     data = pcm16(x) if channels == 1 else pcm16(x.reshape(-1))
     step = int(rate * chunk_s) * 2 * channels
-    reqs = [header(rate=rate, channels=channels, engine=ENGINE, **kw), *chunks(data, step), END]
+    reqs = [header(rate=rate, channels=channels, engine=engine, **kw), *chunks(data, step), END]
     hdr, frames, status = split(list(server.stub.StreamExpression(iter(reqs), timeout=60)))
-    assert hdr.engine == ENGINE and status.engine == ENGINE
-    assert list(hdr.viseme_names) == list(VISEMES)
+    assert hdr.engine == engine and status.engine == engine
     w = np.array([f.weights for f in frames], np.float32).reshape(len(frames), -1)
-    vis = np.array([f.visemes for f in frames], np.float32).reshape(len(frames), -1)
-    assert vis.shape == (len(frames), 15)
-    np.testing.assert_allclose(vis.sum(1), 1.0, atol=1e-4)
+    if engine == ENGINE:
+        assert list(hdr.viseme_names) == list(VISEMES)
+        vis = np.array([f.visemes for f in frames], np.float32).reshape(len(frames), -1)
+        assert vis.shape == (len(frames), 15)
+        np.testing.assert_allclose(vis.sum(1), 1.0, atol=1e-4)
     n_samples = x.shape[0]
     assert len(frames) == -(-n_samples * 30 // rate)  # exact frame count on the input clock
     assert np.all(np.isfinite(w)) and w.min() >= 0 and w.max() <= 1
@@ -85,17 +86,24 @@ def test_music_like_tones_do_not_crash(server):
     print("music jaw mean/max", w[:, JAW].mean(), w[:, JAW].max())
 
 
-def test_clipping_warns(server):
-    w, status = stream(server, np.clip(speech() * 20, -1, 1))
-    assert any(s.startswith("clipping detected:") for s in status.warnings)
+@pytest.mark.parametrize("engine", [ENGINE, "dsp-v1"])  # the checks are shared (engine/expression/input_checks.py)
+def test_clipping_warns(server, engine):
+    w, status = stream(server, np.clip(speech() * 20, -1, 1), engine=engine)
+    assert [s for s in status.warnings if s.startswith("clipping detected:")] != []
     assert w[:, JAW].max() > 0.3
 
 
-def test_very_quiet_speech_animates_and_warns(server):
+@pytest.mark.parametrize("engine", [ENGINE, "dsp-v1"])
+def test_very_quiet_speech_animates_and_warns(server, engine):
     x = speech()
-    w, status = stream(server, x * (10 ** (-46 / 20) / np.abs(x).max()))
-    assert w[:, JAW].max() > 0.25
-    assert any("input level is very low" in s for s in status.warnings), list(status.warnings)
+    w, status = stream(server, x * (10 ** (-46 / 20) / np.abs(x).max()), engine=engine)
+    assert w[:, JAW].max() > 0.1
+    assert sum("input level is very low" in s for s in status.warnings) == 1, list(status.warnings)
+
+
+def test_normal_level_and_digital_silence_do_not_warn(server):
+    for x in (speech(), np.zeros(3 * 16000, np.float32)):
+        assert list(stream(server, x, engine="dsp-v1")[1].warnings) == []
 
 
 def test_telephone_8khz(server):

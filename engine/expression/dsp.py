@@ -21,6 +21,7 @@ from engine.expression.articulation import (
     ACT, CLOSE, EMPH, FRIC_F, FRIC_S, FRIC_SH, NCTRL, OPEN, ROUND, SPREAD, MouthTracker,
 )
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
+from engine.expression.input_checks import InputMonitor
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 from engine.rig.eyes import EYE_PITCH_FULL, EYE_YAW_FULL
@@ -29,8 +30,6 @@ LOOKAHEAD_S = 0.04  # window ends 40 ms ahead: centre ~24 ms ahead of the frame 
 _LOOK = int(round(LOOKAHEAD_S * SAMPLE_RATE))  # 640 samples
 _WIN = ft.WIN
 _WIN_RANGE = np.arange(_WIN)
-_CLIP_LEVEL = 0.999  # |x| at or above this counts as full scale
-_CLIP_MIN_SAMPLES = 10  # fewer could be one click; more is clipping
 
 # Inputs of the final linear map, after the NCTRL smoothed controls.
 _RO = NCTRL  # round * open: a rounded mouth funnels as it opens
@@ -145,8 +144,7 @@ class DspExpressionStream(ExpressionStream):
         self._total = 0
         self._next = 0  # next frame index to emit
         self._finished = False
-        self._clipped = 0
-        self._warned_clip = False
+        self._input = InputMonitor()
         self._mouth = MouthTracker(fps)
 
         intensity = float(np.clip(style.intensity, 0.0, 2.0))
@@ -185,8 +183,7 @@ class DspExpressionStream(ExpressionStream):
         if x.size:
             self._buf = np.concatenate((self._buf, x))  # always a copy: callers reuse buffers
             self._total += x.size
-            if not self._warned_clip:
-                warnings = self._check_clipping(x)
+            warnings = self._input.check(x)
         # Frame k is ready once ceil(k*SR/fps) + lookahead <= total, i.e. k <= (total-L)*fps/SR.
         ready = (self._total - _LOOK) * self.fps // SAMPLE_RATE + 1 if self._total >= _LOOK else 0
         out = self._emit(ready, self._buf) if ready > self._next else self._empty()
@@ -218,17 +215,6 @@ class DspExpressionStream(ExpressionStream):
     def _end(self, k):
         """Exclusive end sample of frame k's analysis window (ints or int arrays)."""
         return -(-k * SAMPLE_RATE // self.fps) + _LOOK
-
-    def _check_clipping(self, x: np.ndarray) -> list[str]:
-        if np.maximum.reduce(np.abs(x)) < _CLIP_LEVEL:  # the common case: one cheap pass
-            return []
-        self._clipped += int(np.count_nonzero(np.abs(x) >= _CLIP_LEVEL))
-        if self._clipped < _CLIP_MIN_SAMPLES:
-            return []
-        self._warned_clip = True
-        pct = 100.0 * self._clipped / self._total
-        return [f"clipping detected: {pct:.2g}% of samples at full scale so far; "
-                "lower the input gain (mouth motion is less reliable on clipped audio)"]
 
     def _emit(self, stop: int, src: np.ndarray) -> Frames:
         k0 = self._next

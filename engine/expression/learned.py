@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
 from engine.expression.dsp import EMOTIONS
+from engine.expression.input_checks import InputMonitor
 from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
@@ -33,10 +34,6 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "learned-v1"
 _I = ARKIT_INDEX
 _SIL = VISEME_INDEX["sil"]
 _SILENCE_MS = 1e-9  # a window with mean square below this (-90 dBFS) is digital silence: exact rest
-_CLIP_LEVEL, _CLIP_MIN_SAMPLES = 0.999, 10
-_QUIET_PEAK = 10 ** (-40 / 20)  # sample peak below -40 dBFS after _QUIET_AFTER_S of audio: warn
-_QUIET_AFTER_S = 2.0
-_DIGITAL_SILENCE = 1e-5
 _STEP_S = HOP / SAMPLE_RATE
 
 # Smoothing of the 10 ms face controls (attack, release time constants in s).
@@ -121,10 +118,7 @@ class LearnedExpressionStream(ExpressionStream):
         self._y = np.zeros(NUM_VISEMES + 3, np.float64)
         self._y[_SIL] = 1.0
         self._peak_db = -60.0
-        self._clipped = 0
-        self._warned_clip = False
-        self._max_abs = 0.0
-        self._warned_quiet = False
+        self._input = InputMonitor()
         self._speaking = False
 
         self.intensity = float(np.clip(style.intensity, 0.0, 2.0))
@@ -154,10 +148,7 @@ class LearnedExpressionStream(ExpressionStream):
                 x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
             self._buf = np.concatenate((self._buf, x))
             self._total += x.size
-            if not self._warned_clip:
-                warnings = self._check_clipping(x)
-            if not self._warned_quiet:
-                warnings += self._check_level(x)
+            warnings = self._input.check(x)
         # Feature step j needs samples < 160 j + 200.
         n_ready = (self._total - WIN // 2) // HOP + 1 if self._total >= WIN // 2 else 0
         feats, ms = self._features(n_ready)
@@ -190,28 +181,6 @@ class LearnedExpressionStream(ExpressionStream):
         return self._emit(n_total, final=True)
 
     # ------------------------------------------------------------ internals
-    def _check_clipping(self, x: np.ndarray) -> list[str]:
-        if np.abs(x).max() < _CLIP_LEVEL:
-            return []
-        self._clipped += int(np.count_nonzero(np.abs(x) >= _CLIP_LEVEL))
-        if self._clipped < _CLIP_MIN_SAMPLES:
-            return []
-        self._warned_clip = True
-        pct = 100.0 * self._clipped / self._total
-        return [f"clipping detected: {pct:.2g}% of samples at full scale so far; "
-                "lower the input gain (mouth motion is less reliable on clipped audio)"]
-
-    def _check_level(self, x: np.ndarray) -> list[str]:
-        self._max_abs = max(self._max_abs, float(np.abs(x).max()))
-        if self._total < _QUIET_AFTER_S * SAMPLE_RATE:
-            return []
-        self._warned_quiet = True  # decided once, on the first seconds
-        if _DIGITAL_SILENCE < self._max_abs < _QUIET_PEAK:
-            return [f"input level is very low (peak {20 * math.log10(self._max_abs):.0f} dBFS over the first "
-                    f"{self._total / SAMPLE_RATE:.1f} s); raise the input gain or check the microphone/channel "
-                    "(mouth motion is less reliable below about -40 dBFS)"]
-        return []
-
     def _advance(self, n_ready: int) -> None:
         """Compute feature steps _nfeat..n_ready-1, run the network, append 10 ms faces."""
         feats, ms = self._features(n_ready)
