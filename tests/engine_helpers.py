@@ -27,3 +27,15 @@ def run_engine(engine, audio, fps=30, style=None, chunks=None) -> Frames:
     vis = [b.visemes for b in blocks if len(b) and b.visemes is not None]
     return Frames(0, np.concatenate([b.weights for b in blocks]), np.concatenate([b.rotations for b in blocks]),
                   None, [w for b in blocks for w in b.warnings], np.concatenate(vis) if vis else None)
+
+
+def random_chunk_sizes(n: int, seed: int = 1) -> list[int]:
+    """Positive chunk sizes summing to n, as an audio callback might send them: 15 % single samples, the
+    rest split between tiny (2-39) and large (40-2999) chunks."""
+    rng = np.random.default_rng(seed)
+    sizes: list[int] = []
+    while sum(sizes) < n:
+        r = rng.random()
+        sizes.append(1 if r < 0.15 else int(rng.integers(2, 40)) if r < 0.5 else int(rng.integers(40, 3000)))
+    sizes[-1] -= sum(sizes) - n
+    return [s for s in sizes if s > 0]

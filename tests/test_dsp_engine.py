@@ -13,7 +13,7 @@ from engine.expression.dsp import EMOTIONS, DspExpressionEngine
 from engine.expression.evaluate import auc, parse_textgrid
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 
-from engine_helpers import run_engine
+from engine_helpers import random_chunk_sizes, run_engine
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 I = ARKIT_INDEX
@@ -65,16 +65,7 @@ def speech_like(seconds=3.0, seed=0):
 def test_chunking_invariance_and_shapes(fps):
     x = speech_like(2.3)
     whole = run(x, fps)
-    rng = np.random.default_rng(1)
-    sizes = []
-    while sum(sizes) < len(x):
-        r = rng.random()
-        sizes.append(1 if r < 0.15 else int(rng.integers(2, 40)) if r < 0.5 else int(rng.integers(40, 3000)))
-    sizes[-1] -= sum(sizes) - len(x)
-    if sizes[-1] <= 0:
-        sizes.pop()
-        sizes[-1] += len(x) - sum(sizes)
-    chunked = run(x, fps, chunks=sizes)
+    chunked = run(x, fps, chunks=random_chunk_sizes(len(x)))
     assert len(whole) == len(chunked) == math.ceil(len(x) * fps / SAMPLE_RATE)
     np.testing.assert_allclose(chunked.weights, whole.weights, atol=1e-5)
     np.testing.assert_allclose(chunked.rotations, whole.rotations, atol=1e-5)

@@ -16,7 +16,7 @@ from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, phone_
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 
 from conftest import load_audio, shared_file
-from engine_helpers import run_engine
+from engine_helpers import random_chunk_sizes, run_engine
 
 I = ARKIT_INDEX
 MOUTH = [i for n, i in I.items() if n.startswith(("jaw", "mouth", "cheekPuff", "tongue"))]
@@ -81,13 +81,7 @@ def test_viseme_inventory_and_pose_table():
 def test_chunking_invariance_counts_and_ranges(fps):
     x = speech()[: int(2.3 * SAMPLE_RATE)]
     whole = run(x, fps)
-    rng = np.random.default_rng(1)
-    sizes = []
-    while sum(sizes) < len(x):
-        r = rng.random()
-        sizes.append(1 if r < 0.15 else int(rng.integers(2, 40)) if r < 0.5 else int(rng.integers(40, 3000)))
-    sizes[-1] -= sum(sizes) - len(x)
-    chunked = run(x, fps, chunks=[s for s in sizes if s > 0])
+    chunked = run(x, fps, chunks=random_chunk_sizes(len(x)))
     assert len(whole) == len(chunked) == math.ceil(len(x) * fps / SAMPLE_RATE)
     np.testing.assert_allclose(chunked.weights, whole.weights, atol=1e-4)
     np.testing.assert_allclose(chunked.rotations, whole.rotations, atol=1e-5)
