@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import math
 
+import grpc
 import numpy as np
 import pytest
 import soundfile as sf
@@ -195,12 +196,25 @@ def test_concurrent_streams_match_a_solo_stream(server):
     def one(i):
         results[i] = weights(list(server.stub.StreamExpression(iter(reqs), timeout=120)))
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    bad_err: list = []
+
+    def bad():  # float32 with a NaN mid-stream, among the good streams' chunks in the same worker batches
+        y = x[: 4 * sr].astype("<f4")
+        y[sr] = np.nan
+        reqs_bad = [header(rate=sr, encoding=pb.AUDIO_ENCODING_FLOAT32), *chunks(y.tobytes(), 4 * sr * 40 // 1000), END]
+        try:
+            list(server.stub.StreamExpression(iter(reqs_bad), timeout=120))
+        except grpc.RpcError as err:
+            bad_err.append(err)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)] + [threading.Thread(target=bad)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 16
+    assert len(bad_err) == 1 and bad_err[0].code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "non-finite float32 sample" in bad_err[0].details()
+    assert len(results) == 16  # the bad chunk failed only its own stream
     for w in results.values():
         assert w.shape == solo.shape
         np.testing.assert_allclose(w, solo, atol=1e-4)

@@ -54,7 +54,7 @@ class Worker:
             if self.sock.poll(int(HEARTBEAT_S * 1000)):
                 # Drain what is queued, but come up for a heartbeat at least every second. Audio chunks of
                 # different live streams queued together are pushed through their engine as one batch.
-                batch: list[tuple[int, int, bytes]] = []
+                batch: dict[int, tuple[int, bytes]] = {}  # sid -> (seq, body), at most one chunk per stream
                 while time.monotonic() - last_beat < HEARTBEAT_S:
                     try:
                         msg = self.sock.recv(_NOBLOCK)
@@ -64,16 +64,13 @@ class Worker:
                         self._audio_batch(batch)
                         return
                     kind, sid, seq, body = p.unpack(msg)
-                    if kind == p.AUDIO and isinstance(self.sessions.get(sid), LiveSession) and len(batch) < MAX_BATCH \
-                            and all(b[0] != sid for b in batch):
-                        batch.append((sid, seq, body))
-                        continue
-                    self._audio_batch(batch)  # keeps each stream's messages in order
-                    batch = []
-                    if kind == p.AUDIO and isinstance(self.sessions.get(sid), LiveSession):
-                        batch.append((sid, seq, body))
+                    if kind != p.AUDIO or sid in batch or len(batch) >= MAX_BATCH:
+                        self._audio_batch(batch)  # first, so each stream's messages keep their order
+                        batch = {}
+                    if kind == p.AUDIO:
+                        batch[sid] = (seq, body)
                     else:
-                        self.handle(msg)
+                        self.handle(kind, sid, seq, body)
                 self._audio_batch(batch)
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_S:
@@ -83,8 +80,8 @@ class Worker:
                 self.sock.send(beat)
                 last_beat = now
 
-    def handle(self, msg: bytes) -> None:
-        kind, sid, seq, body = p.unpack(msg)
+    def handle(self, kind: bytes, sid: int, seq: int, body: bytes) -> None:
+        """Every message but AUDIO (those go through _audio_batch)."""
         try:
             if kind == p.OPEN:
                 cfg = p.loads(body)
@@ -102,9 +99,6 @@ class Worker:
                 s = self.sessions[sid] = VideoSession(cfg, data)
                 self._send_opened(sid, {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0, "video": s.info.__dict__})
                 self._video_item(sid, seq, s)
-            elif kind == p.AUDIO:
-                s = self._live(sid)
-                self._send_frames(sid, seq, s, s.audio(body), False)
             elif kind == p.END and isinstance(self.sessions.get(sid), ImageSession):
                 s = self.sessions.pop(sid)
                 s.close()
@@ -135,37 +129,35 @@ class Worker:
             self._forget(sid)
             self._error(sid, seq, "FAILED_PRECONDITION", str(exc))
         except Exception as exc:  # an engine bug must end this stream, not the worker
-            self._forget(sid)
-            log.error("stream %d failed: %s", sid, traceback.format_exc())
-            self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+            self._fail(sid, seq, exc)
 
-    def _audio_batch(self, batch: list[tuple[int, int, bytes]]) -> None:
+    def _audio_batch(self, batch: dict[int, tuple[int, bytes]]) -> None:
         """AUDIO messages of distinct live streams: decoded one by one (a bad chunk fails only its stream),
-        then one push_many per engine, frames sent in arrival order."""
-        if len(batch) == 1:
-            sid, seq, body = batch[0]
-            return self.handle(p.pack(p.AUDIO, sid, seq, body))
-        groups: dict[int, list] = {}
-        for sid, seq, body in batch:
-            s = self.sessions[sid]
+        then one push_many per engine (engines batch their compute across streams), frames sent in order."""
+        groups: dict[object, list] = {}
+        for sid, (seq, body) in batch.items():
             try:
-                x = s.decode(body)
+                s = self._live(sid)
+                groups.setdefault(s.engine, []).append((sid, seq, s, s.decode(body)))
             except AudioError as exc:
                 self._forget(sid)
                 self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
-                continue
-            groups.setdefault(id(s.engine), []).append((sid, seq, s, x))
-        for items in groups.values():
+            except Exception as exc:
+                self._fail(sid, seq, exc)
+        for engine, items in groups.items():
             try:
-                frames = items[0][2].engine.push_many([it[2].stream for it in items], [it[3] for it in items])
+                frames = engine.push_many([it[2].stream for it in items], [it[3] for it in items])
             except Exception as exc:  # an engine bug ends these streams, not the worker
-                log.error("batch of %d streams failed: %s", len(items), traceback.format_exc())
                 for sid, seq, _, _ in items:
-                    self._forget(sid)
-                    self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+                    self._fail(sid, seq, exc)
                 continue
             for (sid, seq, s, _), f in zip(items, frames):
                 self._send_frames(sid, seq, s, s.deliver(f), False)
+
+    def _fail(self, sid: int, seq: int, exc: Exception) -> None:
+        self._forget(sid)
+        log.error("stream %d failed: %s", sid, "".join(traceback.format_exception(exc)))
+        self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
 
     def _forget(self, sid: int) -> None:
         s = self.sessions.pop(sid, None)

@@ -34,9 +34,6 @@ class LiveSession:
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.warnings: list[str] = []
 
-    def audio(self, data: bytes) -> Frames:
-        return self.deliver(self.stream.push(self.decode(data)))
-
     def decode(self, data: bytes) -> np.ndarray:
         """PCM bytes -> the engine's 16 kHz mono samples (AudioError on bad bytes)."""
         return self.resampler.process(self.decoder.decode(data))
