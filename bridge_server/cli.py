@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from dataclasses import fields
 
@@ -92,11 +91,10 @@ def _serve(args) -> int:
 def _client(args) -> int:
     import contextlib
 
-    import grpc
     from google.protobuf import json_format
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import Animation, BridgeClient, embedded_server
+    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
 
     ctx = contextlib.nullcontext(args.server) if args.server else embedded_server()
     try:
@@ -120,18 +118,13 @@ def _client(args) -> int:
             print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
                   f"-> {args.out}" + "".join(f"\nwarning: {w}" for w in s.warnings))
             return 0
-    except grpc.RpcError as err:
-        print(f"avatar-bridge {args.cmd}: {err.code().name}: {err.details()}", file=sys.stderr)
-        return 1
-    except (OSError, RuntimeError) as exc:
-        print(f"avatar-bridge {args.cmd}: {exc}", file=sys.stderr)
-        return 1
+    except CLIENT_ERRORS as exc:
+        return report_client_error(args.cmd, exc)
 
 
 def _stream_file(client, data: bytes, args, style):
     import numpy as np
 
-    from avatarbridge.v1 import bridge_pb2 as pb
     from bridge_server.client import Animation, stream_requests
     from engine.audio import decode_file
 

@@ -37,10 +37,8 @@ def run(args) -> int | None:
 
 
 def _capture(args) -> int:
-    import grpc
-
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import BridgeClient, embedded_server
+    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
 
     settings = pb.CaptureSettings(max_faces=args.max_faces, mirrored=args.mirrored)
     if args.face_index is not None:
@@ -54,12 +52,8 @@ def _capture(args) -> int:
             extra_args=[*extra, "--max-message-bytes", str(8 << 20)])
         with ctx as target:
             res = BridgeClient(target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
-    except grpc.RpcError as err:
-        print(f"avatar-bridge capture: {err.code().name}: {err.details()}", file=sys.stderr)
-        return 1
-    except (OSError, RuntimeError) as exc:
-        print(f"avatar-bridge capture: {exc}", file=sys.stderr)
-        return 1
+    except CLIENT_ERRORS as exc:
+        return report_client_error("capture", exc)
     res.animation.write(args.out)
     if args.audio_out and res.audio:
         res.write_audio(args.audio_out)

@@ -2,7 +2,6 @@
 (like the seeds' generate.py). Knob names follow Wan2.2 / LiveAvatar's CLIs."""
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os

@@ -21,6 +21,18 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024)]
 
 
+
+CLIENT_ERRORS = (grpc.RpcError, OSError, RuntimeError)
+
+
+def report_client_error(command: str, exc: BaseException) -> int:
+    """One CLI line for a failed client call (gRPC status and details, or the local error); exit code 1."""
+    if isinstance(exc, grpc.RpcError):
+        print(f"avatar-bridge {command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    else:
+        print(f"avatar-bridge {command}: {exc}", file=sys.stderr)
+    return 1
+
 @dataclass
 class Animation:
     """Everything a stream returned: header, frames, final status."""

@@ -8,7 +8,7 @@ from avatarbridge.v1 import bridge_pb2 as pb
 from engine.expression.visemes import VISEMES
 from engine.rig import ARKIT_INDEX
 
-from conftest import END, assert_still_serving, audio, chunks, header, load_audio, pcm16, split
+from conftest import END, assert_still_serving, chunks, header, load_audio, pcm16, split
 
 JAW = ARKIT_INDEX["jawOpen"]
 MOUTH = [i for n, i in ARKIT_INDEX.items() if n.startswith(("jaw", "mouth", "tongue"))]
