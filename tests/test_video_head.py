@@ -95,10 +95,18 @@ def test_cli_names_what_the_video_stage_is_missing(tmp_path):
                                 "--face-model", str(shared_file("models/face_landmarker.task"))],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "has no model.npz" in out.stderr
-    (tmp_path / "w").mkdir()
-    shutil.copytree(WEIGHTS_DIR, tmp_path / "w", dirs_exist_ok=True)
-    out = subprocess.run(cli + ["--videos", str(tmp_path / "none-here").replace("none-here", "w"),
-                                "--out", str(tmp_path / "w"),
-                                "--face-model", str(shared_file("models/face_landmarker.task"))],
-                         capture_output=True, text=True)
-    assert out.returncode == 2 and "at least 2 talking-head clips" in out.stderr
+    weights, videos = tmp_path / "w", tmp_path / "v"
+    shutil.copytree(WEIGHTS_DIR, weights)
+    videos.mkdir()
+    (videos / "garbage.mp4").write_bytes(b"\x00not a video" * 100)  # skipped, named, not a crash
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "face1.mp4").symlink_to(shared_file("video/videoretalking_face1.mp4").resolve())
+    args = ["--videos", str(videos), "--out", str(weights), "--face-model", str(shared_file("models/face_landmarker.task")),
+            "--capture-cache", ""]
+    out = subprocess.run(cli + args, capture_output=True, text=True)
+    assert out.returncode == 2 and "at least 2 talking-head clips" in out.stderr, out.stderr
+    assert "garbage.mp4: skipped" in out.stdout and "empty.mp4: skipped" in out.stdout, out.stdout
+    out = subprocess.run(cli + args + ["--video-lambda", "0"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--video-lambda must be a positive" in out.stderr
+    # Nothing was written: the weights are still the shipped ones.
+    assert (weights / "model.npz").read_bytes() == (WEIGHTS_DIR / "model.npz").read_bytes()

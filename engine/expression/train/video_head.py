@@ -73,7 +73,14 @@ def load_clips(video_dir: Path, face_model: Path, cache_dir: Path | None, net: N
 
     clips = []
     for path in sorted(p for p in Path(video_dir).iterdir() if p.suffix.lower() in VIDEO_EXT):
-        truth, audio = capture_clip(path, face_model, cache_dir)
+        try:
+            truth, audio = capture_clip(path, face_model, cache_dir)
+        except ValueError as exc:  # VideoError / AudioError: one broken file does not stop the others
+            log(f"  {path.name}: skipped, {exc}")
+            continue
+        if audio.size < SAMPLE_RATE:
+            log(f"  {path.name}: skipped, less than 1 s of audio (a talking-head clip needs its speech track)")
+            continue
         if truth.found.sum() < 20:
             log(f"  {path.name}: skipped, a face in only {int(truth.found.sum())} frames")
             continue
@@ -140,6 +147,8 @@ def summary(rows: list[dict]) -> dict:
 def train_video_head(weights_dir: str | Path, video_dir: str | Path, face_model: str | Path,
                      cache_dir: str | Path | None = None, lam: float = DEFAULT_LAMBDA, log=print) -> dict:
     """Fit the head on every clip in video_dir and write it into weights_dir (model.npz + config.json)."""
+    if not lam > 0:
+        raise ValueError(f"--video-lambda must be a positive ridge strength (got {lam}); the default is {DEFAULT_LAMBDA:g}")
     t0 = time.monotonic()
     log = log or (lambda *_: None)
     d = Path(weights_dir)
