@@ -25,8 +25,8 @@ import numpy as np
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
 from engine.expression.dsp import EMOTIONS
 from engine.expression.input_checks import InputMonitor
-from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s
-from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
+from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s, windows
+from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, rng_for
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 
@@ -50,10 +50,28 @@ _VOR = 0.6
 _EYE_YAW_FULL, _EYE_PITCH_FULL = 30.0 * DEG, 25.0 * DEG
 _PEAK_DECAY_DB_S = 3.0  # the speaker's recent peak level falls this fast
 
-_YIELD_TO_OPEN = ("mouthPressLeft", "mouthPressRight", "mouthClose")
-_YIELD_TO_ROUND = ("mouthSmileLeft", "mouthSmileRight", "mouthDimpleLeft", "mouthDimpleRight")
-_YIELD_TO_BLINK = ("eyeWideLeft", "eyeWideRight")
-_IDENT = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
+_A_MOUTH = 1.0 - math.exp(-_STEP_S / _TAU_MOUTH)  # per-step smoothing gains (attack A, release R)
+_A_ACT, _R_ACT = (1.0 - math.exp(-_STEP_S / t) for t in _TAU_ACT)
+_A_EMPH, _R_EMPH = (1.0 - math.exp(-_STEP_S / t) for t in _TAU_EMPH)
+
+
+def _idx(*names: str) -> list[int]:
+    return [_I[n] for n in names]
+
+
+# ARKit columns (lists, for fancy indexing of the (frames, 52) weight array).
+_JAW = _I["jawOpen"]
+_YIELD_TO_OPEN = _idx("mouthPressLeft", "mouthPressRight", "mouthClose")
+_YIELD_TO_ROUND = _idx("mouthSmileLeft", "mouthSmileRight", "mouthDimpleLeft", "mouthDimpleRight")
+_YIELD_TO_BLINK = _idx("eyeWideLeft", "eyeWideRight")
+_BLINK = _idx("eyeBlinkLeft", "eyeBlinkRight")
+_EMPH_BROWS_IDX = _idx(*_EMPH_BROWS)
+_EMPH_BROWS_W = np.array(list(_EMPH_BROWS.values()))
+_LOOK_LEFT_OF_SUBJECT = _idx("eyeLookOutLeft", "eyeLookInRight")  # gaze yaw > 0
+_LOOK_RIGHT_OF_SUBJECT = _idx("eyeLookInLeft", "eyeLookOutRight")
+_LOOK_UP = _idx("eyeLookUpLeft", "eyeLookUpRight")  # gaze pitch < 0
+_LOOK_DOWN = _idx("eyeLookDownLeft", "eyeLookDownRight")
+_ZERO2, _ZERO3 = (0.0, 0.0), (0.0, 0.0, 0.0)
 
 
 class LearnedExpressionEngine(ExpressionEngine):
@@ -85,12 +103,194 @@ class LearnedExpressionEngine(ExpressionEngine):
         return LearnedExpressionStream(self, fps, style)
 
     def push_many(self, streams: list["LearnedExpressionStream"], audio: list[np.ndarray]) -> list[Frames]:
-        """One batched network step for every stream's new feature steps (NumpyExpressionNet.step_batch)."""
-        jobs = [s.prepare(a) for s, a in zip(streams, audio)]
-        due = [i for i, j in enumerate(jobs) if j[1] is not None]
-        outs = dict(zip(due, self.fast.step_batch([jobs[i][1] for i in due], [streams[i]._state for i in due])
-                        if due else []))
-        return [s.complete(j, outs.get(i)) for i, (s, j) in enumerate(zip(streams, jobs))]
+        """Every stream's new audio through one batched pass: one FFT for all the new analysis windows,
+        one network step (NumpyExpressionNet.step_packed), and the faces of every stream assembled as
+        whole arrays (_advance, _emit). A stream gets the same frames as it would alone."""
+        jobs = [s._take(a) for s, a in zip(streams, audio)]
+        self._advance(streams, [j[1] for j in jobs], [j[2] for j in jobs])
+        out = self._emit(streams, [s._frames_ready() for s in streams], final=False)
+        for f, j in zip(out, jobs):
+            f.warnings = j[0]
+        return out
+
+    # ------------------------------------------------------------ batched internals
+    def _advance(self, streams: list, wins: list, n_ready: list[int]) -> None:
+        """Feature steps of every stream that has new windows -> network -> smoothed 10 ms faces."""
+        due = [i for i, w in enumerate(wins) if w is not None]
+        if not due:
+            return
+        streams = [streams[i] for i in due]
+        lens = [wins[i].shape[0] for i in due]
+        feats, ms = self.mel.of_windows(np.concatenate([wins[i] for i in due]))
+        logits, jaw, states = self.fast.step_packed(feats, lens, [s._state for s in streams])
+        faces = self._smooth(streams, lens, logits, jaw, 10.0 * np.log10(ms + 1e-12))
+        cut = np.cumsum(lens)[:-1]
+        for s, st, f, m, n in zip(streams, states, faces, np.split(ms, cut), (n_ready[i] for i in due)):
+            s._state = st
+            s._faces = np.concatenate((s._faces, f))
+            s._levels = np.concatenate((s._levels, m))  # step i's window is centred on face i's time
+            s._nfeat = n
+            keep = n * HOP - (WIN // 2) - s._buf0  # next window start
+            if keep > 0:
+                s._buf = s._buf[keep:]
+                s._buf0 += keep
+
+    @staticmethod
+    def _smooth(streams: list, lens: list[int], logits: np.ndarray, jaw: np.ndarray, level_db: np.ndarray
+                ) -> list[np.ndarray]:
+        """Network outputs (rows of all streams stacked) -> each stream's new 10 ms face controls, smoothed
+        with its own filter state; the recursion runs over time steps, vectorised over the streams."""
+        B, T = len(lens), max(lens)
+        lens_a = np.asarray(lens)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        post = np.exp(logits)
+        post /= post.sum(axis=1, keepdims=True)
+        sid = np.repeat(np.arange(B), lens_a)
+        tt = np.arange(sid.size) - np.repeat(np.cumsum(lens_a) - lens_a, lens_a)
+        P = np.zeros((B, T, NUM_VISEMES))
+        J = np.zeros((B, T))
+        L = np.full((B, T), -120.0)
+        P[sid, tt], J[sid, tt], L[sid, tt] = post, jaw, level_db
+        y = np.stack([s._y for s in streams])
+        peak = np.array([s._peak_db for s in streams])
+        out = np.empty((B, T, NUM_VISEMES + 3), np.float32)
+        V, JW, ACT, EM = NUM_VISEMES, NUM_VISEMES, NUM_VISEMES + 1, NUM_VISEMES + 2
+        for t in range(T):
+            p, lv = P[:, t], L[:, t]
+            act = 1.0 - p[:, _SIL]
+            pk = np.maximum(lv, peak - _PEAK_DECAY_DB_S * _STEP_S)
+            emph = act * np.clip((lv - pk + 7.0) / 6.0, 0.0, 1.0)
+            yn = np.empty_like(y)
+            yn[:, :V] = y[:, :V] + _A_MOUTH * (p - y[:, :V])
+            yn[:, JW] = y[:, JW] + _A_MOUTH * (J[:, t] - y[:, JW])
+            yn[:, ACT] = y[:, ACT] + np.where(act > y[:, ACT], _A_ACT, _R_ACT) * (act - y[:, ACT])
+            yn[:, EM] = y[:, EM] + np.where(emph > y[:, EM], _A_EMPH, _R_EMPH) * (emph - y[:, EM])
+            if t < lens_a.min():
+                y, peak = yn, pk
+            else:  # some streams have no step t
+                live = lens_a > t
+                y, peak = np.where(live[:, None], yn, y), np.where(live, pk, peak)
+            out[:, t] = y
+        for b, s in enumerate(streams):
+            s._y, s._peak_db = y[b].copy(), float(peak[b])
+        return [out[b, :n] for b, n in enumerate(lens)]
+
+    def _emit(self, streams: list, stops: list[int], final: bool) -> list[Frames]:
+        """Frames _next..stop-1 of every stream, from its 10 ms faces: interpolated onto its fps grid, the
+        viseme poses mixed, the style applied and secondary motion added, all streams' frames as one array."""
+        k0 = np.array([s._next for s in streams], np.int64)
+        n = np.maximum(np.array(stops, np.int64) - k0, 0)
+        N = int(n.sum())
+        if N == 0:
+            return [Frames.empty(int(k)) for k in k0]
+        B = len(streams)
+        sid = np.repeat(np.arange(B), n)
+        first = np.cumsum(n) - n  # row of each stream's first frame
+        k = np.arange(N) - np.repeat(first, n) + k0[sid]
+        fps = np.array([s.fps for s in streams])
+        t = k / fps[sid]
+        u = t * 100.0
+        i0 = np.floor(u).astype(np.int64)
+        frac = (u - i0)[:, None]
+        # All streams' faces in one array: face i of stream s is row off[s] + i + delay - face0[s].
+        nf = np.array([s._faces.shape[0] for s in streams], np.int64)
+        off = np.cumsum(nf) - nf
+        faces = np.concatenate([s._faces for s in streams])
+        levels = np.concatenate([s._levels for s in streams])
+        face0 = np.array([s._face0 for s in streams], np.int64)
+        base_row, last_row = (off - face0)[sid], (off + nf - 1)[sid]
+        s0 = i0 + self.cfg.delay + base_row
+        f = (1.0 - frac) * faces[s0] + frac * faces[np.minimum(s0 + 1, last_row)]
+        silent = ((levels[np.minimum(i0 + base_row, last_row)] < _SILENCE_MS)
+                  & (levels[np.minimum(i0 + 1 + base_row, last_row)] < _SILENCE_MS))
+        vis = f[:, :NUM_VISEMES].copy()
+        jaw, act, emph = f[:, NUM_VISEMES], f[:, NUM_VISEMES + 1], f[:, NUM_VISEMES + 2]
+        intensity = np.array([s.intensity for s in streams])[sid]
+        hm = np.array([s.hm for s in streams])[sid]
+        base = np.stack([s.base for s in streams])[sid]
+        # Dead zone: a faint speech posterior (noise, breath) does not move the mouth.
+        gate = np.clip((1.0 - vis[:, _SIL] - 0.15) / 0.25, 0.0, 1.0)
+        gate[silent] = 0.0
+        vis[silent] = 0.0
+        vis[silent, _SIL] = 1.0
+        mouth = (vis @ self.poses) * (gate * intensity)[:, None]
+        mouth[:, _JAW] = np.clip(jaw - 0.02, 0.0, None) * gate * intensity
+        emph = emph * gate
+        w = mouth + base
+        jo = np.minimum(2.0 * mouth[:, _JAW], 1.0)
+        rnd = np.minimum(1.0, mouth[:, _I["mouthPucker"]] + mouth[:, _I["mouthFunnel"]])
+        w[:, _YIELD_TO_OPEN] -= jo[:, None] * base[:, _YIELD_TO_OPEN]
+        w[:, _YIELD_TO_ROUND] -= 0.7 * rnd[:, None] * base[:, _YIELD_TO_ROUND]
+        w[:, _EMPH_BROWS_IDX] += _EMPH_BROWS_W * (intensity * emph)[:, None]
+
+        # Blinks, saccades and drift are event generators with their own seeded random numbers, stepped
+        # frame by frame per stream (plain floats); what they give is turned into the face below, vectorised.
+        a = np.where(silent, 0.0, act)
+        al, tl = a.tolist(), t.tolist()
+        blink, drift, gaze = [0.0] * N, [_ZERO3] * N, [_ZERO2] * N
+        for b, s in enumerate(streams):
+            moving = s.hm > 0.0
+            blinks, sacc, head = s._blinks, s._saccades, s._drift
+            for r in range(int(first[b]), int(first[b] + n[b])):
+                ti, ar = tl[r], al[r]
+                pause = s._speaking and ar < 0.3
+                if pause:
+                    s._speaking = False
+                elif ar > 0.6:
+                    s._speaking = True
+                blink[r] = blinks.step(ti, pause)
+                if moving:
+                    drift[r], gaze[r] = head.step(ti), sacc.step(ti)
+        bl = np.array(blink)
+        w[:, _BLINK] += bl[:, None]
+        w[:, _YIELD_TO_BLINK] -= bl[:, None] * base[:, _YIELD_TO_BLINK]
+        dp, dy, dr = np.array(drift).T
+        gy, gp = np.array(gaze).T
+        live = 0.5 + 0.5 * a
+        hp = live * hm * _DRIFT[0] * dp + hm * _NOD * emph
+        hy = live * hm * _DRIFT[1] * dy
+        hr = live * hm * _DRIFT[2] * dr
+        ey, ep = hm * gy - _VOR * hy, hm * gp - _VOR * hp  # zero where head_motion is 0: eyes and head at rest
+        h, nk = 1.0 - _NECK_SHARE, _NECK_SHARE
+        rot = np.empty((N, NUM_BONES, 4), np.float32)
+        rot[:, 0] = quats(h * hp, h * hy, h * hr)
+        rot[:, 1] = quats(nk * hp, nk * hy, nk * hr)
+        rot[:, 2] = rot[:, 3] = quats(ep, ey, np.zeros(N))
+        yn, pn = ey / _EYE_YAW_FULL, ep / _EYE_PITCH_FULL
+        w[:, _LOOK_LEFT_OF_SUBJECT] += np.maximum(yn, 0.0)[:, None]
+        w[:, _LOOK_RIGHT_OF_SUBJECT] += np.maximum(-yn, 0.0)[:, None]
+        w[:, _LOOK_UP] += np.maximum(-pn, 0.0)[:, None]
+        w[:, _LOOK_DOWN] += np.maximum(pn, 0.0)[:, None]
+        np.clip(w, 0.0, 1.0, out=w)
+        w = w.astype(np.float32)
+        vis *= gate[:, None]
+        vis[:, _SIL] = 1.0 - vis[:, 1:].sum(1)
+        vis = vis.astype(np.float32)
+
+        out = []
+        for b, s in enumerate(streams):
+            if n[b] == 0:
+                out.append(Frames.empty(int(k0[b])))
+                continue
+            r = slice(int(first[b]), int(first[b] + n[b]))
+            out.append(Frames(int(k0[b]), w[r], rot[r], visemes=vis[r]))
+            s._next = stops[b]
+            # Drop faces no later frame needs (frame `stop` interpolates from face floor(100 stop / fps)).
+            drop = int(math.floor(stops[b] * 100 / s.fps)) - s._face0
+            if drop > 0 and not final:
+                s._faces = s._faces[drop:]
+                s._levels = s._levels[drop:]
+                s._face0 += drop
+        return out
+
+
+def quats(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
+    """Rotation vectors -> unit quaternions (n, 4) xyzw; exact identity for a zero vector (secondary.quat)."""
+    th = np.sqrt(px * px + py * py + pz * pz)
+    zero = th < 1e-12
+    s = np.sin(0.5 * th) / np.where(zero, 1.0, th)
+    s[zero] = 0.0
+    return np.stack((px * s, py * s, pz * s, np.cos(0.5 * th)), axis=1)
 
 
 class LearnedExpressionStream(ExpressionStream):
@@ -133,35 +333,7 @@ class LearnedExpressionStream(ExpressionStream):
 
     # ------------------------------------------------------------------ API
     def push(self, audio: np.ndarray) -> Frames:
-        job = self.prepare(audio)
-        return self.complete(job, self.e.fast.step(job[1], self._state) if job[1] is not None else None)
-
-    def prepare(self, audio: np.ndarray) -> tuple:
-        """First half of push(): buffer the audio and compute the feature steps it completes.
-        -> a job for complete(); job[1] is the (T, n_mels) network input (None when no step is due)."""
-        if self._finished:
-            raise RuntimeError("push() after finish()")
-        x = np.asarray(audio, dtype=np.float32).reshape(-1)
-        warnings: list[str] = []
-        if x.size:
-            if not np.isfinite(x).all():
-                x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
-            self._buf = np.concatenate((self._buf, x))
-            self._total += x.size
-            warnings = self._input.check(x)
-        # Feature step j needs samples < 160 j + 200.
-        n_ready = (self._total - WIN // 2) // HOP + 1 if self._total >= WIN // 2 else 0
-        feats, ms = self._features(n_ready)
-        return warnings, feats, ms, n_ready
-
-    def complete(self, job: tuple, net_out: tuple | None) -> Frames:
-        """Second half of push(): the network's (logits, jaw, new state) for job's features -> frames."""
-        warnings, feats, ms, n_ready = job
-        if feats is not None:
-            self._consume(*net_out, ms, n_ready)
-        out = self._emit(self._frames_ready(), final=False)
-        out.warnings = warnings
-        return out
+        return self.e.push_many([self], [audio])[0]
 
     def finish(self) -> Frames:
         if self._finished:
@@ -177,61 +349,36 @@ class LearnedExpressionStream(ExpressionStream):
         pad = need_samples - self._total
         if pad > 0:
             self._buf = np.concatenate((self._buf, np.zeros(pad, np.float32)))
-        self._advance(need_steps)
-        return self._emit(n_total, final=True)
+        self.e._advance([self], [self._windows(need_steps)], [need_steps])
+        return self.e._emit([self], [n_total], final=True)[0]
 
     # ------------------------------------------------------------ internals
-    def _advance(self, n_ready: int) -> None:
-        """Compute feature steps _nfeat..n_ready-1, run the network, append 10 ms faces."""
-        feats, ms = self._features(n_ready)
-        if feats is not None:
-            self._consume(*self.e.fast.step(feats, self._state), ms, n_ready)
+    def _take(self, audio: np.ndarray) -> tuple[list[str], np.ndarray | None, int]:
+        """Buffer new audio -> (input warnings, the analysis windows of the feature steps it completes
+        (None when none is due), the feature step count then ready)."""
+        if self._finished:
+            raise RuntimeError("push() after finish()")
+        x = np.asarray(audio, dtype=np.float32).reshape(-1)
+        warnings: list[str] = []
+        if x.size:
+            if not np.isfinite(x).all():
+                x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+            self._buf = np.concatenate((self._buf, x))
+            self._total += x.size
+            warnings = self._input.check(x)
+        # Feature step j needs samples < 160 j + 200.
+        n_ready = (self._total - WIN // 2) // HOP + 1 if self._total >= WIN // 2 else 0
+        return warnings, self._windows(n_ready), n_ready
 
-    def _features(self, n_ready: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(log-mel of steps _nfeat..n_ready-1, their windows' mean square); (None, None) if none is due."""
+    def _windows(self, n_ready: int) -> np.ndarray | None:
+        """(n, WIN) windows of feature steps _nfeat..n_ready-1; None if none is due."""
         n = n_ready - self._nfeat
         if n <= 0:
-            return None, None
-        off = self._nfeat * HOP - (WIN // 2) - self._buf0  # buffer offset of step _nfeat's window start
-        seg = self._buf[off: off + (n - 1) * HOP + WIN]
+            return None
         if self._state is None:
             self._state = self.e.fast.initial_state()
-        return self.e.mel.frames(seg, n, mean_square=True)
-
-    def _consume(self, logits: np.ndarray, jaw: np.ndarray, state: list, ms: np.ndarray, n_ready: int) -> None:
-        """The network's outputs for the steps _features gave -> smoothed 10 ms faces."""
-        n = n_ready - self._nfeat
-        self._state = state
-        logits = logits - logits.max(axis=1, keepdims=True)
-        post = np.exp(logits)
-        post /= post.sum(axis=1, keepdims=True)
-        level_db = 10.0 * np.log10(ms + 1e-12)
-        faces = np.empty((n, NUM_VISEMES + 3), np.float32)
-        y = self._y
-        a_m = 1.0 - math.exp(-_STEP_S / _TAU_MOUTH)
-        a_act, r_act = (1.0 - math.exp(-_STEP_S / t) for t in _TAU_ACT)
-        a_em, r_em = (1.0 - math.exp(-_STEP_S / t) for t in _TAU_EMPH)
-        peak = self._peak_db
-        for i in range(n):
-            # Step j describes face j - delay; the silence gate uses that face's own window.
-            p, jw = post[i], jaw[i]
-            act = 1.0 - p[_SIL]
-            peak = max(level_db[i], peak - _PEAK_DECAY_DB_S * _STEP_S)
-            emph = act * min(1.0, max(0.0, (level_db[i] - peak + 7.0) / 6.0))
-            y[:NUM_VISEMES] += a_m * (p - y[:NUM_VISEMES])
-            y[NUM_VISEMES] += a_m * (jw - y[NUM_VISEMES])
-            y[NUM_VISEMES + 1] += (a_act if act > y[NUM_VISEMES + 1] else r_act) * (act - y[NUM_VISEMES + 1])
-            y[NUM_VISEMES + 2] += (a_em if emph > y[NUM_VISEMES + 2] else r_em) * (emph - y[NUM_VISEMES + 2])
-            faces[i] = y
-        self._peak_db = peak
-        # Window levels by step: step i's window is centred on face i's time (digital-silence gate).
-        self._levels = np.concatenate((self._levels, ms))
-        self._faces = np.concatenate((self._faces, faces))
-        self._nfeat = n_ready
-        keep = self._nfeat * HOP - (WIN // 2) - self._buf0  # next window start
-        if keep > 0:
-            self._buf = self._buf[keep:]
-            self._buf0 += keep
+        off = self._nfeat * HOP - (WIN // 2) - self._buf0  # buffer offset of step _nfeat's window start
+        return windows(self._buf[off: off + (n - 1) * HOP + WIN], n)
 
     def _frames_ready(self) -> int:
         """Frames k whose interpolation faces ceil(100 k / fps) exist (network step + delay)."""
@@ -245,94 +392,3 @@ class LearnedExpressionStream(ExpressionStream):
         look = self._look
         contract = (self._total - look) * self.fps // SAMPLE_RATE + 1 if self._total >= look else 0
         return min(ready, contract)
-
-    def _emit(self, stop: int, final: bool) -> Frames:
-        k0 = self._next
-        if stop <= k0:
-            return Frames.empty(k0)
-        n = stop - k0
-        t = np.arange(k0, stop) / self.fps
-        u = t * 100.0
-        i0 = np.floor(u).astype(np.int64)
-        frac = (u - i0)[:, None]
-        # face i lives at step i + delay of _faces (indexed from face0 = step index)
-        s0 = i0 + self.delay - self._face0
-        s1 = np.minimum(s0 + 1, self._faces.shape[0] - 1)
-        f = (1.0 - frac) * self._faces[s0] + frac * self._faces[s1]
-        lv = self._levels
-        silent = (lv[np.minimum(i0 - self._face0, lv.size - 1)] < _SILENCE_MS) & (
-            lv[np.minimum(i0 + 1 - self._face0, lv.size - 1)] < _SILENCE_MS)
-        vis = f[:, :NUM_VISEMES].copy()
-        jaw, act, emph = f[:, NUM_VISEMES], f[:, NUM_VISEMES + 1], f[:, NUM_VISEMES + 2]
-        # Dead zone: a faint speech posterior (noise, breath) does not move the mouth.
-        gate = np.clip((1.0 - vis[:, _SIL] - 0.15) / 0.25, 0.0, 1.0)
-        gate[silent] = 0.0
-        vis[silent] = 0.0
-        vis[silent, _SIL] = 1.0
-        mouth = (vis @ self.e.poses) * (gate * self.intensity)[:, None]
-        mouth[:, _I["jawOpen"]] = np.clip(jaw - 0.02, 0.0, None) * gate * self.intensity
-        emph = emph * gate
-        w = mouth + self.base[None, :]
-        jo = np.minimum(2.0 * mouth[:, _I["jawOpen"]], 1.0)
-        rnd = np.minimum(1.0, mouth[:, _I["mouthPucker"]] + mouth[:, _I["mouthFunnel"]])
-        for name in _YIELD_TO_OPEN:
-            w[:, _I[name]] -= jo * self.base[_I[name]]
-        for name in _YIELD_TO_ROUND:
-            w[:, _I[name]] -= 0.7 * rnd * self.base[_I[name]]
-        for name, v in _EMPH_BROWS.items():
-            w[:, _I[name]] += v * self.intensity * emph
-
-        rot = np.empty((n, NUM_BONES, 4), np.float32)
-        hm = self.hm
-        for i in range(n):
-            ti = float(t[i])
-            a = float(act[i]) * (0.0 if silent[i] else 1.0)
-            pause = self._speaking and a < 0.3
-            if pause:
-                self._speaking = False
-            elif a > 0.6:
-                self._speaking = True
-            b = self._blinks.step(ti, pause)
-            for name in ("eyeBlinkLeft", "eyeBlinkRight"):
-                w[i, _I[name]] += b
-            for name in _YIELD_TO_BLINK:
-                w[i, _I[name]] -= b * self.base[_I[name]]
-            if hm <= 0.0:
-                rot[i] = _IDENT
-                continue
-            dp, dy, dr = self._drift.step(ti)
-            live = 0.5 + 0.5 * a
-            hp = live * hm * _DRIFT[0] * dp + hm * _NOD * float(emph[i])
-            hy = live * hm * _DRIFT[1] * dy
-            hr = live * hm * _DRIFT[2] * dr
-            gy, gp = self._saccades.step(ti)
-            ey, ep = hm * gy - _VOR * hy, hm * gp - _VOR * hp
-            h, nk = 1.0 - _NECK_SHARE, _NECK_SHARE
-            eye = quat(ep, ey, 0.0)
-            rot[i, 0], rot[i, 1], rot[i, 2], rot[i, 3] = (quat(h * hp, h * hy, h * hr),
-                                                          quat(nk * hp, nk * hy, nk * hr), eye, eye)
-            yn, pn = ey / _EYE_YAW_FULL, ep / _EYE_PITCH_FULL
-            if yn > 0:
-                w[i, _I["eyeLookOutLeft"]] += yn
-                w[i, _I["eyeLookInRight"]] += yn
-            else:
-                w[i, _I["eyeLookInLeft"]] -= yn
-                w[i, _I["eyeLookOutRight"]] -= yn
-            if pn < 0:
-                w[i, _I["eyeLookUpLeft"]] -= pn
-                w[i, _I["eyeLookUpRight"]] -= pn
-            else:
-                w[i, _I["eyeLookDownLeft"]] += pn
-                w[i, _I["eyeLookDownRight"]] += pn
-        np.clip(w, 0.0, 1.0, out=w)
-        self._next = stop
-        # Drop faces no later frame needs (frame `stop` interpolates from face floor(100 stop / fps)).
-        drop = int(math.floor(stop * 100 / self.fps)) - self._face0
-        if drop > 0 and not final:
-            self._faces = self._faces[drop:]
-            self._levels = self._levels[drop:]
-            self._face0 += drop
-        vis = vis * gate[:, None]
-        vis[:, _SIL] = 1.0 - vis[:, 1:].sum(1)
-        return Frames(k0, w.astype(np.float32), rot, visemes=vis.astype(np.float32))
-

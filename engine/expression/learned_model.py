@@ -70,6 +70,11 @@ _WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * (np.arange(WIN) + 0.5) / WIN)).astype(
 _IDX = np.arange(64)[:, None] * HOP + np.arange(WIN)[None, :]  # window indices of up to 64 steps
 
 
+def windows(padded: np.ndarray, n: int) -> np.ndarray:
+    """(n, WIN) analysis windows of frames 0..n-1; ``padded`` starts 200 samples before frame 0's centre."""
+    return padded[_IDX[:n]] if n <= _IDX.shape[0] else padded[np.arange(n)[:, None] * HOP + _IDX[0]]
+
+
 class LogMel:
     """Log-mel frames of 16 kHz audio; frame j is centred on sample 160 j."""
 
@@ -79,13 +84,15 @@ class LogMel:
     def frames(self, padded: np.ndarray, n: int, mean_square: bool = False):
         """``padded`` starts 200 samples before frame 0's centre; -> (n, n_mels) float32
         (and each window's mean square, unwindowed, when ``mean_square``)."""
-        fr = padded[_IDX[:n]] if n <= _IDX.shape[0] else padded[np.arange(n)[:, None] * HOP + _IDX[0]]
+        logmel, ms = self.of_windows(windows(padded, n))
+        return (logmel, ms) if mean_square else logmel
+
+    def of_windows(self, fr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, WIN) raw windows (of any number of streams, stacked) -> (log-mel (n, n_mels), mean squares (n,)):
+        one FFT and one matrix product for all of them."""
         spec = np.fft.rfft(fr * _WINDOW, NFFT, axis=1)
         p = (spec.real ** 2 + spec.imag ** 2).astype(np.float32) @ self.fb
-        logmel = np.log(p + LOG_FLOOR)
-        if mean_square:
-            return logmel, np.einsum("ij,ij->i", fr, fr) * (1.0 / WIN)
-        return logmel
+        return np.log(p + LOG_FLOOR), np.einsum("ij,ij->i", fr, fr) * (1.0 / WIN)
 
     def whole(self, x: np.ndarray) -> np.ndarray:
         """Offline: every frame j with 160 j < len(x) (audio past the end reads as zeros)."""
@@ -176,12 +183,22 @@ class NumpyExpressionNet:
 
     def step(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, np.ndarray, list]:
         """feats (T, n_mels) -> (logits (T, 15), jaw (T,), new state); state as initial_state()."""
-        return self.step_batch([feats], [state])[0]
+        logits, jaw, new = self.step_packed(feats, [feats.shape[0]], [state])
+        return logits, jaw, new[0]
 
     def step_batch(self, feats: list[np.ndarray], states: list[list]) -> list[tuple[np.ndarray, np.ndarray, list]]:
-        """step() for many streams at once: one matrix product per layer (and per GRU time step) for all
-        of them, which is what makes many streams per core affordable. Same results as separate steps."""
-        z, new = self.features_batch(feats, states)
+        """step() for many streams at once (see step_packed); -> one (logits, jaw, new state) per stream."""
+        lens = [f.shape[0] for f in feats]
+        logits, jaw, new = self.step_packed(np.concatenate(feats), lens, states)
+        cut = np.cumsum(lens)[:-1]
+        return list(zip(np.split(logits, cut), np.split(jaw, cut), new))
+
+    def step_packed(self, x: np.ndarray, lens: list[int], states: list[list]
+                    ) -> tuple[np.ndarray, np.ndarray, list[list]]:
+        """step() for B streams whose features are stacked in x (lens[s] rows for stream s, in order):
+        one matrix product per layer (and per GRU time step) for all of them, which is what makes many
+        streams per core affordable. Same results as separate steps. -> (logits, jaw, new states), rows stacked."""
+        z, new = self.features_packed(x, lens, states)
         out = z @ self.w_out + self.b_out
         jaw = _sigmoid(out[:, -1])
         if self.video_head is not None:
@@ -189,42 +206,40 @@ class NumpyExpressionNet:
             # to close on silence, noise and music, gates it so the face rests there (docs/learned_engine.md).
             w, b = self.video_head
             jaw = np.clip(z @ w + b, 0.0, 1.0) * np.clip(jaw / VIDEO_HEAD_GATE, 0.0, 1.0)
-        ends = np.cumsum([f.shape[0] for f in feats])
-        starts = ends - [f.shape[0] for f in feats]
-        return [(out[a:e, :-1], jaw[a:e], st) for a, e, st in zip(starts, ends, new)]
+        return out[:, :-1], jaw, new
 
     def features(self, feats: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         """feats (T, n_mels) -> (the heads' input [GRU, conv] (T, hidden + channels), new state)."""
-        z, new = self.features_batch([feats], [state])
+        z, new = self.features_packed(feats, [feats.shape[0]], [state])
         return z, new[0]
 
-    def features_batch(self, feats: list[np.ndarray], states: list[list]) -> tuple[np.ndarray, list[list]]:
-        """features() for B streams: -> (rows of every stream stacked in order, new states)."""
+    def features_packed(self, x: np.ndarray, lens: list[int], states: list[list]) -> tuple[np.ndarray, list[list]]:
+        """features() for B streams stacked as in step_packed: -> (their rows stacked, new states)."""
         k = self.cfg.kernel
-        lens = [f.shape[0] for f in feats]
-        xs = [(f - self.mean) * self.inv_std for f in feats]
-        new: list[list] = [[] for _ in feats]
-        x = None
+        B = len(lens)
+        lens_a = np.asarray(lens, np.int64)
+        cut = np.cumsum(lens_a)[:-1]
+        # Row n of stream s sits at n + s (k - 1) once each stream's cache is put in front of its rows.
+        at = np.arange(x.shape[0]) + np.repeat(np.arange(B) * (k - 1), lens_a)
+        ends = np.cumsum(lens_a + (k - 1))
+        x = (x - self.mean) * self.inv_std
+        new: list[list] = [[] for _ in range(B)]
         for i, (w, b) in enumerate(self.convs):
-            cols = []
-            for s, (st, xi, T) in enumerate(zip(states, xs, lens)):
-                xx = np.concatenate((st[i], xi))
-                new[s].append(xx[xx.shape[0] - (k - 1):])
-                cols.append(np.concatenate([xx[j:j + T] for j in range(k)], axis=1))
-            x = _gelu(np.concatenate(cols) @ w + b)
-            if i + 1 < len(self.convs):
-                xs = np.split(x, np.cumsum(lens)[:-1])
+            pieces = [a for st, xi in zip(states, np.split(x, cut)) for a in (st[i], xi)]
+            big = np.concatenate(pieces)
+            for s in range(B):
+                new[s].append(big[ends[s] - (k - 1):ends[s]])
+            x = _gelu(np.concatenate([big[at + j] for j in range(k)], axis=1) @ w + b)
         H = self.cfg.hidden
         H2 = 2 * H
         gi = x @ self.w_ih + self.b_ih
         hs = np.empty((x.shape[0], H), np.float32)
-        starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
-        lens_a = np.asarray(lens)
+        starts = np.concatenate(([0], cut)).astype(np.int64)
         h = np.stack([st[-1] for st in states]).astype(np.float32)
         w_hh, b_hh = self.w_hh, self.b_hh
-        for t in range(max(lens)):
+        for t in range(int(lens_a.max())):
             act = np.flatnonzero(lens_a > t)
-            full = act.size == h.shape[0]
+            full = act.size == B
             hb = h if full else h[act]
             rows = starts[act] + t
             g = gi[rows]
@@ -237,6 +252,6 @@ class NumpyExpressionNet:
             else:
                 h[act] = hb
             hs[rows] = hb
-        for s in range(len(feats)):
+        for s in range(B):
             new[s].append(h[s].copy())
         return np.concatenate((hs, x), axis=1), new
