@@ -214,44 +214,47 @@ class NumpyExpressionNet:
         return z, new[0]
 
     def features_packed(self, x: np.ndarray, lens: list[int], states: list[list]) -> tuple[np.ndarray, list[list]]:
-        """features() for B streams stacked as in step_packed: -> (their rows stacked, new states)."""
-        k = self.cfg.kernel
-        B = len(lens)
+        """features() for B streams stacked as in step_packed: -> (their rows stacked, new states).
+
+        Computed on a (streams, steps) grid with each stream's rows left-aligned: a stream with fewer steps
+        than the longest has padding rows after its own, which causal layers never read back into its rows
+        and the GRU leaves out of its state. Few, large numpy calls: at a push's few steps per stream the
+        per-call cost, not the arithmetic, is what counts."""
+        k, H = self.cfg.kernel, self.cfg.hidden
+        B, T = len(lens), max(lens)
         lens_a = np.asarray(lens, np.int64)
-        cut = np.cumsum(lens_a)[:-1]
-        # Row n of stream s sits at n + s (k - 1) once each stream's cache is put in front of its rows.
-        at = np.arange(x.shape[0]) + np.repeat(np.arange(B) * (k - 1), lens_a)
-        ends = np.cumsum(lens_a + (k - 1))
+        ragged = bool((lens_a != T).any())
+        if ragged:
+            sid = np.repeat(np.arange(B), lens_a)
+            tt = np.arange(sid.size) - np.repeat(np.cumsum(lens_a) - lens_a, lens_a)
+            g = np.zeros((B, T, x.shape[1]), np.float32)
+            g[sid, tt] = x
+            x = g
+        else:
+            x = x.reshape(B, T, -1)
         x = (x - self.mean) * self.inv_std
+        bi, ci = np.arange(B)[:, None], lens_a[:, None] + np.arange(k - 1)  # where each new cache sits
         new: list[list] = [[] for _ in range(B)]
         for i, (w, b) in enumerate(self.convs):
-            pieces = [a for st, xi in zip(states, np.split(x, cut)) for a in (st[i], xi)]
-            big = np.concatenate(pieces)
-            for s in range(B):
-                new[s].append(big[ends[s] - (k - 1):ends[s]])
-            x = _gelu(np.concatenate([big[at + j] for j in range(k)], axis=1) @ w + b)
-        H = self.cfg.hidden
-        H2 = 2 * H
-        gi = x @ self.w_ih + self.b_ih
-        hs = np.empty((x.shape[0], H), np.float32)
-        starts = np.concatenate(([0], cut)).astype(np.int64)
-        h = np.stack([st[-1] for st in states]).astype(np.float32)
+            xx = np.concatenate((np.stack([st[i] for st in states]), x), axis=1)  # (B, k - 1 + T, C)
+            for s, c in enumerate(xx[bi, ci]):
+                new[s].append(c)
+            cols = np.concatenate([xx[:, j:j + T] for j in range(k)], axis=2)
+            x = _gelu(cols.reshape(B * T, -1) @ w + b).reshape(B, T, -1)
+        gi = (x.reshape(B * T, -1) @ self.w_ih + self.b_ih).reshape(B, T, -1)
+        hs = np.empty((B, T, H), np.float32)
+        h = np.stack([st[-1] for st in states])
         w_hh, b_hh = self.w_hh, self.b_hh
-        for t in range(int(lens_a.max())):
-            act = np.flatnonzero(lens_a > t)
-            full = act.size == B
-            hb = h if full else h[act]
-            rows = starts[act] + t
-            g = gi[rows]
-            gh = hb @ w_hh + b_hh
-            rz = _sigmoid(g[:, :H2] + gh[:, :H2])
-            n = np.tanh(g[:, H2:] + rz[:, :H] * gh[:, H2:])
-            hb = n + rz[:, H:] * (hb - n)  # (1 - z) n + z h
-            if full:
-                h = hb
-            else:
-                h[act] = hb
-            hs[rows] = hb
+        shortest = int(lens_a.min())
+        for t in range(T):
+            g = gi[:, t]
+            gh = h @ w_hh + b_hh
+            rz = _sigmoid(g[:, :2 * H] + gh[:, :2 * H])
+            n = np.tanh(g[:, 2 * H:] + rz[:, :H] * gh[:, 2 * H:])
+            hn = n + rz[:, H:] * (h - n)  # (1 - z) n + z h
+            h = hn if t < shortest else np.where((lens_a > t)[:, None], hn, h)
+            hs[:, t] = hn
         for s in range(B):
-            new[s].append(h[s].copy())
-        return np.concatenate((hs, x), axis=1), new
+            new[s].append(h[s])
+        z = np.concatenate((hs, x), axis=2)
+        return (z[sid, tt] if ragged else z.reshape(B * T, -1)), new
