@@ -51,6 +51,10 @@ _EYE_YAW_FULL, _EYE_PITCH_FULL = 30.0 * DEG, 25.0 * DEG
 _PEAK_DECAY_DB_S = 3.0  # the speaker's recent peak level falls this fast
 
 _A_MOUTH = 1.0 - math.exp(-_STEP_S / _TAU_MOUTH)  # per-step smoothing gains (attack A, release R)
+# The mouth low-pass over m steps as a matrix: y_t = sum_j a c^(t-j) x_j + c^(t+1) y_-1 (c = 1 - a).
+_LP_BLOCK = 256
+_LP_DECAY = (1.0 - _A_MOUTH) ** np.arange(1, _LP_BLOCK + 1)
+_LP_MIX = np.tril(_A_MOUTH * (1.0 - _A_MOUTH) ** np.maximum(np.subtract.outer(np.arange(_LP_BLOCK), np.arange(_LP_BLOCK)), 0))
 _A_ACT, _R_ACT = (1.0 - math.exp(-_STEP_S / t) for t in _TAU_ACT)
 _A_EMPH, _R_EMPH = (1.0 - math.exp(-_STEP_S / t) for t in _TAU_EMPH)
 
@@ -65,13 +69,29 @@ _YIELD_TO_OPEN = _idx("mouthPressLeft", "mouthPressRight", "mouthClose")
 _YIELD_TO_ROUND = _idx("mouthSmileLeft", "mouthSmileRight", "mouthDimpleLeft", "mouthDimpleRight")
 _YIELD_TO_BLINK = _idx("eyeWideLeft", "eyeWideRight")
 _BLINK = _idx("eyeBlinkLeft", "eyeBlinkRight")
-_EMPH_BROWS_IDX = _idx(*_EMPH_BROWS)
-_EMPH_BROWS_W = np.array(list(_EMPH_BROWS.values()))
 _LOOK_LEFT_OF_SUBJECT = _idx("eyeLookOutLeft", "eyeLookInRight")  # gaze yaw > 0
 _LOOK_RIGHT_OF_SUBJECT = _idx("eyeLookInLeft", "eyeLookOutRight")
 _LOOK_UP = _idx("eyeLookUpLeft", "eyeLookUpRight")  # gaze pitch < 0
 _LOOK_DOWN = _idx("eyeLookDownLeft", "eyeLookDownRight")
 _ZERO2, _ZERO3 = (0.0, 0.0), (0.0, 0.0, 0.0)
+
+
+def _to_weights(*rows: list[tuple[list[int], float]]) -> np.ndarray:
+    """(len(rows), 52): row i puts its value on the listed ARKit columns."""
+    m = np.zeros((len(rows), NUM_BLENDSHAPES))
+    for i, row in enumerate(rows):
+        for cols, v in row:
+            m[i, cols] = v
+    return m
+
+
+# (gaze left, right, up, down) -> eyeLook*; (blink, emphasis) -> eyeBlink*, brows; how far the base (emotion)
+# pose yields where the jaw opens, the lips round and the eyes blink.
+_GAZE_TO_W = _to_weights([(_LOOK_LEFT_OF_SUBJECT, 1.0)], [(_LOOK_RIGHT_OF_SUBJECT, 1.0)], [(_LOOK_UP, 1.0)],
+                         [(_LOOK_DOWN, 1.0)])
+_BLINK_BROWS_TO_W = _to_weights([(_BLINK, 1.0)], [([_I[n]], v) for n, v in _EMPH_BROWS.items()])
+_YIELDS = _to_weights([(_YIELD_TO_OPEN, 1.0)], [(_YIELD_TO_ROUND, 0.7)], [(_YIELD_TO_BLINK, 1.0)])
+_BONE_SHARE = np.array([1.0 - _NECK_SHARE, _NECK_SHARE, 1.0])[None, :, None]  # head, neck, eyes
 
 
 class LearnedExpressionEngine(ExpressionEngine):
@@ -139,41 +159,55 @@ class LearnedExpressionEngine(ExpressionEngine):
     def _smooth(streams: list, lens: list[int], logits: np.ndarray, jaw: np.ndarray, level_db: np.ndarray
                 ) -> list[np.ndarray]:
         """Network outputs (rows of all streams stacked) -> each stream's new 10 ms face controls, smoothed
-        with its own filter state; the recursion runs over time steps, vectorised over the streams."""
+        with its own filter state. The mouth (visemes, jaw) is a one-pole low-pass, computed for every stream
+        at once in closed form; activity and emphasis (attack/release, running peak) run as plain floats."""
         B, T = len(lens), max(lens)
         lens_a = np.asarray(lens)
         logits = logits - logits.max(axis=1, keepdims=True)
         post = np.exp(logits)
         post /= post.sum(axis=1, keepdims=True)
-        sid = np.repeat(np.arange(B), lens_a)
-        tt = np.arange(sid.size) - np.repeat(np.cumsum(lens_a) - lens_a, lens_a)
-        P = np.zeros((B, T, NUM_VISEMES))
-        J = np.zeros((B, T))
-        L = np.full((B, T), -120.0)
-        P[sid, tt], J[sid, tt], L[sid, tt] = post, jaw, level_db
-        y = np.stack([s._y for s in streams])
-        peak = np.array([s._peak_db for s in streams])
-        out = np.empty((B, T, NUM_VISEMES + 3), np.float32)
-        V, JW, ACT, EM = NUM_VISEMES, NUM_VISEMES, NUM_VISEMES + 1, NUM_VISEMES + 2
-        for t in range(T):
-            p, lv = P[:, t], L[:, t]
-            act = 1.0 - p[:, _SIL]
-            pk = np.maximum(lv, peak - _PEAK_DECAY_DB_S * _STEP_S)
-            emph = act * np.clip((lv - pk + 7.0) / 6.0, 0.0, 1.0)
-            yn = np.empty_like(y)
-            yn[:, :V] = y[:, :V] + _A_MOUTH * (p - y[:, :V])
-            yn[:, JW] = y[:, JW] + _A_MOUTH * (J[:, t] - y[:, JW])
-            yn[:, ACT] = y[:, ACT] + np.where(act > y[:, ACT], _A_ACT, _R_ACT) * (act - y[:, ACT])
-            yn[:, EM] = y[:, EM] + np.where(emph > y[:, EM], _A_EMPH, _R_EMPH) * (emph - y[:, EM])
-            if t < lens_a.min():
-                y, peak = yn, pk
-            else:  # some streams have no step t
-                live = lens_a > t
-                y, peak = np.where(live[:, None], yn, y), np.where(live, pk, peak)
-            out[:, t] = y
-        for b, s in enumerate(streams):
-            s._y, s._peak_db = y[b].copy(), float(peak[b])
-        return [out[b, :n] for b, n in enumerate(lens)]
+        x = np.concatenate((post, jaw[:, None]), axis=1)  # (N, 16)
+        y0 = np.stack([s._y for s in streams])
+        ragged = bool((lens_a != T).any())
+        if ragged:
+            sid = np.repeat(np.arange(B), lens_a)
+            tt = np.arange(sid.size) - np.repeat(np.cumsum(lens_a) - lens_a, lens_a)
+            X = np.zeros((B, T, x.shape[1]))
+            X[sid, tt] = x
+        else:
+            X = x.reshape(B, T, -1)
+        # y_t = c^(t+1) y_-1 + sum_{j<=t} a c^(t-j) x_j, in blocks of _LP_BLOCK steps (padding rows come after a
+        # stream's own rows, so they never reach them).
+        Y = np.empty((B, T, x.shape[1]))
+        prev = y0[:, :NUM_VISEMES + 1]
+        for t0 in range(0, T, _LP_BLOCK):
+            m = min(_LP_BLOCK, T - t0)
+            Y[:, t0:t0 + m] = np.matmul(_LP_MIX[:m, :m], X[:, t0:t0 + m]) + _LP_DECAY[:m, None] * prev[:, None, :]
+            prev = Y[:, t0 + m - 1]
+        lin = Y[sid, tt] if ragged else Y.reshape(B * T, -1)
+
+        act = (1.0 - post[:, _SIL]).tolist()
+        lv = level_db.tolist()
+        slow = [0.0, 0.0] * len(act)  # activity and emphasis, row by row
+        decay = _PEAK_DECAY_DB_S * _STEP_S
+        start = 0
+        for s, n in zip(streams, lens):
+            ya, ye, peak = float(s._y[-2]), float(s._y[-1]), s._peak_db
+            for r in range(start, start + n):
+                ac, level = act[r], lv[r]
+                peak = max(level, peak - decay)
+                em = ac * min(1.0, max(0.0, (level - peak + 7.0) / 6.0))
+                ya += (_A_ACT if ac > ya else _R_ACT) * (ac - ya)
+                ye += (_A_EMPH if em > ye else _R_EMPH) * (em - ye)
+                slow[2 * r], slow[2 * r + 1] = ya, ye
+            start += n
+            s._peak_db = peak
+        faces = np.concatenate((lin, np.array(slow).reshape(-1, 2)), axis=1)
+        ends = np.cumsum(lens_a) - 1
+        last = faces[ends]
+        for s, y in zip(streams, last):
+            s._y = y
+        return np.split(faces.astype(np.float32), ends[:-1] + 1)
 
     def _emit(self, streams: list, stops: list[int], final: bool) -> list[Frames]:
         """Frames _next..stop-1 of every stream, from its 10 ms faces: interpolated onto its fps grid, the
@@ -219,9 +253,6 @@ class LearnedExpressionEngine(ExpressionEngine):
         w = mouth + base
         jo = np.minimum(2.0 * mouth[:, _JAW], 1.0)
         rnd = np.minimum(1.0, mouth[:, _I["mouthPucker"]] + mouth[:, _I["mouthFunnel"]])
-        w[:, _YIELD_TO_OPEN] -= jo[:, None] * base[:, _YIELD_TO_OPEN]
-        w[:, _YIELD_TO_ROUND] -= 0.7 * rnd[:, None] * base[:, _YIELD_TO_ROUND]
-        w[:, _EMPH_BROWS_IDX] += _EMPH_BROWS_W * (intensity * emph)[:, None]
 
         # Blinks, saccades and drift are event generators with their own seeded random numbers, stepped
         # frame by frame per stream (plain floats); what they give is turned into the face below, vectorised.
@@ -242,8 +273,6 @@ class LearnedExpressionEngine(ExpressionEngine):
                 if moving:
                     drift[r], gaze[r] = head.step(ti), sacc.step(ti)
         bl = np.array(blink)
-        w[:, _BLINK] += bl[:, None]
-        w[:, _YIELD_TO_BLINK] -= bl[:, None] * base[:, _YIELD_TO_BLINK]
         dp, dy, dr = np.array(drift).T
         gy, gp = np.array(gaze).T
         live = 0.5 + 0.5 * a
@@ -251,16 +280,15 @@ class LearnedExpressionEngine(ExpressionEngine):
         hy = live * hm * _DRIFT[1] * dy
         hr = live * hm * _DRIFT[2] * dr
         ey, ep = hm * gy - _VOR * hy, hm * gp - _VOR * hp  # zero where head_motion is 0: eyes and head at rest
-        h, nk = 1.0 - _NECK_SHARE, _NECK_SHARE
-        rot = np.empty((N, NUM_BONES, 4), np.float32)
-        rot[:, 0] = quats(h * hp, h * hy, h * hr)
-        rot[:, 1] = quats(nk * hp, nk * hy, nk * hr)
-        rot[:, 2] = rot[:, 3] = quats(ep, ey, np.zeros(N))
+        # Head, neck and eye rotation vectors -> quaternions in one call; both eyes share the gaze.
+        head = np.stack((hp, hy, hr), 1)
+        q = quats(np.stack((head, head, np.stack((ep, ey, np.zeros(N)), 1)), 1) * _BONE_SHARE)
+        rot = np.concatenate((q, q[:, 2:]), axis=1).astype(np.float32)
+        # Weights driven by those (blinks, gaze, emphasis brows) and the base pose yielding to them.
         yn, pn = ey / _EYE_YAW_FULL, ep / _EYE_PITCH_FULL
-        w[:, _LOOK_LEFT_OF_SUBJECT] += np.maximum(yn, 0.0)[:, None]
-        w[:, _LOOK_RIGHT_OF_SUBJECT] += np.maximum(-yn, 0.0)[:, None]
-        w[:, _LOOK_UP] += np.maximum(-pn, 0.0)[:, None]
-        w[:, _LOOK_DOWN] += np.maximum(pn, 0.0)[:, None]
+        w += np.stack((yn, -yn, -pn, pn), 1).clip(0.0, None) @ _GAZE_TO_W
+        w += np.stack((bl, intensity * emph), 1) @ _BLINK_BROWS_TO_W
+        w -= base * (np.stack((jo, rnd, bl), 1) @ _YIELDS)
         np.clip(w, 0.0, 1.0, out=w)
         w = w.astype(np.float32)
         vis *= gate[:, None]
@@ -284,13 +312,13 @@ class LearnedExpressionEngine(ExpressionEngine):
         return out
 
 
-def quats(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
-    """Rotation vectors -> unit quaternions (n, 4) xyzw; exact identity for a zero vector (secondary.quat)."""
-    th = np.sqrt(px * px + py * py + pz * pz)
+def quats(v: np.ndarray) -> np.ndarray:
+    """Rotation vectors (..., 3) -> unit quaternions (..., 4) xyzw; exact identity for a zero vector
+    (as secondary.quat)."""
+    th = np.sqrt((v * v).sum(-1, keepdims=True))
     zero = th < 1e-12
-    s = np.sin(0.5 * th) / np.where(zero, 1.0, th)
-    s[zero] = 0.0
-    return np.stack((px * s, py * s, pz * s, np.cos(0.5 * th)), axis=1)
+    s = np.where(zero, 0.0, np.sin(0.5 * th) / np.where(zero, 1.0, th))
+    return np.concatenate((v * s, np.cos(0.5 * th)), axis=-1)
 
 
 class LearnedExpressionStream(ExpressionStream):
