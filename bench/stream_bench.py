@@ -8,6 +8,11 @@ own view (frame written - chunk arrival) comes from its Prometheus histogram.
 
     python bench/stream_bench.py --streams 50 100 200 250 --seconds 20
     python bench/stream_bench.py --engine learned-v1 --streams 25 50 --seconds 20
+
+On a machine with more cores, give the server its own cores and the load generator others, so the client's
+CPU does not count against the server (the Foundation target is "N streams on 2 cores"):
+
+    python bench/stream_bench.py --server-cpus 0,1 --client-cpus 2-15 --clients 6 --workers 2 ...
 """
 from __future__ import annotations
 
@@ -106,6 +111,23 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def cpu_list(spec: str) -> list[int]:
+    """'0,1' or '2-15' or '0,4-7' -> CPU numbers."""
+    out: list[int] = []
+    for part in filter(None, spec.replace(" ", ",").split(",")):
+        lo, _, hi = part.partition("-")
+        out += range(int(lo), int(hi or lo) + 1)
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
 def histogram(port: int, name: str) -> dict[float, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     out = {}
@@ -128,19 +150,42 @@ def bucket_quantile(before: dict, after: dict, q: float) -> float:
     return float("inf")
 
 
-async def run_level(target, info, pcm, streams, seconds, chunk_s, pids, engine: str = "") -> dict:
+async def client_streams(target, pcm, ids, streams, seconds, chunk_s, engine) -> tuple[list, list]:
+    """Streams `ids` of `streams` from one process (one channel): -> (frame latencies s, errors)."""
     async with grpc.aio.insecure_channel(target) as ch:
         stub = pb_grpc.AvatarBridgeStub(ch)
         lat, errors = [], []
-        before = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
-        cpu0, t0 = cpu_seconds(pids), time.monotonic()
-        front0 = cpu_seconds(pids[:1])
         # Stagger the starts over one chunk so the streams do not all tick in phase.
         await asyncio.gather(*(one_stream(stub, pcm, 16000, chunk_s, seconds, i * chunk_s / streams, lat, errors,
-                                          engine) for i in range(streams)))
-        wall = time.monotonic() - t0
-        cpu = cpu_seconds(pids) - cpu0
-        after = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
+                                          engine) for i in ids))
+    return lat, errors
+
+
+def client_process(job: tuple) -> tuple[list, list]:
+    target, pcm, ids, streams, seconds, chunk_s, engine, cpus = job
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    return asyncio.run(client_streams(target, pcm, ids, streams, seconds, chunk_s, engine))
+
+
+def run_level(target, info, pcm, streams, seconds, chunk_s, pids, engine: str = "", clients: int = 1,
+              client_cpus: list[int] | None = None) -> dict:
+    before = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
+    cpu0, t0 = cpu_seconds(pids), time.monotonic()
+    front0 = cpu_seconds(pids[:1])
+    if clients <= 1:
+        lat, errors = asyncio.run(client_streams(target, pcm, range(streams), streams, seconds, chunk_s, engine))
+    else:  # several load-generator processes (spawned: no gRPC state crosses a fork), streams dealt round robin
+        import multiprocessing
+        jobs = [(target, pcm, range(c, streams, clients), streams, seconds, chunk_s, engine, client_cpus)
+                for c in range(clients)]
+        with multiprocessing.get_context("spawn").Pool(clients) as pool:
+            parts = pool.map(client_process, jobs)
+        lat = [x for part in parts for x in part[0]]
+        errors = [e for part in parts for e in part[1]]
+    wall = time.monotonic() - t0
+    cpu = cpu_seconds(pids) - cpu0
+    after = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
     lat_ms = np.array(lat) * 1000
     return {
         "streams": streams, "frames": len(lat), "errors": len(errors), "first_error": errors[0] if errors else "",
@@ -164,14 +209,21 @@ def main() -> int:
     ap.add_argument("--budget-ms", type=float, default=30.0, help="p99 target beyond the look-ahead")
     ap.add_argument("--json", help="write the results here too")
     ap.add_argument("--engine", default="", help="expression engine per stream (default: the server's default)")
+    ap.add_argument("--server-cpus", default="", help="pin the server and its workers to these CPUs (e.g. 0,1)")
+    ap.add_argument("--client-cpus", default="", help="pin the load generator to these CPUs (e.g. 2-15)")
+    ap.add_argument("--clients", type=int, default=1, help="load-generator processes")
     args = ap.parse_args()
+    server_cpus, client_cpus = cpu_list(args.server_cpus), cpu_list(args.client_cpus)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
 
     pcm = load_speech(args.audio)
     tmp = tempfile.mkdtemp()
     ready = os.path.join(tmp, "ready.json")
     server = subprocess.Popen([sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0",
                                "--metrics-port", "0", "--workers", str(args.workers), "--ready-file", ready,
-                               "--log-level", "warning"], cwd=ROOT)
+                               "--log-level", "warning"], cwd=ROOT,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None)
     try:
         while not os.path.exists(ready):
             if server.poll() is not None:
@@ -182,7 +234,8 @@ def main() -> int:
         target = f"127.0.0.1:{info['port']}"
         rows = []
         for n in args.streams:
-            row = asyncio.run(run_level(target, info, pcm, n, args.seconds, args.chunk_ms / 1000, pids, args.engine))
+            row = run_level(target, info, pcm, n, args.seconds, args.chunk_ms / 1000, pids, args.engine,
+                            args.clients, client_cpus)
             row["meets_target"] = (row["errors"] == 0 and row["client_p99_ms"] is not None
                                    and row["client_p99_ms"] <= args.budget_ms)
             rows.append(row)
@@ -191,6 +244,7 @@ def main() -> int:
         server.terminate()
         server.wait(30)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",
+            "cpu": cpu_model(), "server_cpus": server_cpus, "client_cpus": client_cpus, "clients": args.clients,
             "python": platform.python_version(), "chunk_ms": args.chunk_ms, "seconds": args.seconds,
             "engine": args.engine or "(server default)",
             "command": " ".join(sys.argv)}

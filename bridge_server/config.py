@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051  # 0 = pick a free port (written to ready_file)
-    workers: int = 0  # 0 = one per CPU core
+    workers: int = 0  # 0 = one per CPU core this process may use
     metrics_port: int = 9464  # Prometheus /metrics; 0 = pick a free port, -1 = off
     metrics_host: str = "127.0.0.1"
     max_message_bytes: int = 4 * 1024 * 1024  # largest request message
@@ -66,7 +66,8 @@ class ServerConfig:
         return cfg
 
     def resolved_workers(self) -> int:
-        return self.workers or max(1, os.cpu_count() or 1)
+        # The cores this process may run on (taskset, a container's cpuset), not the host's count.
+        return self.workers or max(1, len(os.sched_getaffinity(0)))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

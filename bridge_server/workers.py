@@ -110,6 +110,7 @@ class WorkerHandle:
     last_seen: float = 0.0
     pid: int = 0
     alive: bool = True
+    outbox: list = field(default_factory=list)  # (sid, message) queued for the next flush (WorkerPool.send)
 
 
 class WorkerPool:
@@ -132,6 +133,7 @@ class WorkerPool:
         # A plain socket driven by the event loop's reader callback: zmq.asyncio made a
         # future per message, which dominated the front's CPU at 100+ streams.
         self._drain_scheduled = False
+        self._flush_workers: list[WorkerHandle] = []  # workers with queued messages
         self.slots: list[WorkerHandle | None] = [None] * count
         self.by_identity: dict[bytes, WorkerHandle] = {}
         self.engines: list[dict] = []
@@ -167,6 +169,7 @@ class WorkerPool:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._flush_sends()
         for h in self.slots:
             if h and h.proc and h.proc.returncode is None:
                 self._send_raw(h, p.pack(p.STOP))
@@ -262,7 +265,11 @@ class WorkerPool:
         if h is None:
             return  # a worker we already buried
         h.last_seen = now
-        kind, sid, seq, body = p.unpack(msg[1])
+        for part in msg[1:]:  # a worker sends the replies of one batch as one multipart message
+            self._dispatch_one(h, part, now)
+
+    def _dispatch_one(self, h: WorkerHandle, part: bytes, now: float) -> None:
+        kind, sid, seq, body = p.unpack(part)
         if kind == p.BEAT:
             return
         if kind == p.READY:
@@ -284,17 +291,30 @@ class WorkerPool:
             ws.deliver(Event(kind, seq, p.loads(body), received=now))
 
     def send(self, h: WorkerHandle, sid: int, msg: bytes) -> None:
-        if not self._send_raw(h, msg):
-            ws = h.streams.get(sid)
-            if ws:
-                ws.fail(StreamError(grpc.StatusCode.UNAVAILABLE,
-                                    f"the engine worker serving this stream (pid {h.pid}) is gone; "
-                                    "open a new stream and resend the audio"))
+        """Queue a message for h; everything queued during one event-loop pass leaves as one multipart message
+        per worker (_flush_sends), so ZeroMQ's I/O thread is woken once per pass instead of once per chunk."""
+        if not h.outbox:
+            self._flush_workers.append(h)
+            if len(self._flush_workers) == 1:
+                asyncio.get_running_loop().call_soon(self._flush_sends)
+        h.outbox.append((sid, msg))
 
-    def _send_raw(self, h: WorkerHandle, msg: bytes) -> bool:
+    def _flush_sends(self) -> None:
+        workers, self._flush_workers = self._flush_workers, []
+        for h in workers:
+            box, h.outbox = h.outbox, []
+            if self._send_raw(h, *(msg for _, msg in box)):
+                continue
+            err = StreamError(grpc.StatusCode.UNAVAILABLE, f"the engine worker serving this stream (pid {h.pid}) "
+                              "is gone; open a new stream and resend the audio")
+            for sid in {sid for sid, _ in box}:
+                ws = h.streams.get(sid)
+                if ws:
+                    ws.fail(err)
+
+    def _send_raw(self, h: WorkerHandle, *msgs: bytes) -> bool:
         try:
-            self.sock.send(h.identity, _SNDMORE_NOBLOCK)
-            self.sock.send(msg, _NOBLOCK)
+            self.sock.send_multipart((h.identity, *msgs), _NOBLOCK)
         except (zmq.Again, zmq.ZMQError):
             return False
         finally:
