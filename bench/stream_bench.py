@@ -13,6 +13,7 @@ On a machine with more cores, give the server its own cores and the load generat
 CPU does not count against the server (the Foundation target is "N streams on 2 cores"):
 
     python bench/stream_bench.py --server-cpus 0,1 --client-cpus 2-15 --clients 6 --workers 2 ...
+    python bench/stream_bench.py --server-cores 2 --clients 6 ...   # 2 whole physical cores, clients elsewhere
 """
 from __future__ import annotations
 
@@ -120,6 +121,23 @@ def cpu_list(spec: str) -> list[int]:
     return out
 
 
+def physical_split(n: int) -> tuple[list[int], list[int]]:
+    """n CPUs on distinct physical cores for the server (never two hyper-threads of one core), and every CPU
+    on the other cores for the load generator."""
+    cores: dict[tuple[str, str], list[int]] = {}
+    for cpu in sorted(os.sched_getaffinity(0)):
+        topo = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+        try:
+            key = tuple(open(topo + f).read().strip() for f in ("physical_package_id", "core_id"))
+        except OSError:
+            key = ("?", str(cpu))
+        cores.setdefault(key, []).append(cpu)
+    groups = list(cores.values())
+    if len(groups) <= n:
+        raise SystemExit(f"--server-cores {n}: this machine has only {len(groups)} physical cores available")
+    return [g[0] for g in groups[:n]], [c for g in groups[n:] for c in g]
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -211,9 +229,13 @@ def main() -> int:
     ap.add_argument("--engine", default="", help="expression engine per stream (default: the server's default)")
     ap.add_argument("--server-cpus", default="", help="pin the server and its workers to these CPUs (e.g. 0,1)")
     ap.add_argument("--client-cpus", default="", help="pin the load generator to these CPUs (e.g. 2-15)")
+    ap.add_argument("--server-cores", type=int, default=0,
+                    help="pin the server to this many whole physical cores and the load generator to the rest")
     ap.add_argument("--clients", type=int, default=1, help="load-generator processes")
     args = ap.parse_args()
     server_cpus, client_cpus = cpu_list(args.server_cpus), cpu_list(args.client_cpus)
+    if args.server_cores:
+        server_cpus, client_cpus = physical_split(args.server_cores)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
 
