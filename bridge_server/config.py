@@ -24,6 +24,9 @@ class ServerConfig:
     idle_timeout_s: float = 60.0  # no audio for this long ends a stream (DEADLINE_EXCEEDED)
     grace_s: float = 10.0  # SIGTERM: time live streams get to flush before the server exits
     worker_timeout_s: float = 10.0  # a busy worker silent for this long is killed and restarted
+    # Live audio may wait this long in a worker for other streams' chunks to share its engine call (0 = off);
+    # it never waits once every live stream of that worker has sent (docs/server.md "Batching").
+    batch_window_ms: float = 5.0
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
     log_level: str = "info"
@@ -63,6 +66,9 @@ class ServerConfig:
                 if key not in known:
                     raise ValueError(f"unknown setting {key!r} in {source}; known: {', '.join(sorted(known))}")
                 setattr(cfg, key, _coerce(value, type(getattr(cfg, key)), key, source))
+                if key == "batch_window_ms" and not 0.0 <= cfg.batch_window_ms <= 50.0:
+                    raise ValueError(f"setting batch_window_ms from {source} must be within 0..50 ms, got {value!r}; "
+                                     "it adds up to that much latency to every live frame")
         return cfg
 
     def resolved_workers(self) -> int:

@@ -42,7 +42,7 @@ async def serve(cfg: ServerConfig) -> int:
     except ValueError as exc:
         raise SystemExit(f"avatar-bridge serve: {exc}") from None
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
-                      cfg.log_level, cfg.log_format)
+                      cfg.log_level, cfg.log_format, extra_args=["--batch-window-ms", str(cfg.batch_window_ms)])
     await pool.start()
     video_pool = await start_video_pool(cfg)
     service = BridgeService(cfg, pool, __version__, video_pool)

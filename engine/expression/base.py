@@ -77,6 +77,9 @@ class ExpressionEngine:
     description: str = ""
     lookahead_s: float = 0.0
     viseme_names: tuple[str, ...] = ()  # order of Frames.visemes; () when the engine gives none
+    # True when push_many on many streams costs much less per stream than separate pushes (a worker then
+    # lets busy streams' chunks wait a few ms to share one call).
+    batches: bool = False
 
     def open(self, fps: int, style: Style) -> ExpressionStream:
         raise NotImplementedError
