@@ -186,13 +186,6 @@ class NumpyExpressionNet:
         logits, jaw, new = self.step_packed(feats, [feats.shape[0]], [state])
         return logits, jaw, new[0]
 
-    def step_batch(self, feats: list[np.ndarray], states: list[list]) -> list[tuple[np.ndarray, np.ndarray, list]]:
-        """step() for many streams at once (see step_packed); -> one (logits, jaw, new state) per stream."""
-        lens = [f.shape[0] for f in feats]
-        logits, jaw, new = self.step_packed(np.concatenate(feats), lens, states)
-        cut = np.cumsum(lens)[:-1]
-        return list(zip(np.split(logits, cut), np.split(jaw, cut), new))
-
     def step_packed(self, x: np.ndarray, lens: list[int], states: list[list]
                     ) -> tuple[np.ndarray, np.ndarray, list[list]]:
         """step() for B streams whose features are stacked in x (lens[s] rows for stream s, in order):
