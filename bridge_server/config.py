@@ -27,6 +27,9 @@ class ServerConfig:
     # Live audio may wait this long in a worker for other streams' chunks to share its engine call (0 = off);
     # it never waits once every live stream of that worker has sent (docs/server.md "Batching").
     batch_window_ms: float = 5.0
+    # learned-v1 weights folder (config.json + model.npz, from `avatar-bridge train-expression --out`); empty = the
+    # package's. Workers read it as AVATAR_BRIDGE_LEARNED_WEIGHTS.
+    learned_weights: str = ""
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
     log_level: str = "info"
@@ -69,6 +72,11 @@ class ServerConfig:
                 if key == "batch_window_ms" and not 0.0 <= cfg.batch_window_ms <= 50.0:
                     raise ValueError(f"setting batch_window_ms from {source} must be within 0..50 ms, got {value!r}; "
                                      "it adds up to that much latency to every live frame")
+                if key == "learned_weights" and value and not all(
+                        os.path.isfile(os.path.join(str(value), f)) for f in ("config.json", "model.npz")):
+                    raise ValueError(f"setting learned_weights from {source}: {value!r} is not a learned-v1 weights "
+                                     "folder (config.json + model.npz); point it at the --out folder of "
+                                     "avatar-bridge train-expression, or leave it empty for the shipped weights")
         return cfg
 
     def resolved_workers(self) -> int:

@@ -57,21 +57,58 @@ def test_augmentation_and_negatives_are_bounded():
 
 
 def test_training_smoke_writes_loadable_weights(espeak, tmp_path):
+    """A tiny model trained for 42.5 ms of look-ahead loads in-process and is served through a real server
+    (setting learned_weights), whose stream header then declares that look-ahead."""
+    from conftest import END, Server, audio, header, pcm16, split
     from engine.expression.learned import LearnedExpressionEngine
+    from engine.expression.learned_model import delay_for_lookahead
     from engine.expression.train.train import train
 
-    cfg = ModelConfig(channels=16, hidden=16)
+    cfg = ModelConfig(channels=16, hidden=16, delay=delay_for_lookahead(42.5))
     metrics = train(str(tmp_path), utterances=12, steps=3, batch=4, crop=120, threads=1, cfg=cfg, log=None)
     assert 0.0 <= metrics["frame_acc"] <= 1.0
     conf = json.loads((tmp_path / "config.json").read_text())
-    assert conf["hidden"] == 16 and conf["training"]["steps"] == 3
+    assert conf["hidden"] == 16 and conf["delay"] == 2 and conf["training"]["steps"] == 3
     net = ExpressionNet.from_pretrained(tmp_path)
     assert net.cfg.hidden == 16
     eng = LearnedExpressionEngine(tmp_path)
+    assert eng.lookahead_s == pytest.approx(0.0425)
     s = eng.open(30, Style())
     f = s.push(np.zeros(8000, np.float32))
     f2 = s.finish()
     assert len(f) + len(f2) == 15
+
+    srv = Server(tmp_path, workers=1, extra=["--learned-weights", str(tmp_path)])
+    try:
+        x = (0.2 * np.sin(np.arange(16000) * 0.07)).astype(np.float32)
+        hdr, frames, status = split(list(srv.stub.StreamExpression(iter([header(), audio(pcm16(x)), END]),
+                                                                   timeout=60)))
+        assert hdr.engine == "learned-v1" and hdr.lookahead_ms == pytest.approx(42.5)
+        assert status is not None and len(frames) == 30
+    finally:
+        srv.stop()
+
+
+def test_lookahead_option():
+    from engine.expression.learned_model import delay_for_lookahead
+
+    assert [delay_for_lookahead(ms) for ms in (22.5, 42.5, 72.5, 75.0, 222.5)] == [0, 2, 5, 5, 20]
+    for bad in (10.0, 300.0):
+        with pytest.raises(ValueError, match="use 22.5..222.5 ms"):
+            delay_for_lookahead(bad)
+    out = subprocess.run([sys.executable, "-m", "bridge_server.cli", "train-expression", "--stage", "synthetic",
+                          "--lookahead-ms", "5", "--out", "/nonexistent-out"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--lookahead-ms: a look-ahead of 5 ms is out of range" in out.stderr
+
+
+def test_learned_weights_setting_must_be_a_weights_folder(tmp_path):
+    from bridge_server.config import ServerConfig
+
+    with pytest.raises(ValueError, match="learned_weights from flags: .* is not a learned-v1 weights folder"):
+        ServerConfig.load(None, {"learned_weights": str(tmp_path)}, environ={})
+    out = subprocess.run([sys.executable, "-m", "bridge_server.cli", "serve", "--learned-weights", str(tmp_path),
+                          "--port", "0", "--metrics-port", "-1"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "is not a learned-v1 weights folder (config.json + model.npz)" in out.stderr
 
 
 def test_cli_help_lists_commands():

@@ -30,6 +30,9 @@ def add_expression_commands(sub) -> None:
     tr.add_argument("--batch", type=int, default=16)
     tr.add_argument("--crop", type=int, default=200, help="training crop in 10 ms steps (default 200)")
     tr.add_argument("--data-cache", help="directory to cache the synthesised dataset in (reruns skip synthesis)")
+    tr.add_argument("--lookahead-ms", type=float,
+                    help="look-ahead to train for (22.5..222.5 ms on a 10 ms grid; default 72.5). Less is lower "
+                         "latency and less accurate; serve the result with the server setting learned_weights")
     tr.add_argument("--seed", type=int, default=1234)
     tr.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     tr.set_defaults(run=_train)
@@ -69,10 +72,18 @@ def _train(args) -> int:
               "(CPU build: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)",
               file=sys.stderr)
         return 2
+    from engine.expression.learned_model import ModelConfig, delay_for_lookahead
     from engine.expression.train.train import train
 
+    cfg = ModelConfig()
+    if args.lookahead_ms is not None:
+        try:
+            cfg.delay = delay_for_lookahead(args.lookahead_ms)
+        except ValueError as exc:
+            print(f"avatar-bridge train-expression: --lookahead-ms: {exc}", file=sys.stderr)
+            return 2
     train(args.out, utterances=args.utterances, steps=args.steps, seed=args.seed, threads=args.threads,
-          batch=args.batch, crop=args.crop, data_cache=args.data_cache)
+          batch=args.batch, crop=args.crop, data_cache=args.data_cache, cfg=cfg)
     return _train_video_head(args) if args.stage == "all" else 0
 
 

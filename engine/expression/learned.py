@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_m
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "learned-v1"
+WEIGHTS_ENV = "AVATAR_BRIDGE_LEARNED_WEIGHTS"
 _I = ARKIT_INDEX
 _SIL = VISEME_INDEX["sil"]
 _SILENCE_MS = 1e-9  # a window with mean square below this (-90 dBFS) is digital silence: exact rest
@@ -100,8 +102,9 @@ class LearnedExpressionEngine(ExpressionEngine):
     batches = True  # ~1 ms per push alone, ~0.15 ms per stream in a push of 50 (bench/engine_cost.py)
 
     def __init__(self, weights_dir: str | Path | None = None):
-        # numpy only: a worker never imports torch for this engine.
-        d = Path(weights_dir or WEIGHTS_DIR)
+        # numpy only: a worker never imports torch for this engine. The server's learned_weights setting reaches
+        # its workers as AVATAR_BRIDGE_LEARNED_WEIGHTS (a model retrained, e.g. for another look-ahead).
+        d = Path(weights_dir or os.environ.get(WEIGHTS_ENV) or WEIGHTS_DIR)
         self.fast = NumpyExpressionNet.from_pretrained(d)
         self.cfg = self.fast.cfg
         # Clips the video jaw head was fitted on (sha256): eval-expression does not count them for this engine.

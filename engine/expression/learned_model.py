@@ -108,6 +108,19 @@ def lookahead_s(cfg: ModelConfig) -> float:
     return cfg.delay * HOP / SAMPLE_RATE + (WIN // 2) / SAMPLE_RATE + HOP / SAMPLE_RATE
 
 
+MAX_DELAY = 20  # feature steps of look-ahead a model may be trained with (222.5 ms)
+
+
+def delay_for_lookahead(ms: float) -> int:
+    """The training delay (10 ms steps) whose look-ahead (lookahead_s) is `ms`, rounded to the 10 ms grid."""
+    fixed = (WIN // 2 + HOP) * 1000.0 / SAMPLE_RATE  # half a window + one step of interpolation: 22.5 ms
+    d = round((ms - fixed) / (HOP * 1000.0 / SAMPLE_RATE))
+    if not 0 <= d <= MAX_DELAY:
+        raise ValueError(f"a look-ahead of {ms:g} ms is out of range: use {fixed:g}..{fixed + 10 * MAX_DELAY:g} ms "
+                         f"({fixed:g} ms of analysis window and interpolation plus 0..{MAX_DELAY} steps of 10 ms)")
+    return d
+
+
 def save_pretrained(directory: str | Path, cfg: ModelConfig, arrays: dict[str, np.ndarray],
                     extra: dict | None = None) -> None:
     """config.json + model.npz (floating arrays stored as fp16: the network is tiny, the package small)."""
