@@ -264,7 +264,9 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                            arrivals: dict[int, float]) -> None:
         """Client images -> worker, with the same credit-based backpressure as audio."""
         seq, count, last_ts = 0, 1, None
-        try:
+
+        async def read() -> None:
+            nonlocal seq, count, last_ts
             while True:
                 req = await self._read_idle(context, "image",
                                             "send images continuously or end the stream with EndOfImages")
@@ -287,21 +289,14 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 arrivals[seq] = time.monotonic()
                 await ws.send_with_credit(p.IMAGE, seq, p.pack_image(img.timestamp_us, img.width, img.height,
                                                                       img.encoding, img.data))
-        except asyncio.CancelledError:
-            if not call.drain.is_set():
-                raise
-        except StreamError as err:
-            self._reader_error(call, ws, err)
-            return
-        except Exception as exc:
-            self._reader_error(call, ws, StreamError(grpc.StatusCode.INTERNAL,
-                                                     f"reading the request stream failed: {exc}"))
+        if not await self._read_requests(call, ws, read):
             return
         if seq == 0:
             self._reader_error(call, ws, validation.invalid(
                 "no image was received before the end of the stream; send CaptureImage messages after the header"))
             return
         await ws.send_with_credit(p.END, seq + 1)
+
     @contextlib.asynccontextmanager
     async def _call(self, context, rpc: str):
         if self.draining:
@@ -430,7 +425,9 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         frame_bytes = validation.frame_bytes(cfg)
         max_bytes = int(self.cfg.max_audio_seconds * cfg["sample_rate"]) * frame_bytes
         total, seq, count = 0, 0, 1
-        try:
+
+        async def read() -> None:
+            nonlocal total, seq, count
             while True:
                 req = await self._read_idle(context, "audio", "send audio continuously (silence is fine) or end "
                                                               "the stream with EndOfAudio")
@@ -458,16 +455,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                         "open a new stream to change encoding, rate or fps")
                 else:
                     raise validation.invalid(f"message #{count} is empty; set one of header, audio or end")
-        except asyncio.CancelledError:
-            if not call.drain.is_set():
-                raise
-            # Draining (SIGTERM): stop reading, flush what arrived below.
-        except StreamError as err:
-            self._reader_error(call, ws, err)
-            return
-        except Exception as exc:  # e.g. the transport failed under us
-            self._reader_error(call, ws, StreamError(grpc.StatusCode.INTERNAL,
-                                                     f"reading the request stream failed: {exc}"))
+        if not await self._read_requests(call, ws, read):
             return
         if total < frame_bytes:
             self._reader_error(call, ws, validation.invalid(
@@ -475,6 +463,23 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 "after the header"))
             return
         await ws.send_with_credit(p.END, seq + 1)
+
+    async def _read_requests(self, call: LiveCall, ws: WorkerStream, read) -> bool:
+        """Run a live stream's request reader. A bad request or a failed transport ends the stream through
+        ws (-> False); a SIGTERM drain stops reading and keeps what arrived for the flush (-> True)."""
+        try:
+            await read()
+        except asyncio.CancelledError:
+            if not call.drain.is_set():
+                raise
+        except StreamError as err:
+            self._reader_error(call, ws, err)
+            return False
+        except Exception as exc:  # e.g. the transport failed under us
+            self._reader_error(call, ws, StreamError(grpc.StatusCode.INTERNAL,
+                                                     f"reading the request stream failed: {exc}"))
+            return False
+        return True
 
     @staticmethod
     def _reader_error(call: LiveCall, ws: WorkerStream, err: StreamError) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.expression.base import Frames, Style
+from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 
 
 def run_engine(engine, audio, fps=30, style=None, chunks=None) -> Frames:
@@ -27,6 +28,15 @@ def run_engine(engine, audio, fps=30, style=None, chunks=None) -> Frames:
     vis = [b.visemes for b in blocks if len(b) and b.visemes is not None]
     return Frames(0, np.concatenate([b.weights for b in blocks]), np.concatenate([b.rotations for b in blocks]),
                   None, [w for b in blocks for w in b.warnings], np.concatenate(vis) if vis else None)
+
+
+def assert_frame_contract(f: Frames) -> None:
+    """What every engine's frames promise (engine/expression/base.py): float32 weights in 0..1 in ARKit
+    order, unit quaternions per bone."""
+    assert f.weights.dtype == np.float32 and f.weights.shape == (len(f), NUM_BLENDSHAPES)
+    assert f.rotations.dtype == np.float32 and f.rotations.shape == (len(f), NUM_BONES, 4)
+    assert np.all(np.isfinite(f.weights)) and f.weights.min() >= 0 and f.weights.max() <= 1
+    np.testing.assert_allclose(np.linalg.norm(f.rotations, axis=-1), 1.0, atol=1e-5)
 
 
 def random_chunk_sizes(n: int, seed: int = 1) -> list[int]:

@@ -11,9 +11,9 @@ import pytest
 from engine.expression.base import SAMPLE_RATE, Style
 from engine.expression.dsp import EMOTIONS, DspExpressionEngine
 from engine.expression.evaluate import auc, parse_textgrid
-from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
+from engine.rig import ARKIT_INDEX
 
-from engine_helpers import random_chunk_sizes, run_engine
+from engine_helpers import assert_frame_contract, random_chunk_sizes, run_engine
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 I = ARKIT_INDEX
@@ -70,10 +70,7 @@ def test_chunking_invariance_and_shapes(fps):
     np.testing.assert_allclose(chunked.weights, whole.weights, atol=1e-5)
     np.testing.assert_allclose(chunked.rotations, whole.rotations, atol=1e-5)
     for f in (whole, chunked):
-        assert f.weights.dtype == np.float32 and f.weights.shape == (len(f), NUM_BLENDSHAPES)
-        assert f.rotations.dtype == np.float32 and f.rotations.shape == (len(f), NUM_BONES, 4)
-        assert np.all(np.isfinite(f.weights)) and f.weights.min() >= 0 and f.weights.max() <= 1
-        np.testing.assert_allclose(np.linalg.norm(f.rotations, axis=-1), 1.0, atol=1e-5)
+        assert_frame_contract(f)
     assert whole.weights[:, I["jawOpen"]].max() > 0.2  # the fixture does animate
 
 

@@ -13,10 +13,10 @@ from engine.expression.learned import WEIGHTS_DIR, LearnedExpressionEngine
 from engine.expression.learned_model import NumpyExpressionNet
 from engine.expression.registry import ENGINES, load_engine
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, phone_to_viseme, pose_matrix
-from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
+from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES
 
 from conftest import load_audio, shared_file
-from engine_helpers import random_chunk_sizes, run_engine
+from engine_helpers import assert_frame_contract, random_chunk_sizes, run_engine
 
 I = ARKIT_INDEX
 MOUTH = [i for n, i in I.items() if n.startswith(("jaw", "mouth", "cheekPuff", "tongue"))]
@@ -86,10 +86,7 @@ def test_chunking_invariance_counts_and_ranges(fps):
     np.testing.assert_allclose(chunked.weights, whole.weights, atol=1e-4)
     np.testing.assert_allclose(chunked.rotations, whole.rotations, atol=1e-5)
     for f in (whole, chunked):
-        assert f.weights.dtype == np.float32 and f.weights.shape == (len(f), NUM_BLENDSHAPES)
-        assert f.rotations.shape == (len(f), NUM_BONES, 4)
-        assert np.all(np.isfinite(f.weights)) and f.weights.min() >= 0 and f.weights.max() <= 1
-        np.testing.assert_allclose(np.linalg.norm(f.rotations, axis=-1), 1.0, atol=1e-5)
+        assert_frame_contract(f)
         assert f.visemes.shape == (len(f), 15) and f.visemes.min() >= -1e-5
         np.testing.assert_allclose(f.visemes.sum(1), 1.0, atol=1e-4)
     assert whole.weights[:, I["jawOpen"]].max() > 0.2

@@ -109,6 +109,14 @@ def test_learned_weights_setting_must_be_a_weights_folder(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bridge_server.cli", "serve", "--learned-weights", str(tmp_path),
                           "--port", "0", "--metrics-port", "-1"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "is not a learned-v1 weights folder (config.json + model.npz)" in out.stderr
+    # Files by those names that are not weights: the worker cannot load them and start-up fails, saying so.
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "model.npz").write_bytes(b"garbage")
+    out = subprocess.run([sys.executable, "-m", "bridge_server.cli", "serve", "--learned-weights", str(tmp_path),
+                          "--port", "0", "--metrics-port", "-1", "--workers", "1", "--log-format", "text"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "exited with code 1 before it was ready" in out.stderr
+    assert "config.json" in out.stderr  # the worker's own error names the file it could not read
 
 
 def test_cli_help_lists_commands():

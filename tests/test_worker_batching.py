@@ -89,6 +89,8 @@ def test_batch_window_setting():
         ServerConfig.load(None, {}, environ={"AVATAR_BRIDGE_BATCH_WINDOW_MS": "500"})
     with pytest.raises(ValueError, match="batch_window_ms from flags must be within 0..50 ms"):
         ServerConfig.load(None, {"batch_window_ms": -1.0}, environ={})
+    with pytest.raises(ValueError, match="setting batch_window_ms from environment must be float"):
+        ServerConfig.load(None, {}, environ={"AVATAR_BRIDGE_BATCH_WINDOW_MS": "soon"})
 
 
 def test_default_workers_follow_cpu_affinity():

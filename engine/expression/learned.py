@@ -29,7 +29,7 @@ from engine.expression.input_checks import InputMonitor
 from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s, windows
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, rng_for
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
-from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
+from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "learned-v1"
 WEIGHTS_ENV = "AVATAR_BRIDGE_LEARNED_WEIGHTS"
