@@ -39,6 +39,10 @@ def _add_client(sub) -> None:
     ap.add_argument("--engine", default="", help="expression engine (default: the server's; see capabilities)")
     ap.add_argument("--stream", action="store_true",
                     help="send the audio as a real-time StreamExpression (PCM16 chunks) instead of AnimateClip")
+    ap.add_argument("--transcript", metavar="FILE",
+                    help="UTF-8 text file of what is said: the mouth follows its aligned phones (English; "
+                         "docs/transcript.md)")
+    ap.add_argument("--language", default="", help="BCP-47 language of --transcript (default en)")
     ap.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
 
     cap = sub.add_parser("capabilities", help="print the server's capabilities as JSON")
@@ -96,6 +100,12 @@ def _client(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
     from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
 
+    transcript = ""
+    if args.cmd == "animate" and args.transcript is not None:
+        transcript, problem = _read_transcript(args.transcript, args.stream)
+        if problem:
+            print(f"avatar-bridge animate: {problem}", file=sys.stderr)
+            return 2
     ctx = contextlib.nullcontext(args.server) if args.server else embedded_server()
     try:
         with ctx as target:
@@ -112,7 +122,8 @@ def _client(args) -> int:
                 anim = _stream_file(client, data, args, style)
             else:
                 anim = client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
-                                           timeout=args.timeout, engine=args.engine)
+                                           timeout=args.timeout, engine=args.engine, transcript=transcript,
+                                           language=args.language)
             anim.write(args.out)
             s = anim.status
             print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
@@ -120,6 +131,22 @@ def _client(args) -> int:
             return 0
     except CLIENT_ERRORS as exc:
         return report_client_error(args.cmd, exc)
+
+
+def _read_transcript(path: str, stream: bool) -> tuple[str, str]:
+    """--transcript FILE -> (text, problem); problem is '' when the text can be sent."""
+    if stream:
+        return "", "--transcript works with AnimateClip only; drop --stream"
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        return "", f"cannot read --transcript {path}: {exc.strerror or exc}"
+    try:
+        return raw.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as exc:
+        return "", (f"--transcript {path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                    "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
 def _stream_file(client, data: bytes, args, style):

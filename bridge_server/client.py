@@ -117,9 +117,11 @@ class BridgeClient:
         return self.stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=timeout, wait_for_ready=True)
 
     def animate_clip(self, audio_file: bytes, fps: int = 30, stream_id: str = "", style=None,
-                     timeout: float | None = None, engine: str = "") -> Animation:
+                     timeout: float | None = None, engine: str = "", transcript: str = "",
+                     language: str = "") -> Animation:
         req = pb.AnimateClipRequest(audio_file=audio_file, fps=fps, stream_id=stream_id,
-                                    style=style or pb.ExpressionStyle(), engine=engine)
+                                    style=style or pb.ExpressionStyle(), engine=engine, transcript=transcript,
+                                    language=language)
         return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True))
 
     def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):

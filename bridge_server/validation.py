@@ -78,7 +78,23 @@ def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: floa
     if len(r.stream_id) > 128:
         raise invalid("stream_id is longer than 128 characters; use a shorter id")
     return {"fps": r.fps, "engine": check_engine(r.engine, engines, "engine"), "format_hint": r.format_hint,
-            "style": style_dict(r.style, "style", r.stream_id), "max_audio_seconds": max_seconds}
+            "style": style_dict(r.style, "style", r.stream_id), "max_audio_seconds": max_seconds,
+            **transcript_fields(r.transcript, r.language)}
+
+
+MAX_TRANSCRIPT_BYTES = 100_000  # ~15 k words: far more than 10 minutes of speech
+
+
+def transcript_fields(text: str, language: str) -> dict:
+    """Size and shape only: whether the text fits the audio is the worker's call (it aligns, and falls back
+    to the audio with a warning), so a wrong transcript never costs the client its animation."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_TRANSCRIPT_BYTES:
+        raise invalid(f"transcript is {size} bytes, over the limit of {MAX_TRANSCRIPT_BYTES}; send the text "
+                      "spoken in this clip only, or split the clip")
+    if len(language) > 35 or not all(c.isalnum() or c in "-_" for c in language):
+        raise invalid(f"language={language[:40]!r} is not a BCP-47 tag; use e.g. 'en' or 'en-US' (empty = en)")
+    return {"transcript": text.strip(), "language": language or "en"} if text.strip() else {}
 
 
 def _stable_hash(text: str) -> int:

@@ -15,8 +15,16 @@ def add_expression_commands(sub) -> None:
                                     "'video-head': fit the jaw head on real talking-head clips measured with the "
                                     "Capture module, with a leave-one-clip-out report (numpy, seconds). 'all' runs "
                                     "both; the defaults reproduce the shipped weights (docs/learned_engine.md).")
-    tr.add_argument("--stage", choices=("all", "synthetic", "video-head"), default="all",
-                    help="what to train (default all: synthetic, then the video head on --out)")
+    tr.add_argument("--stage", choices=("all", "network", "synthetic", "video-head"), default="all",
+                    help="what to train (default all: the network, then the video head on --out; 'synthetic' is "
+                         "the old name of 'network')")
+    tr.add_argument("--real-speech", metavar="MANIFEST",
+                    help="also train on the manifest's real speech (bench/data/media_sources.json, entries with "
+                         "use 'train'), labelled by pocketsphinx: how learned-v2 is made (docs/learned_engine.md)")
+    tr.add_argument("--media-root", help="folder the manifest's local paths are relative to (bench/gather_media.py)")
+    tr.add_argument("--real-copies", type=int, default=4, help="augmented copies of each real clip (default 4)")
+    tr.add_argument("--real-share", type=float, default=0.6,
+                    help="share of training crops taken from real speech (default 0.6)")
     tr.add_argument("--videos", default=str(_SHARED / "video"),
                     help="talking-head clips for the video head (default ../shared/data/video)")
     tr.add_argument("--face-model", default=str(_SHARED / "models" / "face_landmarker.task"),
@@ -42,10 +50,19 @@ def add_expression_commands(sub) -> None:
                                     "the speaker's own face (MediaPipe jawOpen and inner-lip aperture), and the "
                                     "open-vowel vs closure/fricative AUC on Praat-aligned speech. Baseline rows: "
                                     "rms-flap (amplitude lip-flap) and every registered engine.")
-    ev.add_argument("dir", nargs="?", default=str(_SHARED / "video"),
-                    help="directory of talking-head videos (default ../shared/data/video)")
-    ev.add_argument("--align", default=str(_SHARED / "align"),
-                    help="directory of wavs with Praat phone TextGrids (default ../shared/data/align); '' to skip")
+    ev.add_argument("dir", nargs="*", default=[str(_SHARED / "video")],
+                    help="directories of talking-head videos (default ../shared/data/video)")
+    ev.add_argument("--align", nargs="*", default=[str(_SHARED / "align")],
+                    help="directories of wavs with Praat phone TextGrids (default ../shared/data/align); none to skip")
+    ev.add_argument("--manifest", nargs="*", default=[],
+                    help="media manifests (bench/data/*.json): their kind 'av' clips are scored too, with their "
+                         "language and speaker")
+    ev.add_argument("--media-root", help="folder the manifests' local paths are relative to (bench/gather_media.py "
+                                         "writes it)")
+    ev.add_argument("--teacher", action="store_true",
+                    help="add the pocketsphinx phone teacher, offline over each whole clip, as a reference row")
+    ev.add_argument("--transcripts", action="store_true",
+                    help="add the transcript mode of the default engine as a row, on clips whose transcript is known")
     ev.add_argument("--engines", nargs="*", help="engine names (default: all registered)")
     ev.add_argument("--face-model", default=str(_SHARED / "models" / "face_landmarker.task"),
                     help="MediaPipe FaceLandmarker bundle")
@@ -82,8 +99,28 @@ def _train(args) -> int:
         except ValueError as exc:
             print(f"avatar-bridge train-expression: --lookahead-ms: {exc}", file=sys.stderr)
             return 2
+    real, provenance = None, None
+    if args.real_speech:
+        if not Path(args.real_speech).is_file() or not args.media_root or not Path(args.media_root).is_dir():
+            print("avatar-bridge train-expression: --real-speech needs a manifest file and --media-root, the folder "
+                  "bench/gather_media.py wrote", file=sys.stderr)
+            return 2
+        if not 0.0 < args.real_share <= 1.0 or args.real_copies < 1:
+            print("avatar-bridge train-expression: --real-share must be in (0, 1] and --real-copies >= 1",
+                  file=sys.stderr)
+            return 2
+        from engine.expression.train.real import build_real, load_manifest, provenance_of
+
+        clips = load_manifest(args.real_speech, args.media_root)
+        if not clips:
+            print(f"avatar-bridge train-expression: no training speech of {args.real_speech} exists under "
+                  f"{args.media_root}; run bench/gather_media.py first", file=sys.stderr)
+            return 2
+        real = build_real(clips, cfg, copies=args.real_copies, seed=args.seed, cache=args.data_cache)
+        provenance = provenance_of(clips, args.real_speech)
     train(args.out, utterances=args.utterances, steps=args.steps, seed=args.seed, threads=args.threads,
-          batch=args.batch, crop=args.crop, data_cache=args.data_cache, cfg=cfg)
+          batch=args.batch, crop=args.crop, data_cache=args.data_cache, cfg=cfg, real=real,
+          real_share=args.real_share, provenance=provenance)
     return _train_video_head(args) if args.stage == "all" else 0
 
 
@@ -103,17 +140,34 @@ def _train_video_head(args) -> int:
 
 
 def _eval(args) -> int:
-    from engine.expression.evaluate import run
+    from engine.expression.evaluate import clips_in_dir, clips_in_manifest, run
 
-    video = Path(args.dir) if args.dir else None
-    if video and not video.is_dir():
-        print(f"avatar-bridge eval-expression: {video} is not a directory of videos", file=sys.stderr)
-        return 2
+    clips = []
+    for d in args.dir:
+        if not Path(d).is_dir():
+            print(f"avatar-bridge eval-expression: {d} is not a directory of videos", file=sys.stderr)
+            return 2
+        clips += clips_in_dir(Path(d))
+    for m in args.manifest:
+        if not Path(m).is_file():
+            print(f"avatar-bridge eval-expression: --manifest {m} not found", file=sys.stderr)
+            return 2
+        clips += clips_in_manifest(Path(m), Path(args.media_root) if args.media_root else None)
     model = Path(args.face_model)
-    if video and not model.exists():
+    if clips and not model.exists():
         print(f"avatar-bridge eval-expression: --face-model {model} not found (MediaPipe face_landmarker.task)",
               file=sys.stderr)
         return 2
-    run(video, Path(args.align) if args.align else None, args.engines, model,
-        Path(args.cache) if args.cache else None, Path(args.json) if args.json else None)
+    extra = {}
+    if args.teacher:
+        from engine.expression.train.teacher import PhoneTeacher, teacher_jaw
+
+        teacher = PhoneTeacher()
+        extra["ps-phones-offline"] = lambda x, clip, fps, n: teacher_jaw(x, fps, n, teacher)
+    if args.transcripts:
+        from engine.expression.evaluate import transcript_row
+
+        extra.update(transcript_row(args.engines))
+    run(clips, [Path(a) for a in args.align if a], args.engines, model,
+        Path(args.cache) if args.cache else None, Path(args.json) if args.json else None, extra=extra)
     return 0

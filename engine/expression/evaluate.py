@@ -35,6 +35,8 @@ JAW = ARKIT_INDEX["jawOpen"]
 VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 MAX_LAG_S = 0.1
 SYNC_SEARCH_S = 1.0  # the engine-free audio/picture offset search range
+SYNC_TOLERANCE_S = 0.15  # clips further off than this (with clear evidence) are left out of the +-100 ms means
+SYNC_EVIDENCE = 0.15  # how much better (in r) a far lag must fit than the best near 0 to call a clip out of sync
 RMS_BASELINE = "rms-flap"
 PRED_FPS = 60  # engines run at this rate; predictions are interpolated to each video frame's time
 LAG_STEP_S = 0.01
@@ -52,9 +54,12 @@ def rms_flap(x: np.ndarray, fps: int, n: int) -> np.ndarray:
     return out
 
 
-def engine_jaw(engine, x: np.ndarray, fps: int, n: int) -> np.ndarray:
-    """jawOpen per frame from an engine, streamed in 40 ms chunks as a client would."""
+def engine_jaw(engine, x: np.ndarray, fps: int, n: int, track=None) -> np.ndarray:
+    """jawOpen per frame from an engine, streamed in 40 ms chunks as a client would (with ``track``, a
+    phones.timing.MouthTrack: the transcript mode)."""
     s = engine.open(fps, Style(head_motion=0.0))
+    if track is not None:
+        s.set_mouth_track(track)
     parts = [s.push(x[i:i + 640]).weights for i in range(0, x.size, 640)]
     parts.append(s.finish().weights)
     w = np.concatenate(parts)[:, JAW]
@@ -123,8 +128,11 @@ class FaceTruth:
     found: np.ndarray  # (n,) bool
 
 
-def capture_clip(path: Path, model: Path, cache_dir: Path | None) -> tuple[FaceTruth, np.ndarray]:
-    """(truth, 16 kHz audio) for one video, measured with engine.capture; cached by file content.
+def capture_clip(path: Path, model: Path, cache_dir: Path | None, audio_path: Path | None = None
+                 ) -> tuple[FaceTruth, np.ndarray]:
+    """(truth, 16 kHz audio) for one video, measured with engine.capture; cached by file content. With
+    ``audio_path`` (a video without sound, its speech in a separate file) the audio comes from that file and
+    starts with the first video frame.
 
     MediaPipe runs unsmoothed here (CaptureSettings(smoothing=False)): the One Euro filter the
     live capture uses would add lag and flatten the very motion being measured.
@@ -133,7 +141,8 @@ def capture_clip(path: Path, model: Path, cache_dir: Path | None) -> tuple[FaceT
     cached = cache_dir / f"{path.stem}-{key}.npz" if cache_dir else None
     if cached and cached.exists():
         z = np.load(cached)
-        return FaceTruth(float(z["fps"]), z["times"], z["jaw"], z["aperture"], z["found"]), z["audio"]
+        audio = load_audio(audio_path) if audio_path else z["audio"]
+        return FaceTruth(float(z["fps"]), z["times"], z["jaw"], z["aperture"], z["found"]), audio
     from engine.audio import resample
     from engine.capture import CaptureSettings, capture_video_file, lip_aperture
 
@@ -141,22 +150,38 @@ def capture_clip(path: Path, model: Path, cache_dir: Path | None) -> tuple[FaceT
     found = np.asarray(cap.found, bool)
     ap = lip_aperture(cap.landmarks, cap.info.width, cap.info.height)
     found &= np.isfinite(ap)
-    truth = FaceTruth(float(cap.fps), np.asarray(cap.times, np.float64) - float(cap.audio_start),
+    start = float(cap.times[0]) if audio_path and len(cap.times) else float(cap.audio_start)
+    truth = FaceTruth(float(cap.fps), np.asarray(cap.times, np.float64) - start,
                       np.where(found, np.asarray(cap.weights, np.float64)[:, JAW], 0.0),
                       np.where(found, ap, 0.0), found)
-    audio = resample(np.asarray(cap.audio, np.float32), int(cap.sample_rate), SAMPLE_RATE).astype(np.float32)
+    audio = (resample(np.asarray(cap.audio, np.float32), int(cap.sample_rate), SAMPLE_RATE).astype(np.float32)
+             if len(cap.audio) and cap.sample_rate else np.zeros(0, np.float32))
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cached, fps=truth.fps, times=truth.times, jaw=truth.jaw, aperture=truth.aperture,
                             found=truth.found, audio=audio)
-    return truth, audio
+    return truth, (load_audio(audio_path) if audio_path else audio)
 
 
 def av_offset(truth: FaceTruth, audio: np.ndarray) -> float:
     """The clip's own audio/picture offset in seconds, estimated without any engine: the lag within
     +-SYNC_SEARCH_S at which the RMS envelope best matches the lip aperture (sign as best_lag_r)."""
+    return av_sync(truth, audio)[0]
+
+
+def av_sync(truth: FaceTruth, audio: np.ndarray) -> tuple[float, str]:
+    """(offset s, verdict). Engine-free: the RMS envelope against the lip aperture. 'yes': the best lag within
+    +-1 s is within SYNC_TOLERANCE_S; 'no': it is further off *and* fits clearly better (by SYNC_EVIDENCE in r)
+    than the best lag near 0; 'unclear': further off, but the evidence is weak (short or low-motion clips,
+    where the envelope fits several lags about equally). 'no' clips are left out of the +-100 ms means."""
     rms = rms_flap(audio, PRED_FPS, -(-audio.size * PRED_FPS // SAMPLE_RATE))
-    return best_lag_r(rms, PRED_FPS, truth.aperture, truth.times, truth.found, max_lag=SYNC_SEARCH_S)[1]
+    r_best, offset = best_lag_r(rms, PRED_FPS, truth.aperture, truth.times, truth.found, max_lag=SYNC_SEARCH_S)
+    if abs(offset) <= SYNC_TOLERANCE_S:
+        return offset, "yes"
+    r_near, _ = best_lag_r(rms, PRED_FPS, truth.aperture, truth.times, truth.found)
+    if not np.isfinite(r_near) or r_best - r_near >= SYNC_EVIDENCE:
+        return offset, "no"
+    return offset, "unclear"
 
 
 def score_clip(pred: np.ndarray, truth: FaceTruth, offset: float) -> dict:
@@ -173,26 +198,80 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def eval_videos(directory: Path, engines: dict, model: Path, cache_dir: Path | None, log=print) -> list[dict]:
-    """Rows per clip and engine. A clip an engine was trained on (its weights list the file's sha256,
-    ``engine.trained_on``) is scored but marked ``trained_on`` and left out of that engine's means."""
+@dataclass
+class AVClip:
+    """A talking-head clip to score, with what is known about it."""
+
+    path: Path
+    language: str = "unknown"
+    speaker: str = ""
+    transcript: str | None = None
+    audio: Path | None = None  # the clip's speech when the video file has no audio track
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def clips_in_dir(directory: Path) -> list[AVClip]:
+    return [AVClip(p, speaker=p.stem) for p in sorted(Path(directory).iterdir()) if p.suffix.lower() in VIDEO_EXT]
+
+
+def clips_in_manifest(manifest: Path, media_root: Path | None) -> list[AVClip]:
+    """The ``kind == "av"`` entries of a media manifest (bench/data/*.json) whose files exist. An entry's
+    ``local`` path is relative to its own ``root`` (relative to the manifest's folder), else to media_root."""
+    rows = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    by_id = {r["id"]: r for r in rows}
+    out = []
+    for r in rows:
+        if r.get("kind") != "av":
+            continue
+        root = (Path(manifest).parent / r["root"]) if r.get("root") else media_root
+        if root is None:
+            continue
+        p = Path(root) / r["local"]
+        paired = by_id.get(r.get("paired_audio") or "")
+        audio = Path(root) / paired["local"] if paired else None
+        if p.exists() and (audio is None or audio.exists()):
+            out.append(AVClip(p, r.get("language") or "unknown", r.get("speaker") or p.stem,
+                              r.get("transcript") or (paired or {}).get("transcript"), audio))
+    return out
+
+
+def eval_videos(clips, engines: dict, model: Path, cache_dir: Path | None, log=print,
+                extra: dict | None = None) -> list[dict]:
+    """Rows per clip and predictor. ``clips``: AVClips or a directory. ``extra``: more rows, name ->
+    f(audio16k, clip, fps, n) -> jawOpen per frame (peers such as Rhubarb, offline references, the transcript
+    mode). A clip an engine was trained on (its weights list the file's sha256, ``engine.trained_on``) is
+    scored but marked ``trained_on`` and left out of that engine's means; a clip whose engine-free A/V offset
+    is clearly off (av_sync) is marked ``synced: False`` and left out of the +-100 ms means."""
+    if isinstance(clips, (str, Path)):
+        clips = clips_in_dir(Path(clips))
     rows = []
-    for path in sorted(p for p in directory.iterdir() if p.suffix.lower() in VIDEO_EXT):
-        truth, audio = capture_clip(path, model, cache_dir)
+    for clip in clips:
+        path = clip.path
+        truth, audio = capture_clip(path, model, cache_dir, clip.audio)
         sha = file_sha256(path)
         fps = truth.fps
         n = truth.jaw.size
-        preds = predictions(audio, PRED_FPS, -(-audio.size * PRED_FPS // SAMPLE_RATE), engines)
+        n_pred = -(-audio.size * PRED_FPS // SAMPLE_RATE)
+        preds = predictions(audio, PRED_FPS, n_pred, engines)
+        for name, fn in (extra or {}).items():
+            jaw = fn(audio, clip, PRED_FPS, n_pred)
+            if jaw is not None:
+                preds[name] = np.asarray(jaw, np.float64)
         # The second protocol applies the +-100 ms rule around the clip's own A/V offset for every row
         # (the baseline row is favoured by it: it defined the offset).
-        offset = av_offset(truth, audio)
+        offset, verdict = av_sync(truth, audio)
         for name, pred in preds.items():
             seen = sha in getattr(engines.get(name), "trained_on", ())
             rows.append({"clip": path.name, "engine": name, "frames": int(n), "fps": fps,
+                         "language": clip.language, "speaker": clip.speaker, "synced": verdict != "no", "sync": verdict,
                          "face_found": float(truth.found.mean()), "trained_on": seen,
                          **score_clip(pred, truth, offset)})
         if log:
-            log(f"  {path.name}: {n} frames @ {fps:g} fps, face in {truth.found.mean():.0%} "
+            log(f"  {path.name}: {n} frames @ {fps:g} fps, face in {truth.found.mean():.0%}, A/V offset "
+                f"{offset * 1000:+.0f} ms (in sync: {verdict}{'; not in the means' if verdict == 'no' else ''}): "
                 + ", ".join(f"{r['engine']} r_ap={r['r_aperture']:.2f}{' (trained on)' if r['trained_on'] else ''}"
                             for r in rows[-len(preds):]))
     return rows
@@ -230,11 +309,14 @@ def parse_textgrid(path: Path) -> dict[str, list[tuple[float, float, str]]]:
     return tiers
 
 
-def eval_aligned(directory: Path, engines: dict, fps: int = 30, tier: str = "phone") -> list[dict]:
-    """Pooled AUC over every <name>.wav with a <name>_phones.TextGrid or <name>.TextGrid beside it."""
+def eval_aligned(directory, engines: dict, fps: int = 30, tier: str = "phone", extra: dict | None = None
+                 ) -> list[dict]:
+    """Pooled AUC over every <name>.wav with a <name>_phones.TextGrid or <name>.TextGrid beside it, in one
+    directory or several."""
+    dirs = [Path(directory)] if isinstance(directory, (str, Path)) else [Path(d) for d in directory]
     pooled: dict[str, tuple[list, list, list]] = {}
     clips = []
-    for wav in sorted(directory.glob("*.wav")):
+    for wav in sorted(w for d in dirs for w in d.glob("*.wav")):
         grid = next((g for g in (wav.with_name(wav.stem + "_phones.TextGrid"), wav.with_suffix(".TextGrid"))
                      if g.exists()), None)
         if grid is None:
@@ -252,7 +334,12 @@ def eval_aligned(directory: Path, engines: dict, fps: int = 30, tier: str = "pho
         is_open = np.array([bool(OPEN_VOWELS.match(s)) for s in labels])
         is_closed = np.array([bool(CLOSED.match(s)) for s in labels])
         is_sil = labels == ""
-        for name, pred in predictions(x, fps, n, engines).items():
+        preds = predictions(x, fps, n, engines)
+        for name, fn in (extra or {}).items():
+            jaw = fn(x, None, fps, n)
+            if jaw is not None:
+                preds[name] = np.asarray(jaw, np.float64)
+        for name, pred in preds.items():
             o, c, s = pooled.setdefault(name, ([], [], []))
             o.append(pred[is_open])
             c.append(pred[is_closed])
@@ -265,6 +352,31 @@ def eval_aligned(directory: Path, engines: dict, fps: int = 30, tier: str = "pho
     return rows
 
 
+def transcript_row(engine_names: list[str] | None = None) -> dict:
+    """{'<engine>+transcript': f}: the transcript mode of the default engine (or the first named engine
+    that has one) on clips whose transcript is known; where alignment fails the row gets the audio-only
+    output, as a user would."""
+    from engine.expression.phones.align import AlignmentError, align
+    from engine.expression.phones.timing import mouth_track
+    from engine.expression.registry import DEFAULT_ENGINE, load_engine
+
+    names = [n for n in (engine_names or [DEFAULT_ENGINE])]
+    eng = next((e for e in map(load_engine, names) if hasattr(e.open(30, Style()), "set_mouth_track")), None)
+    if eng is None:
+        return {}
+
+    def predict(x, clip, fps, n):
+        if clip is None or not clip.transcript or not clip.language.startswith("en"):
+            return None
+        try:
+            track = mouth_track(align(x, clip.transcript).phones, -(-x.size // 160))
+        except AlignmentError:
+            track = None
+        return engine_jaw(eng, x, fps, n, track)
+
+    return {f"{eng.name}+transcript": predict}
+
+
 # ---------------------------------------------------------------- report
 def load_engines(names: list[str] | None) -> dict:
     from engine.expression.registry import ENGINES, load_engine
@@ -272,32 +384,57 @@ def load_engines(names: list[str] | None) -> dict:
     return {n: load_engine(n) for n in (names or list(ENGINES))}
 
 
+def _mean(rows: list[dict], key: str) -> float:
+    v = [r[key] for r in rows if np.isfinite(r[key])]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def summary(video_rows: list[dict]) -> list[dict]:
+    """Per predictor: means over the synced clips it was not trained on (headline), per language, and over
+    every clip after each clip's own A/V offset."""
+    out = []
+    for name in dict.fromkeys(r["engine"] for r in video_rows):
+        mine = [r for r in video_rows if r["engine"] == name and not r.get("trained_on")]
+        synced = [r for r in mine if r.get("synced", True)]
+        langs = {}
+        for lang in sorted({r.get("language", "unknown") for r in synced}):
+            rs = [r for r in synced if r.get("language", "unknown") == lang]
+            langs[lang] = {"clips": len(rs), "r_aperture": _mean(rs, "r_aperture"), "r_jaw": _mean(rs, "r_jaw")}
+        out.append({"engine": name, "clips": len(synced), "speakers": len({r.get("speaker") for r in synced}),
+                    "r_aperture": _mean(synced, "r_aperture"), "r_jaw": _mean(synced, "r_jaw"),
+                    "median_lag_ms": float(np.median([r["lag_aperture_ms"] for r in synced])) if synced else 0.0,
+                    "all_clips": len(mine), "r_aperture_synced_all": _mean(mine, "r_aperture_synced"),
+                    "by_language": langs})
+    return out
+
+
 def markdown(video_rows: list[dict], align_rows: list[dict]) -> str:
     out = []
     if video_rows:
-        out.append("| clip | engine | r vs lip aperture (lag ms) | r vs MediaPipe jawOpen (lag ms) |")
-        out.append("|---|---|---|---|")
-        for r in video_rows:
-            seen = " (trained on: not counted)" if r.get("trained_on") else ""
-            out.append(f"| {r['clip']} | {r['engine']}{seen} | {r['r_aperture']:.2f} ({r['lag_aperture_ms']:+.0f}) "
-                       f"| {r['r_jaw']:.2f} ({r['lag_jaw_ms']:+.0f}) |")
+        names = list(dict.fromkeys(r["engine"] for r in video_rows))
+        out.append("Per clip: r of predicted jawOpen vs the speaker's inner-lip aperture, best lag within +-100 ms "
+                   "(* = trained on, not counted; clips out of sync are listed but not in the means)")
         out.append("")
-        out.append("| engine | mean r vs aperture | mean r vs jawOpen | after A/V offset: aperture | jawOpen "
-                   "| held-out clips |")
-        out.append("|---|---|---|---|---|---|")
-        for name in dict.fromkeys(r["engine"] for r in video_rows):
-            rs = [r for r in video_rows if r["engine"] == name and not r.get("trained_on")]
-            if not rs:
-                out.append(f"| {name} | - | - | - | - | 0 (trained on every clip here) |")
+        out.append("| clip | language | A/V offset ms | synced | " + " | ".join(names) + " |")
+        out.append("|---|---|---|---|" + "---|" * len(names))
+        for clip in dict.fromkeys(r["clip"] for r in video_rows):
+            rs = {r["engine"]: r for r in video_rows if r["clip"] == clip}
+            r0 = next(iter(rs.values()))
+            cells = [f"{rs[n]['r_aperture']:.2f}{'*' if rs[n].get('trained_on') else ''}" if n in rs else "-"
+                     for n in names]
+            out.append(f"| {clip} | {r0.get('language', '')} | {r0['av_offset_ms']:+.0f} | "
+                       f"{r0.get('sync', 'yes')} | " + " | ".join(cells) + " |")
+        out.append("")
+        out.append("| engine | synced clips (speakers) | mean r vs aperture | mean r vs jawOpen | median lag ms "
+                   "| per language (r vs aperture) | all clips after A/V offset |")
+        out.append("|---|---|---|---|---|---|---|")
+        for m in summary(video_rows):
+            if not m["all_clips"]:
+                out.append(f"| {m['engine']} | 0 (trained on every clip here) | - | - | - | - | - |")
                 continue
-            out.append(f"| {name} | {np.mean([r['r_aperture'] for r in rs]):.2f} "
-                       f"| {np.mean([r['r_jaw'] for r in rs]):.2f} "
-                       f"| {np.mean([r['r_aperture_synced'] for r in rs]):.2f} "
-                       f"| {np.mean([r['r_jaw_synced'] for r in rs]):.2f} | {len(rs)} |")
-        out.append("")
-        out.append("A/V offset per clip (engine-free, lag of the RMS envelope vs lip aperture within +-1 s): "
-                   + ", ".join(f"{r['clip']} {r['av_offset_ms']:+.0f} ms"
-                               for r in video_rows if r["engine"] == RMS_BASELINE))
+            langs = ", ".join(f"{k} {v['r_aperture']:.2f} ({v['clips']})" for k, v in m["by_language"].items())
+            out.append(f"| {m['engine']} | {m['clips']} ({m['speakers']}) | {m['r_aperture']:.3f} | {m['r_jaw']:.3f} "
+                       f"| {m['median_lag_ms']:+.0f} | {langs} | {m['r_aperture_synced_all']:.3f} ({m['all_clips']}) |")
         out.append("")
     if align_rows:
         out.append("| engine | AUC open vowel vs closure/fricative | AUC vs closure/fricative/silence | frames (open/closed) |")
@@ -308,12 +445,14 @@ def markdown(video_rows: list[dict], align_rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def run(video_dir: Path | None, align_dir: Path | None, engines: list[str] | None, model: Path,
-        cache_dir: Path | None, out_json: Path | None, log=print) -> dict:
+def run(clips, align_dir: Path | None, engines: list[str] | None, model: Path,
+        cache_dir: Path | None, out_json: Path | None, log=print, extra: dict | None = None) -> dict:
     engs = load_engines(engines)
-    video_rows = eval_videos(video_dir, engs, model, cache_dir, log) if video_dir else []
-    align_rows = eval_aligned(align_dir, engs) if align_dir and align_dir.exists() else []
-    result = {"videos": video_rows, "aligned": align_rows}
+    video_rows = eval_videos(clips, engs, model, cache_dir, log, extra) if clips else []
+    dirs = [align_dir] if isinstance(align_dir, (str, Path)) else list(align_dir or [])
+    dirs = [Path(d) for d in dirs if d and Path(d).is_dir()]
+    align_rows = eval_aligned(dirs, engs, extra=extra) if dirs else []
+    result = {"videos": video_rows, "summary": summary(video_rows), "aligned": align_rows}
     if out_json:
         out_json.write_text(json.dumps(result, indent=1))
     log(markdown(video_rows, align_rows))

@@ -31,7 +31,8 @@ from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, rng_fo
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "learned-v1"
+WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = WEIGHTS_ROOT / "learned-v1"
 WEIGHTS_ENV = "AVATAR_BRIDGE_LEARNED_WEIGHTS"
 _I = ARKIT_INDEX
 _SIL = VISEME_INDEX["sil"]
@@ -97,18 +98,26 @@ _BONE_SHARE = np.array([1.0 - _NECK_SHARE, _NECK_SHARE, 1.0])[None, :, None]  # 
 
 
 class LearnedExpressionEngine(ExpressionEngine):
+    """One class for every trained version of the network; a version is a name and a folder of weights."""
+
     name = "learned-v1"
+    weights = WEIGHTS_DIR
     viseme_names = VISEMES
     batches = True  # ~1 ms per push alone, ~0.15 ms per stream in a push of 50 (bench/engine_cost.py)
 
     def __init__(self, weights_dir: str | Path | None = None):
         # numpy only: a worker never imports torch for this engine. The server's learned_weights setting reaches
-        # its workers as AVATAR_BRIDGE_LEARNED_WEIGHTS (a model retrained, e.g. for another look-ahead).
-        d = Path(weights_dir or os.environ.get(WEIGHTS_ENV) or WEIGHTS_DIR)
+        # its workers as AVATAR_BRIDGE_LEARNED_WEIGHTS (a model retrained, e.g. for another look-ahead); it
+        # replaces the weights of the default learned engine (registry.DEFAULT_ENGINE).
+        from engine.expression.registry import DEFAULT_ENGINE
+
+        override = os.environ.get(WEIGHTS_ENV) if self.name == DEFAULT_ENGINE else None
+        d = Path(weights_dir or override or self.weights)
         self.fast = NumpyExpressionNet.from_pretrained(d)
         self.cfg = self.fast.cfg
+        config = json.loads((d / "config.json").read_text())
         # Clips the video jaw head was fitted on (sha256): eval-expression does not count them for this engine.
-        head = json.loads((d / "config.json").read_text()).get("video_head") or {}
+        head = config.get("video_head") or {}
         self.trained_on = frozenset(c["sha256"] for c in head.get("clips", ()))
         self.mel = LogMel(self.cfg)
         self.poses = pose_matrix()
@@ -117,10 +126,9 @@ class LearnedExpressionEngine(ExpressionEngine):
             "Trained network (log-mel -> causal convs -> GRU, %d k parameters, fp16 weights in the "
             "package) that recognises the 15 OVR visemes and the jaw opening every 10 ms with %d ms of "
             "look-ahead; the mouth is the viseme-posterior mix of a viseme -> ARKit pose table. Trained "
-            "on espeak-ng speech in 15 languages with exact phone timings and noise/reverb/telephone "
-            "augmentation%s (avatar-bridge train-expression). Secondary motion (blinks, saccades, "
-            "emphasis brows and nods, bounded head drift) as dsp-v1."
-            % (self.fast.n_params // 1000, round(self.lookahead_s * 1000),
+            "on %s, with noise/reverb/telephone augmentation%s (avatar-bridge train-expression). Secondary "
+            "motion (blinks, saccades, emphasis brows and nods, bounded head drift) as dsp-v1."
+            % (self.fast.n_params // 1000, round(self.lookahead_s * 1000), _training_data(config),
                "; jaw fitted on %d real talking-head clips" % len(self.trained_on) if self.fast.video_head else ""))
 
     def open(self, fps: int, style: Style) -> "LearnedExpressionStream":
@@ -243,6 +251,13 @@ class LearnedExpressionEngine(ExpressionEngine):
                   & (levels[np.minimum(i0 + 1 + base_row, last_row)] < _SILENCE_MS))
         vis = f[:, :NUM_VISEMES].copy()
         jaw, act, emph = f[:, NUM_VISEMES], f[:, NUM_VISEMES + 1], f[:, NUM_VISEMES + 2]
+        # Transcript mode (set_mouth_track): known phone timings replace the network's mouth at each frame's own
+        # time (the track is on the audio clock, so no delay applies); activity, emphasis and all secondary
+        # motion still come from the audio.
+        for b, s in enumerate(streams):
+            if s._track is not None and n[b]:
+                r = slice(int(first[b]), int(first[b] + n[b]))
+                vis[r], jaw[r] = s._track.at(t[r])
         intensity = np.array([s.intensity for s in streams])[sid]
         hm = np.array([s.hm for s in streams])[sid]
         base = np.stack([s.base for s in streams])[sid]
@@ -316,6 +331,22 @@ class LearnedExpressionEngine(ExpressionEngine):
         return out
 
 
+class RealSpeechEngine(LearnedExpressionEngine):
+    """The same network trained mostly on real speech labelled by pocketsphinx (train/real.py)."""
+
+    name = "learned-v2"
+    weights = WEIGHTS_ROOT / "learned-v2"
+
+
+def _training_data(config: dict) -> str:
+    real = (config.get("training") or {}).get("real_speech")
+    synthetic = "espeak-ng speech in 15 languages with exact phone timings"
+    if not real:
+        return synthetic
+    return (f"{real['minutes']:.0f} min of real speech ({real['speakers']} speakers) labelled by pocketsphinx's "
+            f"US-English acoustic model, mixed with {synthetic}")
+
+
 def quats(v: np.ndarray) -> np.ndarray:
     """Rotation vectors (..., 3) -> unit quaternions (..., 4) xyzw; exact identity for a zero vector
     (as secondary.quat)."""
@@ -352,6 +383,7 @@ class LearnedExpressionStream(ExpressionStream):
         self._peak_db = -60.0
         self._input = InputMonitor()
         self._speaking = False
+        self._track = None  # a MouthTrack from set_mouth_track, or None: the network's mouth
 
         self.intensity = float(np.clip(style.intensity, 0.0, 2.0))
         self.hm = float(np.clip(style.head_motion, 0.0, 2.0))
@@ -364,6 +396,11 @@ class LearnedExpressionStream(ExpressionStream):
         self._drift = HeadDrift(rng_for(style.seed, 2))
 
     # ------------------------------------------------------------------ API
+    def set_mouth_track(self, track) -> None:
+        """Give the mouth (visemes, jaw) from known phone timings (phones.timing.MouthTrack, step i = time
+        i * 10 ms on the audio clock) instead of the network's, for every frame emitted from now on."""
+        self._track = track
+
     def push(self, audio: np.ndarray) -> Frames:
         return self.e.push_many([self], [audio])[0]
 

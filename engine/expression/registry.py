@@ -9,6 +9,7 @@ from engine.expression.base import ExpressionEngine
 # default once it measured better on real speech (docs/quality.md); dsp-v1 stays selectable per stream.
 ENGINES: dict[str, str] = {
     "learned-v1": "engine.expression.learned:LearnedExpressionEngine",
+    "learned-v2": "engine.expression.learned:RealSpeechEngine",
     "dsp-v1": "engine.expression.dsp:DspExpressionEngine",
 }
 DEFAULT_ENGINE = "learned-v1"

@@ -86,6 +86,9 @@ class ClipSession:
         self.stream = engine.open(self.fps, style_from(cfg))
         self.pos = 0
         self.warnings: list[str] = list(decode_warnings)
+        if cfg.get("transcript"):
+            self.warnings.extend(apply_transcript(self.stream, self.audio16k, cfg["transcript"],
+                                                  cfg.get("language", "")))
 
     def next_block(self) -> tuple[Frames, bool]:
         """Frames for the next block of audio, and whether this was the last one."""
@@ -100,6 +103,30 @@ class ClipSession:
             self.counter.track(frames)
         self.warnings.extend(frames.warnings)
         return frames, last
+
+
+def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: str) -> list[str]:
+    """Align a clip's transcript and give the stream its mouth track (docs/transcript.md) -> status lines.
+
+    Every failure falls back to the audio-only mouth with a warning that says why: the transcript is a
+    hint, and a clip is still animated without it."""
+    from engine.expression.phones import align as al
+    from engine.expression.phones.timing import STEP_S, mouth_track
+
+    fallback = "; the mouth follows the audio alone"
+    if not hasattr(stream, "set_mouth_track"):
+        return [f"transcript ignored: this engine cannot take phone timings (use learned-v1){fallback}"]
+    if not al.is_english(language):
+        return [f"transcript ignored: language {language!r} has no aligner (only English, 'en'){fallback}"]
+    try:
+        a = al.align(audio16k, transcript)
+    except al.AlignmentError as exc:
+        return [f"transcript not used: {exc}{fallback}"]
+    except ImportError:
+        return [f"transcript ignored: pocketsphinx is not installed in the worker{fallback}"]
+    stream.set_mouth_track(mouth_track(a.phones, n_steps=int(audio16k.shape[0] / SAMPLE_RATE / STEP_S) + 2))
+    return a.warnings + [f"transcript aligned: {len(a.words)} words (cost {a.cost_per_frame:.0f}/frame, "
+                         f"{a.coverage:.0%} of voiced frames covered)"]
 
 
 class FrameCounter:

@@ -16,19 +16,12 @@ import torch
 from engine.expression.learned_model import ModelConfig
 from engine.expression.learned_net import ExpressionNet, n_params
 from engine.expression.train.data import Example, build
-from engine.expression.visemes import JAW
+from engine.expression.train.teacher import jaw_target
 
 
-def jaw_target(labels: np.ndarray, sigma: float = 3.0) -> np.ndarray:
-    """Per-frame jaw opening of the labelled visemes, smoothed (coarticulation, ~30 ms)."""
-    j = JAW[labels].astype(np.float64)
-    r = int(3 * sigma)
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    return np.convolve(np.pad(j, r, mode="edge"), k, mode="valid").astype(np.float32)
-
-
-def _batch(data: list[Example], jaws: dict[int, np.ndarray], rng: random.Random, bs: int, T: int):
+def _batch(data: list[Example], jaws: dict[int, np.ndarray], rng: random.Random, bs: int, T: int,
+           real: list[Example] | None = None, real_share: float = 0.0):
+    """A batch of random crops; each crop comes from ``real`` with probability ``real_share``."""
     n_mels = data[0].feats.shape[1]
     f = np.zeros((bs, T, n_mels), np.float32)
     f[:] = np.log(1e-10)  # padding reads as digital silence
@@ -36,7 +29,8 @@ def _batch(data: list[Example], jaws: dict[int, np.ndarray], rng: random.Random,
     jw = np.zeros((bs, T), np.float32)
     mask = np.zeros((bs, T), np.float32)
     for b in range(bs):
-        e = data[rng.randrange(len(data))]
+        pool = real if real and rng.random() < real_share else data
+        e = pool[rng.randrange(len(pool))]
         n = len(e.labels)
         s = rng.randrange(max(1, n - T // 2))  # crops may start anywhere, also mid-utterance
         m = min(T, n - s)
@@ -82,7 +76,8 @@ def _dataset(utterances: int, seed: int, cfg: ModelConfig, cache: str | None, lo
 
 def train(out_dir: str, utterances: int = 2500, steps: int = 2000, seed: int = 1234, threads: int = 2,
           batch: int = 16, crop: int = 200, lr: float = 3e-3, cfg: ModelConfig | None = None, log=print,
-          data_cache: str | None = None) -> dict:
+          data_cache: str | None = None, real: list[Example] | None = None, real_share: float = 0.6,
+          provenance: dict | None = None) -> dict:
     t0 = time.monotonic()
     log = log or (lambda *_: None)
     torch.set_num_threads(threads)
@@ -91,10 +86,14 @@ def train(out_dir: str, utterances: int = 2500, steps: int = 2000, seed: int = 1
     data, val = _dataset(utterances, seed, cfg, data_cache, log)
     t_data = time.monotonic() - t0
     log(f"  {len(data)} clips, {sum(len(e.labels) for e in data) / 6000:.1f} min of audio in {t_data:.0f} s")
-    jaws = {id(e): jaw_target(e.labels) for e in data}
+    real = real or []
+    jaws = {id(e): jaw_target(e.labels) for e in data + real}
+    if real:
+        log(f"  + {len(real)} real-speech examples, {sum(len(e.labels) for e in real) / 6000:.1f} min, "
+            f"{real_share:.0%} of the crops")
 
     net = ExpressionNet(cfg)
-    allf = np.concatenate([e.feats for e in data])
+    allf = np.concatenate([e.feats for e in data + real])
     net.mean.copy_(torch.from_numpy(allf.mean(0)))
     net.std.copy_(torch.from_numpy(allf.std(0) + 1e-3))
     del allf
@@ -107,7 +106,7 @@ def train(out_dir: str, utterances: int = 2500, steps: int = 2000, seed: int = 1
     d = cfg.delay
     net.train()
     for step in range(steps):
-        f, lab, jw, mask = _batch(data, jaws, rng, batch, crop)
+        f, lab, jw, mask = _batch(data, jaws, rng, batch, crop, real, real_share)
         logits, jaw, _ = net(f)
         # Output step j describes frame j - d: that is the look-ahead.
         m = mask[:, : crop - d]
@@ -126,7 +125,11 @@ def train(out_dir: str, utterances: int = 2500, steps: int = 2000, seed: int = 1
     net.eval()
     metrics = evaluate(net, val)
     metrics.update(train_seconds=round(time.monotonic() - t0, 1), data_seconds=round(t_data, 1),
-                   utterances=utterances, steps=steps, seed=seed, threads=threads, params=n_params(net))
+                   utterances=utterances, steps=steps, seed=seed, threads=threads, params=n_params(net),
+                   real_examples=len(real), real_minutes=round(sum(len(e.labels) for e in real) / 6000, 1),
+                   real_share=real_share if real else 0.0)
+    if provenance:
+        metrics["real_speech"] = provenance
     net.save_pretrained(out_dir, extra={"training": metrics})
     log(f"validation (held-out espeak-ng clips): {metrics}")
     return metrics
