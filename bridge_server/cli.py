@@ -21,6 +21,11 @@ def _add_serve(sub) -> None:
     ap.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
     for f in fields(ServerConfig):
         typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
+        if f.name == "outputs":  # repeatable: each flag adds targets (argparse's default keeps only the last)
+            ap.add_argument("--outputs", dest="outputs", action="append", default=None,
+                            help="mirror target URL(s), comma-separated; repeat the flag to add more "
+                                 f"(default none; env {ServerConfig.env_name(f.name)})")
+            continue
         ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None,
                         help=f"(default {f.default!r}; env {ServerConfig.env_name(f.name)})")
 
@@ -79,6 +84,8 @@ def _serve(args) -> int:
     from engine.logjson import setup_logging
 
     overrides = {f.name: getattr(args, f.name) for f in fields(ServerConfig)}
+    if overrides["outputs"] is not None:  # --outputs A --outputs B = "A,B"
+        overrides["outputs"] = ",".join(overrides["outputs"])
     try:
         cfg = ServerConfig.load(args.config, overrides)
     except (ValueError, OSError) as exc:

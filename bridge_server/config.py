@@ -27,8 +27,8 @@ class ServerConfig:
     # Live audio may wait this long in a worker for other streams' chunks to share its engine call (0 = off);
     # it never waits once every live stream of that worker has sent (docs/server.md "Batching").
     batch_window_ms: float = 5.0
-    # learned-v1 weights folder (config.json + model.npz, from `avatar-bridge train-expression --out`); empty = the
-    # package's. Workers read it as AVATAR_BRIDGE_LEARNED_WEIGHTS.
+    # Weights folder for the default learned engine (config.json + model.npz, from `avatar-bridge train-expression
+    # --out`); empty = the package's. Workers read it as AVATAR_BRIDGE_LEARNED_WEIGHTS.
     learned_weights: str = ""
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
@@ -74,7 +74,7 @@ class ServerConfig:
                                      "it adds up to that much latency to every live frame")
                 if key == "learned_weights" and value and not all(
                         os.path.isfile(os.path.join(str(value), f)) for f in ("config.json", "model.npz")):
-                    raise ValueError(f"setting learned_weights from {source}: {value!r} is not a learned-v1 weights "
+                    raise ValueError(f"setting learned_weights from {source}: {value!r} is not a learned weights "
                                      "folder (config.json + model.npz); point it at the --out folder of "
                                      "avatar-bridge train-expression, or leave it empty for the shipped weights")
         return cfg

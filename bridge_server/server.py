@@ -41,7 +41,7 @@ async def serve(cfg: ServerConfig) -> int:
         outputs.parse_targets(cfg.outputs)  # fail before starting workers
     except ValueError as exc:
         raise SystemExit(f"avatar-bridge serve: {exc}") from None
-    if cfg.learned_weights:  # the workers load learned-v1 from here (engine/expression/learned.py)
+    if cfg.learned_weights:  # the workers load the default learned engine from here (engine/expression/learned.py)
         os.environ["AVATAR_BRIDGE_LEARNED_WEIGHTS"] = os.path.abspath(cfg.learned_weights)
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
                       cfg.log_level, cfg.log_format, extra_args=["--batch-window-ms", str(cfg.batch_window_ms)])

@@ -69,7 +69,7 @@ def test_capabilities_over_grpc(server):
     assert caps.limits.max_message_bytes == 1024 * 1024
     assert caps.limits.max_audio_seconds == 1200
     default = [e for e in caps.engines if e.is_default and e.kind == "expression"]
-    assert len(default) == 1 and default[0].name == "learned-v1" and 0 < default[0].lookahead_ms <= 100
+    assert len(default) == 1 and default[0].name == "learned-v2" and 0 < default[0].lookahead_ms <= 100
     capture = [e for e in caps.engines if e.kind == "capture"]
     assert [e.name for e in capture] == ["mediapipe-face-landmarker"] and capture[0].lookahead_ms == 0
     assert {"wav", "flac", "ogg", "mp3"} <= set(caps.clip_formats)

@@ -1,10 +1,12 @@
-"""learned-v1 over real gRPC on awkward audio: no crashes, rest on non-speech, warnings where doubtful."""
+"""The default learned engine over real gRPC on awkward audio: no crashes, rest on non-speech, warnings where
+doubtful."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from avatarbridge.v1 import bridge_pb2 as pb
+from engine.expression.registry import DEFAULT_ENGINE
 from engine.expression.visemes import VISEMES
 from engine.rig import ARKIT_INDEX
 
@@ -12,7 +14,7 @@ from conftest import END, assert_still_serving, chunks, header, load_audio, pcm1
 
 JAW = ARKIT_INDEX["jawOpen"]
 MOUTH = [i for n, i in ARKIT_INDEX.items() if n.startswith(("jaw", "mouth", "tongue"))]
-ENGINE = "learned-v1"
+ENGINE = DEFAULT_ENGINE
 
 
 def stream(server, x: np.ndarray, rate=16000, channels=1, chunk_s=0.04, engine=ENGINE, **kw):
@@ -40,7 +42,7 @@ def speech(rate=16000):
 def test_engine_is_listed(server):
     caps = server.stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=10)
     (info,) = [e for e in caps.engines if e.name == ENGINE]
-    assert 0 < info.lookahead_ms <= 80 and "espeak-ng" in info.description
+    assert 0 < info.lookahead_ms <= 100 and "real speech" in info.description and "pocketsphinx" in info.description
 
 
 def test_silence_is_rest(server):

@@ -148,7 +148,7 @@ def test_cli_animate_json_and_csv(tmp_path):
     assert max(jaw) > 0.3
     lines = out_csv.read_text().splitlines()
     cols = lines[0].split(",")
-    # The default engine (learned-v1) also gives the 15 visemes, after the bones.
+    # The default engine (learned-v2) also gives the 15 visemes, after the bones.
     assert cols[:4] == ["time", "index", "sample_index", "eyeBlinkLeft"] and cols[3 + 52 + 15] == "RightEye.qw"
     assert cols[-15:] == [f"viseme_{v}" for v in doc["viseme_names"]] and cols[-1] == "viseme_U"
     assert len(cols) == 3 + 52 + 16 + 15 and len(lines) == 1 + len(doc["frames"])

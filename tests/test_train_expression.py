@@ -83,7 +83,7 @@ def test_training_smoke_writes_loadable_weights(espeak, tmp_path):
         x = (0.2 * np.sin(np.arange(16000) * 0.07)).astype(np.float32)
         hdr, frames, status = split(list(srv.stub.StreamExpression(iter([header(), audio(pcm16(x)), END]),
                                                                    timeout=60)))
-        assert hdr.engine == "learned-v1" and hdr.lookahead_ms == pytest.approx(42.5)
+        assert hdr.engine == "learned-v2" and hdr.lookahead_ms == pytest.approx(42.5)
         assert status is not None and len(frames) == 30
     finally:
         srv.stop()
@@ -104,11 +104,11 @@ def test_lookahead_option():
 def test_learned_weights_setting_must_be_a_weights_folder(tmp_path):
     from bridge_server.config import ServerConfig
 
-    with pytest.raises(ValueError, match="learned_weights from flags: .* is not a learned-v1 weights folder"):
+    with pytest.raises(ValueError, match="learned_weights from flags: .* is not a learned weights folder"):
         ServerConfig.load(None, {"learned_weights": str(tmp_path)}, environ={})
     out = subprocess.run([sys.executable, "-m", "bridge_server.cli", "serve", "--learned-weights", str(tmp_path),
                           "--port", "0", "--metrics-port", "-1"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "is not a learned-v1 weights folder (config.json + model.npz)" in out.stderr
+    assert out.returncode == 2 and "is not a learned weights folder (config.json + model.npz)" in out.stderr
     # Files by those names that are not weights: the worker cannot load them and start-up fails, saying so.
     (tmp_path / "config.json").write_text("{not json")
     (tmp_path / "model.npz").write_bytes(b"garbage")

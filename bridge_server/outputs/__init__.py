@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("bridge_server.outputs")
 
@@ -45,11 +45,27 @@ class FrameOutput:
 
 
 Factory = Callable[[OutputTarget, StreamInfo], FrameOutput]
+Check = Callable[[OutputTarget], None]  # raises ValueError naming the bad option and the fix
 _SCHEMES: dict[str, tuple[Factory, int]] = {}
+_CHECKS: dict[str, Check] = {}
 
 
-def register(scheme: str, factory: Factory, default_port: int) -> None:
+def register(scheme: str, factory: Factory, default_port: int, check: Check | None = None) -> None:
+    """``check`` runs at start-up on every target of this scheme, so a bad option stops the server
+    before it serves instead of silently mirroring something else."""
     _SCHEMES[scheme] = (factory, default_port)
+    if check is not None:
+        _CHECKS[scheme] = check
+
+
+def check_keys(target: OutputTarget, known: dict[str, str]) -> None:
+    """Refuse query keys a scheme does not know (a typo would otherwise be ignored); ``known`` maps
+    each key to a one-line description for the message."""
+    for key in target.options:
+        if key not in known:
+            listed = "; ".join(f"{k}= {v}" for k, v in known.items())
+            raise ValueError(f"outputs: unknown option {key!r} in {target.scheme}://{target.host}:{target.port}; "
+                             f"known options: {listed}")
 
 
 def _load_builtin() -> None:
@@ -73,8 +89,18 @@ def parse_targets(spec: str) -> list[OutputTarget]:
             port = url.port or _SCHEMES[url.scheme][1]
         except ValueError:
             raise ValueError(f"outputs: bad port in {item!r}; use scheme://host:port") from None
-        opts = dict(kv.split("=", 1) for kv in url.query.split("&") if "=" in kv)
-        targets.append(OutputTarget(url.scheme, url.hostname or "127.0.0.1", port, opts))
+        opts: dict[str, str] = {}
+        for kv in filter(None, url.query.split("&")):
+            key, eq, value = kv.partition("=")
+            if not eq:
+                raise ValueError(f"outputs: option {kv!r} in {item!r} has no value; write key=value")
+            if key in opts:
+                raise ValueError(f"outputs: option {key!r} given twice in {item!r}; keep one")
+            opts[key] = unquote(value)
+        target = OutputTarget(url.scheme, url.hostname or "127.0.0.1", port, opts)
+        if url.scheme in _CHECKS:
+            _CHECKS[url.scheme](target)
+        targets.append(target)
     return targets
 
 

@@ -14,22 +14,87 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
+import re
 import socket
+import string
 import struct
+import time
+import uuid
 
 import numpy as np
 
-from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, register
+from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, check_keys, register
 
 log = logging.getLogger("bridge_server.outputs.livelink_face")
 
 PACKET_VERSION = 6  # FQualifiedFrameTime timecode (Epic's BLEND_SHAPE_PACKET_VER 6)
 CURVE_COUNT = 61  # 52 ARKit + HeadYaw/Pitch/Roll + LeftEye yaw/pitch/roll + RightEye yaw/pitch/roll
 DEFAULT_PORT = 11111
-DEFAULT_DEVICE = "AvatarBridge"
+DEFAULT_SUBJECT = "AvatarBridge"
+# Unreal sizes its receive buffer for 256-character names; public decoders reject longer packets.
+MAX_NAME_BYTES = 255
+# The app sends its device id as a 36-character UUID and public decoders read exactly 36 bytes there.
+_UUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+_DEVICE_NAMESPACE = uuid.UUID("5b0f3d1e-6a7c-4f55-9a51-7c1f2e0d4a11")  # ours; only makes ids stable
+OPTIONS = {
+    "subject": f"Live Link subject name or template with {{stream_id}} / {{speaker}} (default {DEFAULT_SUBJECT})",
+    "device": "36-character UUID (default: derived from the subject, stable across restarts)",
+    "mirror": "1 = the app's own convention (default), 0 = unmirrored",
+    "pace": "1 = send at the frames' time codes (default), 0 = at once",
+}
+_SUBJECT_FIELDS = {"stream_id", "speaker"}
+
+
+def device_for(subject: str) -> str:
+    """The default device id: a UUID derived from the subject name, so each subject has its own device
+    (Unreal drops a device's old subject when that device's subject name changes) and a restart keeps it."""
+    return str(uuid.uuid5(_DEVICE_NAMESPACE, subject)).upper()
+
+
+def speaker_of(stream_id: str) -> str:
+    """``{speaker}`` in a subject template: the stream id up to its first '/' ("npc7/line-42" -> "npc7"),
+    so clients that prefix clip ids with the character keep one subject per character."""
+    return stream_id.split("/", 1)[0]
+
+
+def subject_for(template: str, stream_id: str) -> str:
+    return template.format(stream_id=stream_id, speaker=speaker_of(stream_id))
+
+
+def check_target(target: OutputTarget) -> None:
+    """Start-up check of a livelinkface:// target; raises ValueError naming the option and the fix."""
+    check_keys(target, OPTIONS)
+    opts = target.options
+    template = opts.get("subject", DEFAULT_SUBJECT)
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"outputs: livelinkface subject={template!r} is not a valid template ({exc}); "
+                         "use literal text with {stream_id} or {speaker}") from None
+    if fields - _SUBJECT_FIELDS:
+        raise ValueError(f"outputs: livelinkface subject={template!r} uses {sorted(fields - _SUBJECT_FIELDS)}; "
+                         "the placeholders are {stream_id} and {speaker}")
+    if not template.strip():
+        raise ValueError("outputs: livelinkface subject= is empty; give a name such as subject=MetaFace")
+    if not fields and len(template.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ValueError(f"outputs: livelinkface subject= is {len(template.encode('utf-8'))} bytes; "
+                         f"Live Link Face packets carry at most {MAX_NAME_BYTES}: use a shorter name")
+    if "device" in opts and not _UUID.match(opts["device"]):
+        raise ValueError(f"outputs: livelinkface device={opts['device']!r} is not a 36-character UUID "
+                         "(8-4-4-4-12 hex digits, as the Live Link Face app sends); public decoders read exactly "
+                         "36 bytes there. Use e.g. device=" + device_for("example") + ", or leave device= out")
+    for key in ("mirror", "pace"):
+        if key in opts and opts[key] not in ("0", "1"):
+            raise ValueError(f"outputs: livelinkface {key}={opts[key]!r} is not 0 or 1; write {key}=0 or {key}=1")
+
+
+# (host, port, subject) -> loop time of the last frame queued for it, across streams.
+_SUBJECT_END: dict[tuple[str, int, str], float] = {}
+
 
 def _mirror_index(names: list[str]) -> np.ndarray:
-    """Column permutation that swaps each xxxLeft with its xxxRight (the ``mirror`` option)."""
+    """Column permutation that swaps each xxxLeft with its xxxRight."""
     index = {n: i for i, n in enumerate(names)}
     perm = np.arange(len(names))
     for i, n in enumerate(names):
@@ -50,7 +115,7 @@ def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def unreal_rotator(q: np.ndarray) -> np.ndarray:
-    """(n,4) canonical xyzw quaternions -> (n,3) Unreal FRotator (yaw, pitch, roll) in degrees.
+    """(n,4) canonical xyzw quaternions -> (n,3) Unreal FRotator (yaw, pitch, roll) in radians.
 
     Canonical -> Unreal quaternion is (-z, x, -y, w) (docs/conventions.md); the Euler split is the
     one of Unreal's FQuat::Rotator(). For the canonical signs: yaw = -(turn to the subject's left),
@@ -58,28 +123,29 @@ def unreal_rotator(q: np.ndarray) -> np.ndarray:
     """
     x, y, z, w = -q[:, 2], q[:, 0], -q[:, 1], q[:, 3]
     sing = z * x - w * y
-    yaw = np.degrees(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
-    pitch = np.degrees(np.arcsin(np.clip(2 * sing, -1.0, 1.0)))
-    roll = np.degrees(np.arctan2(-2 * (w * x + y * z), 1 - 2 * (x * x + y * y)))
+    yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    pitch = np.arcsin(np.clip(2 * sing, -1.0, 1.0))
+    roll = np.arctan2(-2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
     return np.stack([yaw, pitch, roll], axis=1)
 
 
-def face_angles(rotations: np.ndarray, mirror: bool = False) -> np.ndarray:
-    """(n,16) Head/Neck/LeftEye/RightEye quaternions -> (n,9) Live Link Face angle curves.
+def face_angles(rotations: np.ndarray, mirror: bool = True) -> np.ndarray:
+    """(n,16) Head/Neck/LeftEye/RightEye quaternions -> (n,9) Live Link Face angle curves, radians.
 
-    Epic's ARKit face source (AppleARKitFaceSupport ToBlendShapeMap) sends FRotator angles / 180,
-    i.e. -1..1 for -180..180 degrees, taken in its ARKit->Unreal frame where the face looks down
-    -X; in our +X-facing Unreal frame that flips pitch and roll. The head curve is the whole head
-    (Neck then Head); eyes are relative to the head. ``mirror`` follows Epic's non-mirrored branch
-    (yaw and roll negated) for rigs that should mirror the performer.
+    Radians, signs and sides are those of recordings made by the Live Link Face app (evidence in
+    docs/output_formats.md): with ``mirror`` (the default, the app's convention) HeadYaw/*EyeYaw are
+    +(turn to the subject's left), *Pitch +(chin / gaze down), *Roll +(tilt to the subject's right
+    shoulder), the eye curves keep the subject's sides while the 52 weights are swapped Left<->Right
+    (done by the caller). Without ``mirror`` yaw and roll change sign and nothing is swapped.
+    The head curve is the whole head (Neck then Head); eyes are relative to the head.
     """
     rots = rotations.reshape(-1, 4, 4).astype(np.float64)
     head = _qmul(rots[:, 1], rots[:, 0])  # neck * head: the head's rotation relative to the body
     out = []
     for q in (head, rots[:, 2], rots[:, 3]):
         yaw, pitch, roll = unreal_rotator(q).T
-        # Epic's frame (face down -X) = ours turned 180 deg about Z: pitch and roll change sign.
-        ang = np.stack([yaw, -pitch, -roll], axis=1) / 180.0
+        # Unreal's rotator in our +X-facing frame has pitch = -(chin down); the app's is +(chin down).
+        ang = np.stack([yaw, -pitch, -roll], axis=1)
         if mirror:
             ang[:, 0] *= -1
             ang[:, 2] *= -1
@@ -100,27 +166,37 @@ def encode_packet(device_id: bytes, subject: bytes, frame_number: int, subframe:
     ))
 
 
-def _flag(options: dict[str, str], key: str, default: bool) -> bool:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    log.warning("livelinkface option ignored", extra={"option": key, "value": raw, "use": "0 or 1"})
-    return default
+def seconds_of_day(wall: float) -> float:
+    """Local time of day in seconds: the clock Unreal's default (system time) timecode provider reads."""
+    lt = time.localtime(wall)
+    return lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec + (wall % 1.0)
+
+
+def frame_time(day_seconds: float, fps: int) -> tuple[int, float]:
+    """Seconds of the day -> (frame number, subframe) at ``fps``, the app's timecode form."""
+    frames = (day_seconds % 86400.0) * fps
+    whole = math.floor(frames)
+    return int(whole), float(frames - whole)
 
 
 class LiveLinkFaceOutput(FrameOutput):
     def __init__(self, target: OutputTarget, info: StreamInfo):
         self.target, self.info = target, info
         self.loop = asyncio.get_running_loop()
-        self.subject = (target.options.get("subject") or info.stream_id or "AvatarBridge").encode("utf-8")
-        self.device = (target.options.get("device") or DEFAULT_DEVICE).encode("utf-8")
-        self.pace = _flag(target.options, "pace", True)
-        self.mirror = _flag(target.options, "mirror", False)
+        opts = target.options
+        subject = subject_for(opts.get("subject", DEFAULT_SUBJECT), info.stream_id) or DEFAULT_SUBJECT
+        self.subject = subject.encode("utf-8")
+        self.device = (opts.get("device") or device_for(subject)).encode("ascii")
+        self.pace = opts.get("pace", "1") == "1"
+        self.mirror = opts.get("mirror", "1") == "1"
         self.perm = _mirror_index(info.blendshape_names) if self.mirror else None
+        self.day_anchor: float | None = None  # local seconds of the day at the stream's t = 0
+        self.key = (target.host, target.port, subject)
+        if len(self.subject) > MAX_NAME_BYTES:  # a template grew too long for this stream
+            log.warning("livelinkface output skips this stream: subject too long", extra={
+                "stream_id": info.stream_id, "subject_bytes": len(self.subject), "limit": MAX_NAME_BYTES,
+                "fix": "use a shorter subject= template or stream id"})
+            self.subject = b""
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.anchor: float | None = None  # loop time of the stream's t = 0
         self.timer: asyncio.TimerHandle | None = None
@@ -159,7 +235,7 @@ class LiveLinkFaceOutput(FrameOutput):
 
     def send(self, block, sample_rate: int) -> None:
         n = len(block)
-        if n == 0:
+        if n == 0 or not self.subject:
             return
         weights = np.asarray(block.weights, np.float32)
         if self.perm is not None:
@@ -170,9 +246,17 @@ class LiveLinkFaceOutput(FrameOutput):
         for i in range(n):
             t = int(block.sample_index[i]) / sample_rate
             if self.anchor is None:
-                self.anchor = now - t
-            pkt = encode_packet(self.device, self.subject, block.first_index + i, 0.0, fps, curves[i])
+                # A subject's next clip starts after its previous one has played (one face plays one stream
+                # at a time), so its timecode never goes back even when clips arrive faster than real time.
+                start = max(now, _SUBJECT_END.get(self.key, now - 1.0) + 1.0 / fps)
+                self.anchor = start - t
+                self.day_anchor = seconds_of_day(time.time()) + (self.anchor - now)
+            # Timecode from the server's clock at the frame's due time: it keeps rising across clips, as the
+            # app's does, so a receiver in Timecode mode never sees time go back when a new clip starts.
+            frame, sub = frame_time(self.day_anchor + t, fps)
+            pkt = encode_packet(self.device, self.subject, frame, sub, fps, curves[i])
             self.queue.append((self.anchor + t if self.pace else now, pkt))
+            _SUBJECT_END[self.key] = max(_SUBJECT_END.get(self.key, 0.0), self.anchor + t)
         self._pump()
 
     def _pump(self) -> None:
@@ -215,4 +299,4 @@ class LiveLinkFaceOutput(FrameOutput):
             "packets_sent": self.sent, "packets_failed": self.failed})
 
 
-register("livelinkface", LiveLinkFaceOutput, DEFAULT_PORT)
+register("livelinkface", LiveLinkFaceOutput, DEFAULT_PORT, check_target)

@@ -4,10 +4,11 @@ move an avatar from a stream without our Unity package.
 Per frame, in order:
   /VMC/Ext/OK 1                        the sender has a model loaded
   /VMC/Ext/T <time>                    the frame's time code (seconds on the audio's clock)
-  /VMC/Ext/Bone/Pos <name> px py pz qx qy qz qw   for Head, Neck, LeftEye, RightEye (Unity HumanBodyBones
-                                       names), Unity's convention: q (x, -y, -z, w); p (-x, y, z) = the
-                                       engine's head translation on Head when it sends one, else 0
-  /VMC/Ext/Blend/Val <name> <value>    52 times, ARKit camelCase names (``?names=pascal``: JawOpen, ...)
+  /VMC/Ext/Bone/Pos <name> px py pz qx qy qz qw   for Neck, Head, LeftEye, RightEye (Unity HumanBodyBones
+                                       names), Unity's convention: q (x, -y, -z, w); p = the bone's local rest
+                                       offset (receivers apply it as the local position; see vrm_rest.py)
+  /VMC/Ext/Blend/Val <name> <value>    52 perfect-sync clips, PascalCase by default (``?names=arkit``: jawOpen),
+                                       then the VRM preset clips (A I U E O Blink Blink_L Blink_R, or VRM 1.0 names)
   /VMC/Ext/Blend/Apply
 packed into OSC bundles of at most MAX_DATAGRAM bytes (no IP fragmentation on a 1500-byte MTU), Apply in the
 last one. Frames are sent at their time codes: a clip animated faster than real time (AnimateClip) is paced
@@ -22,16 +23,17 @@ import socket
 import struct
 
 import numpy as np
+from engine.expression.visemes import VISEMES
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, register
+from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, check_keys, register
+from bridge_server.outputs import vrm_rest
 
 log = logging.getLogger("bridge_server.outputs.vmc")
 DEFAULT_PORT = 39539  # the VMC protocol's receiver port
 MAX_DATAGRAM = 1400
 _UNITY_QUAT = np.array([1, -1, -1, 1], np.float32)  # docs/conventions.md: mirror X
-_UNITY_POS = np.array([-1, 1, 1], np.float32)
 
 
 def _prefix(address: str, types: str, name: str) -> bytes:
@@ -52,19 +54,65 @@ def _message(address: str, *args) -> bytes:
     return b.build().dgram
 
 
+OPTIONS = {
+    "names": "pascal (JawOpen, default) or arkit (jawOpen)",
+    "presets": "vrm0 (A I U E O Blink Blink_L Blink_R, default), vrm1 (aa ih ou ee oh blink blinkLeft blinkRight) or off",
+    "rest": "path of the avatar's .vrm: its exact bone offsets and rest rotations (default: a generic adult)",
+}
+PRESETS = {"vrm0": ("A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R"),
+           "vrm1": ("aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight"), "off": ()}
+_RESTS: dict[str, dict] = {}  # rest= path -> bones, read once at start-up
+
+
+def check_target(target: OutputTarget) -> None:
+    """Start-up check of a vmc:// target; raises ValueError naming the option and the fix."""
+    check_keys(target, OPTIONS)
+    opts = target.options
+    if opts.get("names", "pascal") not in ("pascal", "arkit"):
+        raise ValueError(f"outputs: vmc names={opts['names']!r} is unknown; use names=pascal (JawOpen) or names=arkit (jawOpen)")
+    if opts.get("presets", "vrm0") not in PRESETS:
+        raise ValueError(f"outputs: vmc presets={opts['presets']!r} is unknown; use presets=vrm0, vrm1 or off")
+    if "rest" in opts:
+        try:
+            _RESTS[opts["rest"]] = vrm_rest.load(opts["rest"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"outputs: vmc rest={opts['rest']!r}: {exc}; point rest= at the avatar's .vrm file "
+                             "or leave it out") from None
+
+
+def preset_weights(weights: np.ndarray, names: list[str], visemes: np.ndarray | None, viseme_names) -> np.ndarray:
+    """(n,52) ARKit weights (+ OVR visemes when the engine gives them) -> (n,8) VRM presets: the five vowels,
+    then Blink (both eyes) and Blink_L/Blink_R (the rest of each eye, so an avatar that adds them never closes
+    an eye past 1)."""
+    col = {n: weights[:, i] for i, n in enumerate(names)}
+    if visemes is not None and viseme_names:
+        v = {n: visemes[:, i] for i, n in enumerate(viseme_names)}
+        vowels = [v["aa"], v["I"], v["U"], v["E"], v["O"]]
+    else:  # engines without visemes: the ARKit shapes that dominate each vowel
+        vowels = [col["jawOpen"], 0.5 * (col["mouthStretchLeft"] + col["mouthStretchRight"]),
+                  col["mouthPucker"], 0.5 * (col["mouthSmileLeft"] + col["mouthSmileRight"]), col["mouthFunnel"]]
+    both = np.minimum(col["eyeBlinkLeft"], col["eyeBlinkRight"])
+    out = np.stack([*vowels, both, col["eyeBlinkLeft"] - both, col["eyeBlinkRight"] - both], axis=1)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 class VmcOutput(FrameOutput):
     def __init__(self, target: OutputTarget, info: StreamInfo):
         self.loop = asyncio.get_running_loop()
         self.stream_id = info.stream_id
-        naming = target.options.get("names", "arkit")
-        if naming not in ("arkit", "pascal"):  # a mirror never breaks the stream: say so and send ARKit names
-            log.warning(f"outputs: vmc option names={naming!r} is unknown; sending ARKit names (jawOpen). "
-                        "Use names=arkit (jawOpen) or names=pascal (JawOpen)", extra={"stream_id": info.stream_id})
-            naming = "arkit"
+        opts = target.options
+        naming = opts.get("names", "pascal")
         names = [n if naming == "arkit" else n[0].upper() + n[1:] for n in info.blendshape_names]
-        self.blend = [_prefix("/VMC/Ext/Blend/Val", "f", n) for n in names]
+        self.arkit_names = list(info.blendshape_names)
+        self.preset_names = PRESETS[opts.get("presets", "vrm0")]
+        self.blend = [_prefix("/VMC/Ext/Blend/Val", "f", n) for n in [*names, *self.preset_names]]
         self.bones = [_prefix("/VMC/Ext/Bone/Pos", "fffffff", n) for n in info.bone_names]
-        self.head = info.bone_names.index("Head")
+        rest = _RESTS.get(opts["rest"]) if "rest" in opts else None
+        if "rest" in opts and rest is None:  # outputs opened without start-up checks (embedded use)
+            rest = vrm_rest.load(opts["rest"])
+        self.rest = [rest.get(n) if rest else None for n in info.bone_names]
+        self.positions = b"".join(np.array(r.position if r is not None else vrm_rest.GENERIC_POSITIONS[n], ">f4").tobytes()
+                                  for n, r in zip(info.bone_names, self.rest))
         self.ok = _message("/VMC/Ext/OK", 1)
         self.apply = _message("/VMC/Ext/Blend/Apply")
         self.bundle_head = OscBundleBuilder(IMMEDIATELY).build().dgram  # "#bundle\0" + time tag
@@ -98,10 +146,13 @@ class VmcOutput(FrameOutput):
         base = self.anchor[0] - self.anchor[1]
         # Copies: the block's arrays view the worker's message buffer, which is not ours to keep.
         weights, rots = np.array(block.weights, np.float32), np.array(block.rotations, np.float32)
-        trans = None if block.translation is None else np.array(block.translation, np.float32)
+        presets = None
+        if self.preset_names:
+            vis = None if block.visemes is None else np.asarray(block.visemes, np.float32)
+            presets = preset_weights(weights, self.arkit_names, vis, VISEMES if vis is not None else None)
         for i in range(n):
             self.queue.append((base + times[i], float(times[i]), weights[i], rots[i],
-                               None if trans is None else trans[i]))
+                               None if presets is None else presets[i]))
         self._pump()
 
     def close(self) -> None:
@@ -149,13 +200,14 @@ class VmcOutput(FrameOutput):
             log.info("vmc output done", extra={"stream_id": self.stream_id, "frames": self.sent,
                                                "send_errors": self.errors})
 
-    def _send_frame(self, t: float, weights: np.ndarray, rots: np.ndarray, trans) -> None:
+    def _send_frame(self, t: float, weights: np.ndarray, rots: np.ndarray, presets) -> None:
         msgs = [self.ok, _message("/VMC/Ext/T", float(t))]
-        q = (rots.reshape(-1, 4) * _UNITY_QUAT).astype(">f4")
-        head_pos = np.zeros(3, ">f4") if trans is None else (trans * _UNITY_POS).astype(">f4")
-        zero = np.zeros(3, ">f4").tobytes()
+        q = rots.reshape(-1, 4) * _UNITY_QUAT
         for b, prefix in enumerate(self.bones):
-            msgs.append(prefix + (head_pos.tobytes() if b == self.head else zero) + q[b].tobytes())
+            rb = q[b] if self.rest[b] is None else vrm_rest.local_rotation(q[b], self.rest[b])
+            msgs.append(prefix + self.positions[12 * b:12 * b + 12] + np.asarray(rb, ">f4").tobytes())
+        if presets is not None:
+            weights = np.concatenate([weights, presets])
         vals = weights.astype(">f4").tobytes()  # bytes, not numpy scalars: those are always native-endian
         msgs.extend(prefix + vals[4 * i:4 * i + 4] for i, prefix in enumerate(self.blend))
         msgs.append(self.apply)
@@ -185,4 +237,4 @@ def _factory(target: OutputTarget, info: StreamInfo) -> FrameOutput:
     return VmcOutput(target, info)
 
 
-register("vmc", _factory, DEFAULT_PORT)
+register("vmc", _factory, DEFAULT_PORT, check_target)

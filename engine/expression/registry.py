@@ -5,14 +5,15 @@ import importlib
 
 from engine.expression.base import ExpressionEngine
 
-# name -> "module:Class"; the first entry is the shipped default. learned-v1 replaced dsp-v1 as the
-# default once it measured better on real speech (docs/quality.md); dsp-v1 stays selectable per stream.
+# name -> "module:Class"; the first entry is the shipped default: the engine that measures best on real
+# speakers it never heard (docs/quality.md). learned-v2 (trained on real speech) replaced learned-v1 (trained on
+# synthetic speech), which had replaced dsp-v1; both stay selectable per stream.
 ENGINES: dict[str, str] = {
-    "learned-v1": "engine.expression.learned:LearnedExpressionEngine",
     "learned-v2": "engine.expression.learned:RealSpeechEngine",
+    "learned-v1": "engine.expression.learned:LearnedExpressionEngine",
     "dsp-v1": "engine.expression.dsp:DspExpressionEngine",
 }
-DEFAULT_ENGINE = "learned-v1"
+DEFAULT_ENGINE = "learned-v2"
 
 
 def load_engine(name: str) -> ExpressionEngine:

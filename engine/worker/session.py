@@ -115,7 +115,7 @@ def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: st
 
     fallback = "; the mouth follows the audio alone"
     if not hasattr(stream, "set_mouth_track"):
-        return [f"transcript ignored: this engine cannot take phone timings (use learned-v1){fallback}"]
+        return [f"transcript ignored: this engine cannot take phone timings (use learned-v2 or learned-v1){fallback}"]
     if not al.is_english(language):
         return [f"transcript ignored: language {language!r} has no aligner (only English, 'en'){fallback}"]
     try:

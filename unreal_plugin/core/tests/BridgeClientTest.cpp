@@ -68,7 +68,7 @@ TEST(BridgeClient, CapabilitiesNameTheContractsTable) {
   EXPECT_EQ(caps.api_version, "avatarbridge.v1");
   EXPECT_EQ(caps.blendshape_names, CanonicalArkitNames());
   EXPECT_EQ(caps.bone_names, CanonicalBoneNames());
-  EXPECT_EQ(caps.default_engine, "learned-v1");
+  EXPECT_EQ(caps.default_engine, "learned-v2");
   EXPECT_GT(caps.default_lookahead_ms, 0.f);
 }
 

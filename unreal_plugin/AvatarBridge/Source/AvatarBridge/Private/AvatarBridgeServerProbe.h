@@ -15,7 +15,7 @@ public:
 	explicit FAvatarBridgeServerProbe(const FString& ServerAddress);
 	~FAvatarBridgeServerProbe();  // stops and joins
 
-	/** "Connected: learned-v1, look-ahead 73 ms (server 0.1.0)" or why it is not. */
+	/** "Connected: learned-v2, look-ahead 93 ms (server 0.1.0)" or why it is not. */
 	FString GetStatus() const;
 	bool IsReachable() const { return bReachable.load(); }
 
