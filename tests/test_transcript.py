@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 
 import grpc
 import numpy as np
@@ -139,14 +138,15 @@ def test_wrong_transcript_is_a_typed_failure():
     assert e.value.reason is al.FailureReason.NO_WORDS
 
 
-def test_long_clip_aligns_in_pieces_in_bounded_time():
+def test_long_clip_aligns_in_pieces():
+    # 100 s in one phone pass fails outright; in pieces cut at pauses every word is placed, in order. (Its speed,
+    # ~0.08 s per second of audio, is measured in docs/transcript.md, not asserted here.)
     x = audio16k("audio/en_gentle_lucier.mp3")
     text = shared_file("audio/en_gentle_lucier.txt").read_text()
-    t0 = time.monotonic()
     a = al.align(x, text)
-    took = time.monotonic() - t0
     assert len(a.words) == len(al.normalise(text))
-    assert took < 0.3 * x.shape[0] / 16000, took  # measured ~0.08 s per second of audio (docs/transcript.md)
+    starts = [w.start_s for w in a.words]
+    assert starts == sorted(starts) and a.words[-1].end_s <= x.shape[0] / 16000 + 0.01
 
 
 # ------------------------------------------------------------------------------------------ server
