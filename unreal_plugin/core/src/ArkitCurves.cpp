@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <unordered_map>
+#include <utility>
 
 #include "avatarbridge/v1/bridge.pb.h"
 
@@ -41,6 +42,27 @@ const std::vector<std::string>& LiveLinkFaceAngleCurveNames() {
                                                  "LeftEyeYaw",  "LeftEyePitch", "LeftEyeRoll",
                                                  "RightEyeYaw", "RightEyePitch", "RightEyeRoll"};
   return names;
+}
+
+const std::vector<int>& LiveLinkFaceMirrorIndex() {
+  static const std::vector<int> perm = [] {
+    const auto& names = CanonicalArkitNames();
+    std::unordered_map<std::string, int> index;
+    for (size_t i = 0; i < names.size(); ++i) index[names[i]] = static_cast<int>(i);
+    std::vector<int> p(names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      p[i] = static_cast<int>(i);
+      const std::string& n = names[i];
+      for (const auto& [from, to] : {std::pair<std::string, std::string>{"Left", "Right"}, {"Right", "Left"}}) {
+        if (n.size() > from.size() && n.compare(n.size() - from.size(), from.size(), from) == 0) {
+          auto it = index.find(n.substr(0, n.size() - from.size()) + to);
+          if (it != index.end()) p[i] = it->second;
+        }
+      }
+    }
+    return p;
+  }();
+  return perm;
 }
 
 CurveMap::CurveMap(const std::vector<std::string>& header_names) {

@@ -1,5 +1,7 @@
 #include "avatarbridge/UnrealConversion.h"
 
+#include "avatarbridge/ArkitCurves.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -52,16 +54,47 @@ Quat Nlerp(const Quat& a, const Quat& b, float alpha) {
 }
 
 std::array<float, 9> LiveLinkFaceAngles(const Quat& head, const Quat& neck, const Quat& left_eye,
-                                        const Quat& right_eye) {
+                                        const Quat& right_eye, bool mirror) {
+  // bridge_server/outputs/livelink_face.py face_angles, step for step and in double precision as there
+  // (numpy float64), so both sides round the same values to float32.
+  struct QuatD {
+    double x, y, z, w;
+  };
+  auto d = [](const Quat& q) { return QuatD{q.x, q.y, q.z, q.w}; };
+  auto mul = [](const QuatD& a, const QuatD& b) {
+    return QuatD{a.w * b.x + a.x * b.w + a.y * b.z - a.z * b.y, a.w * b.y - a.x * b.z + a.y * b.w + a.z * b.x,
+                 a.w * b.z + a.x * b.y - a.y * b.x + a.z * b.w, a.w * b.w - a.x * b.x - a.y * b.y - a.z * b.z};
+  };
+  const QuatD parts[3] = {mul(d(neck), d(head)), d(left_eye), d(right_eye)};  // the head: Neck then Head
   std::array<float, 9> out{};
-  const Quat parts[3] = {Multiply(neck, head), left_eye, right_eye};
   for (int i = 0; i < 3; ++i) {
-    const Rotator r = UnrealRotator(ToUnrealQuat(parts[i]));
-    // Epic's ARKit frame looks down -X (ours: +X): a half turn about Z flips pitch and roll.
-    out[3 * i + 0] = static_cast<float>(r.yaw / 180.0);
-    out[3 * i + 1] = static_cast<float>(-r.pitch / 180.0);
-    out[3 * i + 2] = static_cast<float>(-r.roll / 180.0);
+    const QuatD& q = parts[i];
+    const double X = -q.z, Y = q.x, Z = -q.y, W = q.w;  // ToUnrealQuat
+    // FQuat::Rotator()'s formulas (radians), without its gimbal-lock branch, as face_angles.
+    const double yaw = std::atan2(2.0 * (W * Z + X * Y), 1.0 - 2.0 * (Y * Y + Z * Z));
+    const double pitch = std::asin(std::clamp(2.0 * (Z * X - W * Y), -1.0, 1.0));
+    const double roll = std::atan2(-2.0 * (W * X + Y * Z), 1.0 - 2.0 * (X * X + Y * Y));
+    // Unreal's rotator in our +X-facing frame has pitch = -(chin down); the app's is +(chin down). The
+    // app's mirror convention then negates yaw and roll (docs/output_formats.md, "Sides and signs").
+    const double sign = mirror ? -1.0 : 1.0;
+    out[3 * i + 0] = static_cast<float>(sign * yaw);
+    out[3 * i + 1] = static_cast<float>(-pitch);
+    out[3 * i + 2] = static_cast<float>(-sign * roll);
   }
+  return out;
+}
+
+std::vector<float> LiveLinkFaceCurves(const std::vector<float>& weights52, const Quat& head, const Quat& neck,
+                                      const Quat& left_eye, const Quat& right_eye, bool mirror) {
+  const std::vector<int>& perm = LiveLinkFaceMirrorIndex();
+  const size_t n = weights52.size();
+  std::vector<float> out(n);
+  for (size_t k = 0; k < n; ++k) {
+    const size_t from = mirror && k < perm.size() ? static_cast<size_t>(perm[k]) : k;
+    out[k] = weights52[from < n ? from : k];
+  }
+  const std::array<float, 9> angles = LiveLinkFaceAngles(head, neck, left_eye, right_eye, mirror);
+  out.insert(out.end(), angles.begin(), angles.end());
   return out;
 }
 

@@ -48,3 +48,12 @@ TEST(ArkitCurves, LiveLinkFaceAngleCurves) {
   EXPECT_EQ(n[0], "HeadYaw");
   EXPECT_EQ(n[8], "RightEyeRoll");
 }
+
+TEST(ArkitCurves, LiveLinkFaceMirrorIndexIsThePythonOutputs) {
+  // bridge_server/outputs/livelink_face.py _mirror_index(ARKIT_NAMES), printed from the .venv (the same
+  // permutation as SWAP in tests/test_livelink_face.py): eye, jaw, mouth, brow, cheek and nose Left<->Right.
+  const std::vector<int> python = {7,  8,  9,  10, 11, 12, 13, 0,  1,  2,  3,  4,  5,  6,  14, 16, 15, 17,
+                                   18, 19, 20, 22, 21, 24, 23, 26, 25, 28, 27, 30, 29, 31, 32, 33, 34, 36,
+                                   35, 38, 37, 40, 39, 42, 41, 43, 45, 44, 46, 48, 47, 50, 49, 51};
+  EXPECT_EQ(LiveLinkFaceMirrorIndex(), python);
+}

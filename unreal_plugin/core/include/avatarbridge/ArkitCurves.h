@@ -22,6 +22,13 @@ std::string ToUnrealCurveName(const std::string& arkit_name);
  *  LeftEyeYaw, LeftEyePitch, LeftEyeRoll, RightEyeYaw, RightEyePitch, RightEyeRoll. */
 const std::vector<std::string>& LiveLinkFaceAngleCurveNames();
 
+/** The Live Link Face app's Left/Right swap of the 52 weights (the server's livelinkface:// `mirror=1`):
+ *  for canonical column k, the canonical slot whose weight that column carries. Each name ending in
+ *  Left/Right whose counterpart exists is paired with it (eyeBlinkLeft <-> eyeBlinkRight, also
+ *  jawLeft <-> jawRight and mouthLeft <-> mouthRight); the others map to themselves. The same rule as
+ *  _mirror_index in bridge_server/outputs/livelink_face.py. */
+const std::vector<int>& LiveLinkFaceMirrorIndex();
+
 /**
  * Maps a stream header's blendshape names to output curve slots. Header names that are not
  * ARKit-52 names are ignored (their weights are skipped) and listed once in `unknown`; ARKit

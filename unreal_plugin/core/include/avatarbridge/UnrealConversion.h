@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <vector>
 
 #include "avatarbridge/Types.h"
 
@@ -30,12 +31,31 @@ Quat Multiply(const Quat& a, const Quat& b);
 Quat Nlerp(const Quat& a, const Quat& b, float alpha);
 
 /**
- * The 9 Live Link Face angle curves (HeadYaw .. RightEyeRoll) from canonical Head, Neck, LeftEye,
- * RightEye rotations, exactly as the server's livelinkface:// output sends them
- * (docs/output_formats.md): Unreal rotator degrees / 180 in Epic's ARKit frame; the head is
- * Neck then Head. A left turn gives a negative HeadYaw; chin down a positive HeadPitch.
+ * The 9 Live Link Face angle curves (HeadYaw .. RightEyeRoll, LiveLinkFaceAngleCurveNames() order) from
+ * canonical Head, Neck, LeftEye, RightEye rotations, exactly as the server's livelinkface:// output sends
+ * them (bridge_server/outputs/livelink_face.py face_angles; conventions and the recordings they come
+ * from: docs/output_formats.md). Radians. The head curve is the whole head (Neck then Head), the eyes
+ * relative to the head; the Euler split is FQuat::Rotator's (yaw, pitch, roll), computed in double
+ * precision with the same formulas as face_angles (no gimbal-lock branch: that differs from
+ * UnrealRotator only within 0.09 degrees of +-90 degrees pitch).
+ *
+ * With `mirror` (the default, the Live Link Face app's convention and the server's `mirror=1`):
+ * the Yaw curves = +(turn to the subject's left), the Pitch curves = +(chin / gaze down), the Roll
+ * curves = +(tilt to the subject's right shoulder); the eye curves stay on the subject's own sides
+ * (LeftEyeYaw is the subject's left eye), while the 52 weights are swapped Left<->Right
+ * (LiveLinkFaceCurves does both).
+ * Without `mirror` (`mirror=0`): yaw and roll change sign, pitch does not.
  */
 std::array<float, 9> LiveLinkFaceAngles(const Quat& head, const Quat& neck, const Quat& left_eye,
-                                        const Quat& right_eye);
+                                        const Quat& right_eye, bool mirror = true);
+
+/**
+ * The 61 curve values of one Live Link Face packet, as livelinkface:// sends them: the 52 ARKit weights
+ * in canonical order (CurveMap::Apply's output) with, under `mirror`, each xxxLeft column carrying the
+ * xxxRight weight and vice versa (LiveLinkFaceMirrorIndex()), then LiveLinkFaceAngles(..., mirror).
+ * Column names stay CurveMap::unreal_names() + LiveLinkFaceAngleCurveNames().
+ */
+std::vector<float> LiveLinkFaceCurves(const std::vector<float>& weights52, const Quat& head, const Quat& neck,
+                                      const Quat& left_eye, const Quat& right_eye, bool mirror = true);
 
 }  // namespace avatarbridge

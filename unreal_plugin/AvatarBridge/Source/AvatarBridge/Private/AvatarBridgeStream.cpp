@@ -280,17 +280,16 @@ void FAvatarBridgeStream::Publish(double AudioTime)
 	}
 	const avatarbridge::PlayerOutput Out = Player->Evaluate(AudioTime);
 	const std::vector<avatarbridge::Quat>& R = Out.pose.rotations;  // Head, Neck, LeftEye, RightEye
-	const std::array<float, 9> Angles = avatarbridge::LiveLinkFaceAngles(R[0], R[1], R[2], R[3]);
+	// The 61 values livelinkface:// sends (its default mirror=1, the Live Link Face app's convention): the
+	// weights with Left/Right swapped, then the 9 angles in radians. The MetaHuman face Anim Blueprint reads
+	// the app's convention, so a subject looks the same from this plugin and from the plugin-free path.
+	const std::vector<float> Curves = avatarbridge::LiveLinkFaceCurves(Out.pose.weights, R[0], R[1], R[2], R[3]);
 
 	TArray<float> Values;
 	Values.Reserve(CurveNames.Num());
-	for (float W : Out.pose.weights)
+	for (float V : Curves)
 	{
-		Values.Add(W);
-	}
-	for (float A : Angles)
-	{
-		Values.Add(A);
+		Values.Add(V);
 	}
 	const FQualifiedFrameTime SceneTime(FFrameTime::FromDecimal(FMath::Max(0.0, AudioTime) * Settings.Fps),
 		FFrameRate(Settings.Fps, 1));

@@ -9,7 +9,8 @@ UENUM(BlueprintType)
 enum class EAvatarBridgeRole : uint8
 {
 	/** Curves only: the 52 ARKit curves (JawOpen, ...) + HeadYaw/Pitch/Roll and eye angles, exactly like
-	 *  the Live Link Face app. What a MetaHuman face Anim Blueprint (LLink Face Subj) reads. */
+	 *  the Live Link Face app (and the server's livelinkface:// output): angles in radians, weights swapped
+	 *  Left/Right as the app sends them. What a MetaHuman face Anim Blueprint (LLink Face Subj) reads. */
 	Basic,
 	/** Bones Neck, Head, LeftEye, RightEye (Unreal space) + the same curves, for custom rigs
 	 *  driven by a Live Link Pose node with a remap asset. */
