@@ -50,6 +50,25 @@ def _add_client(sub) -> None:
     ap.add_argument("--language", default="", help="BCP-47 language of --transcript (default en)")
     ap.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
 
+    sp = sub.add_parser("speak", help="text -> speech (wav) + frames (json/csv) with the Speak RPC (docs/speak.md)")
+    sp.add_argument("text", nargs="?", help="what to say (plain text or SSML); or use --text-file")
+    sp.add_argument("--text-file", help="UTF-8 text file to say instead of TEXT")
+    sp.add_argument("--voice", default="", help="voice id, e.g. espeak:de or festival:us-slt-hts (default: the "
+                                                "language's; `avatar-bridge speak --list-voices`)")
+    sp.add_argument("--language", default="", help="BCP-47 language, e.g. en, zh-CN, ja, de, fr, es (default en)")
+    sp.add_argument("--rate", type=float, default=1.0, help="speaking rate 0.5..2 (1 = normal)")
+    sp.add_argument("--list-voices", action="store_true", help="print the server's voices as JSON and exit")
+    sp.add_argument("--out", help="frames output path; .json or .csv")
+    sp.add_argument("--audio-out", help="speech output path (.wav, PCM16 mono at the voice's rate)")
+    sp.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    sp.add_argument("--fps", type=int, default=30, choices=[30, 60])
+    sp.add_argument("--emotion", default="neutral", choices=EMOTIONS)
+    sp.add_argument("--emotion-strength", type=float, default=0.5)
+    sp.add_argument("--intensity", type=float, default=1.0, help="mouth articulation 0..2")
+    sp.add_argument("--head-motion", type=float, default=1.0, help="head and eye motion 0..2")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
+
     cap = sub.add_parser("capabilities", help="print the server's capabilities as JSON")
     cap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
 
@@ -107,6 +126,8 @@ def _client(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
     from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
 
+    if args.cmd == "speak":
+        return _speak(args)
     transcript = ""
     if args.cmd == "animate" and args.transcript is not None:
         transcript, problem = _read_transcript(args.transcript, args.stream)
@@ -138,6 +159,71 @@ def _client(args) -> int:
             return 0
     except CLIENT_ERRORS as exc:
         return report_client_error(args.cmd, exc)
+
+
+def _speak(args) -> int:
+    """avatar-bridge speak: one Speak call; the text's problems are refused here (exit 2) before any call."""
+    import contextlib
+    import json
+
+    from avatarbridge.v1 import bridge_pb2 as pb
+    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+
+    text = args.text
+    if not args.list_voices:
+        if (text is None) == (args.text_file is None):
+            print("avatar-bridge speak: give the text to say, either as TEXT or with --text-file (not both)",
+                  file=sys.stderr)
+            return 2
+        if args.text_file is not None:
+            text, problem = _read_utf8(args.text_file, "--text-file")
+            if problem:
+                print(f"avatar-bridge speak: {problem}", file=sys.stderr)
+                return 2
+        if not (args.out or args.audio_out):
+            print("avatar-bridge speak: give --out (frames) and/or --audio-out (speech wav)", file=sys.stderr)
+            return 2
+    ctx = contextlib.nullcontext(args.server) if args.server else embedded_server()
+    try:
+        with ctx as target:
+            client = BridgeClient(target)
+            if args.list_voices:
+                from google.protobuf import json_format
+                caps = client.capabilities()
+                print(json.dumps([json_format.MessageToDict(v, always_print_fields_with_no_presence=True)
+                                  for v in caps.voices], indent=1, ensure_ascii=False))
+                return 0
+            style = pb.ExpressionStyle(emotion=pb.Emotion.Value("EMOTION_" + args.emotion.upper()),
+                                       emotion_strength=args.emotion_strength, intensity=args.intensity,
+                                       head_motion=args.head_motion, seed=args.seed)
+            res = client.speak(text, voice=args.voice, language=args.language, fps=args.fps, speaking_rate=args.rate,
+                               style=style, stream_id=args.text_file or "speak", timeout=args.timeout)
+            if args.audio_out:
+                res.write_audio(args.audio_out)
+            if args.out:
+                res.animation.write(args.out)
+            s = res.status
+            outs = " and ".join(x for x in (args.audio_out, args.out) if x)
+            print(f"{res.header.voice}: {s.sentences} sentences, {s.audio_seconds:.2f} s of speech at "
+                  f"{res.header.sample_rate} Hz, {len(res.animation.frames)} frames at {args.fps} fps -> {outs}"
+                  + "".join(f"\nwarning: {w}" for w in s.warnings))
+            return 0
+    except CLIENT_ERRORS as exc:
+        return report_client_error("speak", exc)
+
+
+def _read_utf8(path: str, flag: str) -> tuple[str, str]:
+    """A text file -> (text, problem); problem is '' when it is UTF-8 (a BOM is accepted)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        return "", f"cannot read {flag} {path}: {exc.strerror or exc}"
+    try:
+        return raw.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as exc:
+        return "", (f"{flag} {path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                    "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
 def _read_transcript(path: str, stream: bool) -> tuple[str, str]:

@@ -57,6 +57,17 @@ def _common(ap) -> None:
                     help="LiveAvatar: roll the sink frame after the first clip (frames are always decoded and "
                          "written block by block)")
     ap.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
+    sp = ap.add_argument_group("speed path (LiveAvatar mode; docs/video.md \"Speed path\"; defaults from "
+                               "AVATAR_VIDEO_FAST / _COMPILE / _QUANT / _COMPILE_VAE)")
+    sp.add_argument("--compile", action="store_true", default=None,
+                    help="regional torch.compile of the DiT layers (+ the VAE decoder); eager fallback on failure")
+    sp.add_argument("--quant", choices=["none", "fp8"], default=None,
+                    help="fp8: FP8 rowwise linears (Hopper GPUs, compute capability >= 9.0; an error elsewhere)")
+    sp.add_argument("--fast_eager", action="store_true", default=None,
+                    help="the speed path's eager refactors only (fp32 RoPE tables, sink K/V in the cache, text K/V "
+                         "once); implied by --compile / --quant fp8")
+    sp.add_argument("--no_compile_vae", action="store_true", default=None,
+                    help="with --compile: keep the VAE decoder eager")
     ap.add_argument("--no-progress", action="store_true")
 
 
@@ -107,10 +118,18 @@ def run_video_command(args) -> int:
         return 2
 
 
+def speed_options(args):
+    """Flags over the AVATAR_VIDEO_* settings (engine/video/speed.py)."""
+    from engine.video.speed import SpeedOptions
+    return SpeedOptions.from_env(fast=getattr(args, "fast_eager", None), compile=getattr(args, "compile", None),
+                                 quant=getattr(args, "quant", None),
+                                 compile_vae=False if getattr(args, "no_compile_vae", None) else None)
+
+
 def _engine(args, k):
     from engine.video.pipeline import VideoEngine
     return VideoEngine(args.ckpt_dir, lora=k["lora"] if k["model"] == "liveavatar" else None,
-                       device=args.device, offload_model=bool(k["offload_model"]))
+                       device=args.device, offload_model=bool(k["offload_model"]), speed=speed_options(args))
 
 
 def generate_one(eng, image: str, audio: str, prompt: str, k: dict, out: str, progress: bool) -> dict:

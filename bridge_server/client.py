@@ -127,10 +127,77 @@ class BridgeClient:
     def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):
         return self.stub.StreamExpression(iter(requests), timeout=timeout, wait_for_ready=True)
 
+    def speak(self, text: str, voice: str = "", language: str = "", fps: int = 30, speaking_rate: float = 0.0,
+              style=None, stream_id: str = "", timeout: float | None = None) -> SpeechResult:
+        began = time.perf_counter()
+        req = speak_start(text, voice, language, fps, speaking_rate, style, stream_id)
+        return SpeechResult.collect(self.stub.Speak(iter([req]), timeout=timeout, wait_for_ready=True), began)
+
     def capture_video(self, data: bytes, settings=None, stream_id: str = "", skip_audio: bool = False,
                       timeout: float | None = None) -> "VideoCaptureResult":
         reqs = capture_video_requests(data, settings, stream_id, skip_audio)
         return collect_video(self.stub.CaptureVideo(reqs, timeout=timeout, wait_for_ready=True))
+
+
+@dataclass
+class SpeechResult:
+    """What Speak returned: the header, the audio chunks, the frames (an Animation) and the status."""
+
+    header: pb.SpeakHeader | None = None
+    audio: list[pb.SpeakAudio] = field(default_factory=list)
+    animation: Animation = field(default_factory=Animation)
+    status: pb.SpeakStatus | None = None
+    first_audio_s: float = 0.0  # from the call to the first SpeakAudio
+    first_frames_s: float = 0.0  # ... and to the first frames of that audio
+
+    @classmethod
+    def collect(cls, responses: Iterable[pb.SpeakResponse], began: float | None = None) -> "SpeechResult":
+        out = cls()
+        began = time.perf_counter() if began is None else began
+        for r in responses:
+            which = r.WhichOneof("msg")
+            if which == "header":
+                out.header = r.header
+                out.animation.header = r.header.expression
+            elif which == "audio":
+                out.audio.append(r.audio)
+                out.first_audio_s = out.first_audio_s or time.perf_counter() - began
+            elif which == "frames":
+                # A barge-in's easing frames replace the frames with the same or later index.
+                frames = out.animation.frames
+                first = r.frames.frames[0].index if r.frames.frames else len(frames)
+                if first < len(frames):
+                    del frames[first:]
+                frames.extend(r.frames.frames)
+                out.first_frames_s = out.first_frames_s or time.perf_counter() - began
+            elif which == "status":
+                out.status = r.status
+                out.animation.status = pb.StreamStatus(frames_sent=r.status.frames_sent,
+                                                       audio_seconds=r.status.audio_seconds,
+                                                       warnings=r.status.warnings,
+                                                       engine=out.animation.header.engine if out.header else "")
+        return out
+
+    def pcm(self):
+        """int16 samples of the whole utterance (cut at audio_seconds after a stop)."""
+        import numpy as np
+
+        x = np.frombuffer(b"".join(a.pcm16 for a in self.audio), "<i2")
+        if self.status is not None and self.status.stopped and self.header is not None:
+            x = x[:int(round(self.status.audio_seconds * self.header.sample_rate))]
+        return x
+
+    def write_audio(self, path: str) -> None:
+        import soundfile as sf
+
+        sf.write(path, self.pcm(), self.header.sample_rate, subtype="PCM_16")
+
+
+def speak_start(text: str, voice: str = "", language: str = "", fps: int = 30, speaking_rate: float = 0.0,
+                style=None, stream_id: str = "") -> pb.SpeakRequest:
+    return pb.SpeakRequest(start=pb.SpeakStart(text=text, voice=voice, language=language, fps=fps,
+                                               speaking_rate=speaking_rate, style=style or pb.ExpressionStyle(),
+                                               stream_id=stream_id))
 
 
 @dataclass

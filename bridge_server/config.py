@@ -30,6 +30,9 @@ class ServerConfig:
     # Weights folder for the default learned engine (config.json + model.npz, from `avatar-bridge train-expression
     # --out`); empty = the package's. Workers read it as AVATAR_BRIDGE_LEARNED_WEIGHTS.
     learned_weights: str = ""
+    # Speak: more TTS backends, comma-separated "module:callable" each returning an engine.tts.base.TtsBackend
+    # (docs/speak.md); workers read it as AVATAR_BRIDGE_TTS_PLUGINS.
+    tts_plugins: str = ""
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
     log_level: str = "info"

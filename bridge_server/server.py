@@ -43,6 +43,8 @@ async def serve(cfg: ServerConfig) -> int:
         raise SystemExit(f"avatar-bridge serve: {exc}") from None
     if cfg.learned_weights:  # the workers load the default learned engine from here (engine/expression/learned.py)
         os.environ["AVATAR_BRIDGE_LEARNED_WEIGHTS"] = os.path.abspath(cfg.learned_weights)
+    if cfg.tts_plugins:  # the workers load these TTS backends beside the built-in ones (engine/tts/registry.py)
+        os.environ["AVATAR_BRIDGE_TTS_PLUGINS"] = cfg.tts_plugins
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
                       cfg.log_level, cfg.log_format, extra_args=["--batch-window-ms", str(cfg.batch_window_ms)])
     await pool.start()

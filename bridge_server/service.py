@@ -99,7 +99,9 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                              max_concurrent_streams=self.cfg.max_concurrent_streams,
                              max_pending_frames=self.cfg.max_pending_frames,
                              min_sample_rate=validation.MIN_RATE, max_sample_rate=validation.MAX_RATE,
-                             max_channels=validation.MAX_CHANNELS))
+                             max_channels=validation.MAX_CHANNELS),
+            voices=[pb.VoiceInfo(id=v["id"], language=v["language"], engine=v["engine"], sample_rate=v["sample_rate"],
+                                 description=v["description"], missing=v["missing"]) for v in self.pool.voices])
 
     # -- streaming ---------------------------------------------------------
     async def StreamExpression(self, request_iterator, context):
@@ -195,6 +197,82 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                 ws.close()
                 outputs.close_all(call.outputs)
 
+    async def Speak(self, request_iterator, context):
+        """Text -> per sentence: audio, then the frames it completes; a SpeakStop eases the face to rest."""
+        async with self._call(context, "Speak") as call:
+            first = await self._read_first(context, "SpeakStart", "stop", " (text, voice, language, fps)",
+                                           kind="start")
+            cfg = validation.speak_config(first.start, self.pool.voices, self.pool.engines)
+            call.stream_id = first.start.stream_id
+            ws = self.pool.open_stream()
+            call.outputs = self._open_outputs(call.stream_id, cfg["fps"])
+            stopped = asyncio.Event()
+            call.reader = asyncio.create_task(self._read_speak_stop(context, call, ws, stopped))
+            try:
+                ws.send(p.SPEAK, 0, p.dumps(cfg))
+                opened = await ws.next_event()
+                rate = opened.meta["sample_rate"]
+                await context.write(pb.SpeakResponse(header=pb.SpeakHeader(
+                    stream_id=call.stream_id, voice=opened.meta["voice"], language=opened.meta["language"],
+                    tts_engine=opened.meta["tts_engine"], sample_rate=rate, lookahead_ms=0.0,
+                    expression=self._header_msg(call.stream_id, cfg["fps"], rate, opened))))
+                sent = 0
+                while True:
+                    ev = await ws.next_event()
+                    if ev.kind == p.TRACK:
+                        if stopped.is_set():
+                            continue  # audio past a barge-in is not sent
+                        start, _, _, pcm = ev.track
+                        await context.write(pb.SpeakResponse(audio=pb.SpeakAudio(
+                            sample_index=round(start * rate), time=start, pcm16=pcm)))
+                    elif ev.kind == p.FRAMES:
+                        if not ev.frames.last and not stopped.is_set():
+                            ws.send(p.NEXT, ev.seq + 1)  # the next sentence is synthesised while this one plays
+                        if len(ev.frames):
+                            await context.write(pb.SpeakResponse(frames=frame_batch_msg(ev.frames, rate)))
+                            outputs.send_all(call.outputs, ev.frames, rate)
+                            sent += len(ev.frames)
+                            metrics.FRAMES_SENT.labels("Speak").inc(len(ev.frames))
+                    elif ev.kind == p.DONE:
+                        m = ev.meta
+                        await context.write(pb.SpeakResponse(status=pb.SpeakStatus(
+                            frames_sent=sent, audio_seconds=m["audio_seconds"], warnings=m["warnings"],
+                            sentences=m["sentences"], synthesis_seconds=m["synthesis_seconds"],
+                            stopped=m["stopped_at"] >= 0)))
+                        metrics.AUDIO_SECONDS.labels("Speak").inc(m["audio_seconds"])
+                        return
+            finally:
+                call.reader.cancel()
+                ws.close()
+                outputs.close_all(call.outputs)
+
+    async def _read_speak_stop(self, context, call: LiveCall, ws: WorkerStream, stopped: asyncio.Event) -> None:
+        """After the SpeakStart: a SpeakStop (barge-in) goes to the worker; a half-close changes nothing."""
+        count = 1
+        try:
+            while True:
+                req = await context.read()
+                count += 1
+                if req is grpc.aio.EOF:
+                    return
+                if req.WhichOneof("msg") == "stop":
+                    at = req.stop.at_time
+                    if not (at >= 0.0 and at < 1e7):  # also NaN
+                        raise validation.invalid(f"stop.at_time={at} (message #{count}) is not a playback position; "
+                                                 "send seconds >= 0 on the stream's clock")
+                    if not stopped.is_set():
+                        stopped.set()
+                        ws.send(p.HUSH, 0, p.dumps({"at_time": at}))
+                    continue
+                raise validation.invalid(f"message #{count} is {req.WhichOneof('msg') or 'empty'}; after the "
+                                         "SpeakStart send only a SpeakStop (or half-close)")
+        except StreamError as err:
+            self._reader_error(call, ws, err)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the transport failed under us
+            self._reader_error(call, ws, StreamError(grpc.StatusCode.INTERNAL, f"reading the request stream failed: {exc}"))
+
     async def GenerateVideo(self, request, context):
         from bridge_server.video import generate_video
         await generate_video(self, request, context)
@@ -214,7 +292,7 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
             ws.close()
             outputs.close_all(call.outputs)
 
-    async def _read_first(self, context, header_name: str, body: str, fields: str = ""):
+    async def _read_first(self, context, header_name: str, body: str, fields: str = "", kind: str = "header"):
         """The first request of a stream, which must be its header."""
         try:
             first = await asyncio.wait_for(context.read(), self.cfg.header_timeout_s)
@@ -223,9 +301,9 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                               f"no {header_name} within {self.cfg.header_timeout_s:g} s; send the header first") from None
         if first is grpc.aio.EOF:
             raise validation.invalid(f"the stream closed before its {header_name}; send a header, then {body}")
-        if first.WhichOneof("msg") != "header":
+        if first.WhichOneof("msg") != kind:
             got = first.WhichOneof("msg") or "an empty message"
-            raise validation.invalid(f"the first message must be a {header_name}, got {got}; send header{fields} "
+            raise validation.invalid(f"the first message must be a {header_name}, got {got}; send {kind}{fields} "
                                      f"before any {body}")
         return first
 
@@ -424,10 +502,10 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         """Client -> worker, with credit-based backpressure. Errors go to the writer via ws.fail()."""
         frame_bytes = validation.frame_bytes(cfg)
         max_bytes = int(self.cfg.max_audio_seconds * cfg["sample_rate"]) * frame_bytes
-        total, seq, count = 0, 0, 1
+        total, seq, count, last_phone = 0, 0, 1, 0.0
 
         async def read() -> None:
-            nonlocal total, seq, count
+            nonlocal total, seq, count, last_phone
             while True:
                 req = await self._read_idle(context, "audio", "send audio continuously (silence is fine) or end "
                                                               "the stream with EndOfAudio")
@@ -449,12 +527,21 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                     await ws.send_with_credit(p.AUDIO, seq, data)
                 elif which == "end":
                     break
+                elif which == "phones":
+                    rows = validation.phone_list(req.phones.phones, f"message #{count}: phones.phones")
+                    if rows and rows[0][0] < last_phone - 1e-6:
+                        raise validation.invalid(
+                            f"message #{count}: phones.phones[0] starts at {rows[0][0]:g} s, before the previous "
+                            f"message's last phone ({last_phone:g} s); send phones in time order")
+                    if rows:
+                        last_phone = rows[-1][0]
+                        ws.send(p.PHONES, seq, p.dumps(rows))  # in order with the audio; no reply
                 elif which == "header":
                     raise validation.invalid(
                         f"a second StreamHeader arrived (message #{count}); a stream has exactly one header — "
                         "open a new stream to change encoding, rate or fps")
                 else:
-                    raise validation.invalid(f"message #{count} is empty; set one of header, audio or end")
+                    raise validation.invalid(f"message #{count} is empty; set one of header, audio, phones or end")
         if not await self._read_requests(call, ws, read):
             return
         if total < frame_bytes:

@@ -79,7 +79,8 @@ def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: floa
         raise invalid("stream_id is longer than 128 characters; use a shorter id")
     return {"fps": r.fps, "engine": check_engine(r.engine, engines, "engine"), "format_hint": r.format_hint,
             "style": style_dict(r.style, "style", r.stream_id), "max_audio_seconds": max_seconds,
-            **transcript_fields(r.transcript, r.language)}
+            **transcript_fields(r.transcript, r.language),
+            **({"phones": phone_list(r.phones)} if len(r.phones) else {})}
 
 
 MAX_TRANSCRIPT_BYTES = 100_000  # ~15 k words: far more than 10 minutes of speech
@@ -122,3 +123,68 @@ def capture_config(h, field: str, server_cfg) -> dict:
         raise invalid(f"{field}.stream_id is longer than 128 characters; use a shorter id")
     return {"settings": capture_settings(h.settings, f"{field}.settings"), "model_path": server_cfg.face_landmarker,
             "max_image_pixels": server_cfg.max_image_pixels}
+
+
+MAX_SPEAK_TEXT_BYTES = 20_000  # ~3 000 words, ~20 minutes of speech: split longer texts into several calls
+MIN_SPEAKING_RATE, MAX_SPEAKING_RATE = 0.5, 2.0
+
+
+def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> dict:
+    """A SpeakStart -> the worker's config: the voice resolved here, so an unknown one fails before any work."""
+    from engine.tts.registry import resolve
+    from engine.tts.text import control_char
+
+    text = r.text
+    if not text.strip():
+        raise invalid("start.text is empty; send the UTF-8 text to speak")
+    size = len(text.encode("utf-8"))
+    if size > MAX_SPEAK_TEXT_BYTES:
+        raise invalid(f"start.text is {size} bytes, over the limit of {MAX_SPEAK_TEXT_BYTES} bytes; split it into "
+                      "several Speak calls (e.g. by paragraph)")
+    bad = control_char(text)
+    if bad >= 0:
+        raise invalid(f"start.text has a control character U+{ord(text[bad]):04X} at character {bad}; remove it "
+                      "(tabs and line breaks are fine)")
+    if len(r.language) > 35 or not all(c.isalnum() or c in "-_" for c in r.language):
+        raise invalid(f"start.language={r.language[:40]!r} is not a BCP-47 tag; use e.g. 'en', 'zh-CN', 'ja' "
+                      "(empty = en)")
+    rate = r.speaking_rate or 1.0
+    if not MIN_SPEAKING_RATE <= rate <= MAX_SPEAKING_RATE:
+        raise invalid(f"start.speaking_rate={r.speaking_rate:g} is out of range; use {MIN_SPEAKING_RATE:g}.."
+                      f"{MAX_SPEAKING_RATE:g} (1 = the voice's normal speed, 0 = 1)")
+    check_fps(r.fps, "start.fps")
+    if len(r.stream_id) > 128:
+        raise invalid("start.stream_id is longer than 128 characters; use a shorter id")
+    voice, why = resolve(voices, r.voice, r.language)
+    if voice is None:
+        raise invalid("start." + why)
+    if voice["missing"]:
+        raise StreamError(grpc.StatusCode.FAILED_PRECONDITION, f"voice {voice['id']!r} cannot speak: {voice['missing']}")
+    default = next((e["name"] for e in engines if e["is_default"]), "")
+    return {"text": text, "voice": voice["id"], "speaking_rate": rate, "fps": r.fps, "engine": default,
+            "style": style_dict(r.style, "start.style", r.stream_id)}
+
+
+MAX_PHONES = 200_000
+
+
+def phone_list(phones, field: str = "phones") -> list[list]:
+    """AnimateClipRequest.phones -> [[start, end, label], ...], each checked (the field and index named)."""
+    import math
+
+    if len(phones) > MAX_PHONES:
+        raise invalid(f"{field} has {len(phones)} entries, over the limit of {MAX_PHONES}; send one clip's phones")
+    out, prev = [], -math.inf
+    for i, ph in enumerate(phones):
+        if not (math.isfinite(ph.start) and math.isfinite(ph.end)) or ph.start < 0 or ph.end <= ph.start:
+            raise invalid(f"{field}[{i}] has start={ph.start:g}, end={ph.end:g}; times are seconds on the audio's "
+                          "clock with 0 <= start < end")
+        if ph.start < prev - 1e-6:
+            raise invalid(f"{field}[{i}] starts at {ph.start:g} s, before {field}[{i - 1}] ({prev:g} s); send phones "
+                          "in time order")
+        if len(ph.phone) > 16:
+            raise invalid(f"{field}[{i}].phone={ph.phone[:20]!r} is longer than 16 characters; send one phone "
+                          "(IPA, ARPAbet or a viseme name)")
+        prev = ph.start
+        out.append([ph.start, ph.end, ph.phone])
+    return out

@@ -26,6 +26,8 @@ log = logging.getLogger("bridge_server.workers")
 # Plain ints: zmq's enum flags cost a Python-level __or__ on every call.
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
+# A worker that refuses a message gets this long to show it exited (one status per event: _fail_unreachable).
+UNREACHABLE_GRACE_S = 2.0
 
 
 class StreamError(Exception):
@@ -137,6 +139,7 @@ class WorkerPool:
         self.slots: list[WorkerHandle | None] = [None] * count
         self.by_identity: dict[bytes, WorkerHandle] = {}
         self.engines: list[dict] = []
+        self.voices: list[dict] = []  # Speak voices the workers have (engine.tts.base.Voice.as_dict rows)
         self._sids = itertools.count(1)
         self._gen = itertools.count()
         self._tasks: set[asyncio.Task] = set()
@@ -275,6 +278,7 @@ class WorkerPool:
         if kind == p.READY:
             info = p.loads(body)
             self.engines = info["engines"]
+            self.voices = info.get("voices", [])
             h.ready.set()
             self._failed_starts = 0
             metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
@@ -305,12 +309,23 @@ class WorkerPool:
             box, h.outbox = h.outbox, []
             if self._send_raw(h, *(msg for _, msg in box)):
                 continue
-            err = StreamError(grpc.StatusCode.UNAVAILABLE, f"the engine worker serving this stream (pid {h.pid}) "
-                              "is gone; open a new stream and resend the audio")
-            for sid in {sid for sid, _ in box}:
-                ws = h.streams.get(sid)
-                if ws:
-                    ws.fail(err)
+            self._spawn_task(self._fail_unreachable(h, {sid for sid, _ in box}))
+
+    async def _fail_unreachable(self, h: WorkerHandle, sids: set[int]) -> None:
+        """A worker that cannot take messages has usually just died: give its process a moment to be reaped, so
+        that _supervise ends its streams with the one status that says how it exited. Only a worker still running
+        (but not accepting messages) ends them here."""
+        try:
+            await asyncio.wait_for(asyncio.shield(h.proc.wait()), UNREACHABLE_GRACE_S)
+            return
+        except asyncio.TimeoutError:
+            pass
+        err = StreamError(grpc.StatusCode.UNAVAILABLE, f"the engine worker serving this stream (pid {h.pid}) "
+                          "does not accept messages; open a new stream and resend the audio")
+        for sid in sids:
+            ws = h.streams.get(sid)
+            if ws:
+                ws.fail(err)
 
     def _send_raw(self, h: WorkerHandle, *msgs: bytes) -> bool:
         try:

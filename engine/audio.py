@@ -22,6 +22,7 @@ class AudioError(ValueError):
         self.field = field
 
 
+MAX_FLOAT_SAMPLE = 1e6  # a float32 stream sample past this is garbage (full scale is 1; int16-scaled is 32768)
 DEAD_PEAK = 1e-4  # a channel that never exceeds -80 dBFS carries nothing
 LIVE_PEAK = 1e-3  # ... while another passes -60 dBFS
 
@@ -82,6 +83,13 @@ class PcmDecoder:
                 raise AudioError(
                     f"audio.data holds a non-finite float32 sample (NaN or Inf) at sample {pos}; "
                     "send finite values in -1..1", field="audio.data")
+            huge = np.abs(x) > MAX_FLOAT_SAMPLE  # the stereo mix and the resampler would overflow to Inf
+            if huge.any():
+                i = int(np.argmax(huge))
+                raise AudioError(
+                    f"audio.data holds float32 sample {float(x[i]):g} at sample "
+                    f"{self.samples_in + i // self.channels}, far outside -1..1; send float32 samples "
+                    "scaled to -1..1", field="audio.data")
             x = x.astype(np.float32, copy=False)
         if self.channels > 1:
             x = self.downmix(x.reshape(-1, self.channels))
@@ -128,11 +136,17 @@ def _resampler_delay_s(in_rate: int, out_rate: int) -> float:
     return _DELAYS[key]
 
 
-def decode_file(data: bytes, format_hint: str = "") -> tuple[np.ndarray, int, list[str]]:
+MAX_DECODE_SECONDS = 3600.0  # the largest max_audio_seconds default: decoding stops with AudioError past it
+
+
+def decode_file(data: bytes, format_hint: str = "", max_seconds: float = MAX_DECODE_SECONDS
+                ) -> tuple[np.ndarray, int, list[str]]:
     """Decode a whole encoded audio file to (mono float32, sample_rate, warnings).
 
     A file cut short (a partial upload, a truncated download) is animated as far
     as it decodes, with a warning; a file with nothing decodable is an error.
+    Decoding stops with AudioError past ``max_seconds``: a few hundred bytes of mp3 whose header claims
+    hours decode to that many hours of padding (a decompression bomb that would take the worker's memory).
     """
     if not data:
         raise AudioError("audio_file is empty; send the bytes of a wav/flac/ogg/mp3 file", "audio_file")
@@ -141,20 +155,26 @@ def decode_file(data: bytes, format_hint: str = "") -> tuple[np.ndarray, int, li
         # ffmpeg honours the LAME gapless header (encoder delay/padding); libsndfile here
         # returns ~0.5 s of trailing padding on some files, so the clip would run long.
         try:
-            x, sr = _decode_with_pyav(data)
+            x, sr = _decode_with_pyav(data, max_seconds)
             return x, sr, []
+        except AudioError:
+            raise
         except Exception as exc:
             errors.append(f"ffmpeg: {exc}")
     try:
-        x, sr, warnings = _decode_with_soundfile(data)
+        x, sr, warnings = _decode_with_soundfile(data, max_seconds)
         if x.shape[0]:
             return x, sr, warnings
         errors.append("libsndfile: no samples")
+    except AudioError:
+        raise
     except Exception as exc:  # libsndfile reports format problems as RuntimeError/LibsndfileError
         errors.append(f"libsndfile: {exc}")
     try:
-        x, sr = _decode_with_pyav(data)
+        x, sr = _decode_with_pyav(data, max_seconds)
         return x, sr, []
+    except AudioError:
+        raise
     except Exception as exc:
         errors.append(f"ffmpeg: {exc}")
     hint = f" (format_hint={format_hint!r})" if format_hint else ""
@@ -168,15 +188,24 @@ def _looks_like_mp3(data: bytes, format_hint: str) -> bool:
             or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0))
 
 
-def _decode_with_soundfile(data: bytes) -> tuple[np.ndarray, int, list[str]]:
+def _too_long(data: bytes, max_seconds: float) -> AudioError:
+    return AudioError(f"audio_file ({len(data)} bytes) decodes to more than {max_seconds:.0f} s of audio, the "
+                      "decoder's limit (a damaged header can also claim far more audio than the file holds); "
+                      "split the file, or send the audio as a StreamExpression stream", "audio_file")
+
+
+def _decode_with_soundfile(data: bytes, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[np.ndarray, int, list[str]]:
     import soundfile as sf
 
     error = ""
     with sf.SoundFile(io.BytesIO(data)) as f:
         declared, sr, fmt = f.frames, f.samplerate, f.format
-        mix, blocks = Downmix(f.channels), []
+        mix, blocks, total = Downmix(f.channels), [], 0
         try:
             for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                total += block.shape[0]
+                if total > max_seconds * sr:
+                    raise _too_long(data, max_seconds)
                 blocks.append(block.copy())
         except RuntimeError as exc:  # e.g. "flac decoder lost sync" at the cut
             if not blocks:
@@ -212,19 +241,22 @@ def _wav_declared_frames(data: bytes, decoded: int) -> int:
     return decoded
 
 
-def _decode_with_pyav(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_with_pyav(data: bytes, max_seconds: float = MAX_DECODE_SECONDS) -> tuple[np.ndarray, int]:
     import av
 
-    with av.open(io.BytesIO(data), mode="r") as container:
+    with av.open(io.BytesIO(data), mode="r", metadata_errors="replace") as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout="mono")
-        parts, rate = [], stream.codec_context.sample_rate or stream.rate
+        parts, rate, total = [], stream.codec_context.sample_rate or stream.rate, 0
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
                 parts.append(out.to_ndarray()[0])
                 rate = out.sample_rate
+                total += out.samples
+                if total > max_seconds * rate:
+                    raise _too_long(data, max_seconds)
         for out in resampler.resample(None):
             parts.append(out.to_ndarray()[0])
     if not parts:

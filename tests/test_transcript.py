@@ -226,3 +226,21 @@ def test_cli_transcript(server, tmp_path, capsys):
     assert main(["animate", wav, "--server", server.target, "--out", str(tmp_path / "a.json"),
                  "--transcript", str(good)]) == 0
     assert "transcript aligned: 4 words" in capsys.readouterr().out
+
+
+def test_a_long_alignment_keeps_its_worker_alive(tmp_path, monkeypatch):
+    """Aligning 100 s takes several seconds of one worker's CPU; the worker beats during it, so a watchdog set
+    well below that time does not take it for hung and kill it (with every other stream it serves)."""
+    from tests.conftest import Server
+
+    monkeypatch.setenv("AVATAR_BRIDGE_WORKER_TIMEOUT_S", "3")
+    srv = Server(tmp_path, workers=1)
+    try:
+        data = shared_file("audio/en_gentle_lucier.mp3").read_bytes()
+        text = shared_file("audio/en_gentle_lucier.txt").read_text()
+        anim = BridgeClient(srv.target).animate_clip(data, fps=30, stream_id="long", timeout=300, transcript=text)
+        assert any(w.startswith("transcript aligned:") for w in anim.status.warnings), list(anim.status.warnings)
+        assert len(anim.frames) == anim.status.frames_sent > 100 * 30
+        assert srv.metric("avatar_bridge_worker_restarts_total") == 0
+    finally:
+        srv.stop()

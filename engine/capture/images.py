@@ -74,5 +74,8 @@ def decode_image(data: bytes, encoding: int = AUTO, width: int = 0, height: int 
         return np.asarray(img)
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow refuses > 2 x MAX_IMAGE_PIXELS already in open()
+        raise ImageError(f"image.data declares more pixels than the server's limit of {max_pixels} "
+                         f"(max_image_pixels): {exc}; downscale it (faces are found at 640x480)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"image.data is a damaged {kind} ({exc}); send a complete image") from None

@@ -34,8 +34,11 @@ class VideoReader:
     def __init__(self, source: bytes | str | pathlib.Path, max_pixels: int = 4096 * 4096):
         import av
 
+        self.max_pixels = max_pixels
+
         try:
-            self.container = av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source))
+            self.container = av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source),
+                                     metadata_errors="replace")  # a tag that is not UTF-8 must not fail the file
         except av.error.FFmpegError as exc:
             raise VideoError(f"video_file could not be opened as a video ({exc}); send an mp4/mov/mkv/webm file") from None
         if not self.container.streams.video:
@@ -43,8 +46,14 @@ class VideoReader:
             self.container.close()
             raise VideoError(f"video_file has no video stream (it has: {kinds}); send a file with video")
         self.vstream = v = self.container.streams.video[0]
+        if v.codec_context is None:  # a codec id ffmpeg has no decoder for
+            self.container.close()
+            raise VideoError("video_file's video stream uses a codec this server has no decoder for; "
+                             "send H.264, HEVC, VP8/9, AV1 or MPEG-4 video")
         v.thread_type = "AUTO"
         a = self.container.streams.audio[0] if self.container.streams.audio else None
+        if a is not None and a.codec_context is None:  # an audio track we cannot decode: treated as none
+            a = None
         self.astream = a
         rate = v.average_rate or v.guessed_rate or 0
         dur = float(self.container.duration / 1e6) if self.container.duration else 0.0
@@ -61,15 +70,18 @@ class VideoReader:
         """Yields (rgb HxWx3 uint8, time in seconds from the shared zero)."""
         import av
 
-        self.container.seek(0)
         n = 0
         last = -1.0
         try:
+            self.container.seek(0)
             for frame in self.container.decode(self.vstream):
                 t = (frame.time - self.t0) if frame.time is not None else n / (self.info.fps or 25.0)
                 if t <= last:  # broken timestamps: keep the clock strictly increasing
                     t = last + 1e-3
                 last = t
+                if frame.width * frame.height > self.max_pixels:  # a stream may change size after its header
+                    raise VideoError(f"video_file's frame {n} is {frame.width}x{frame.height}, over the server's "
+                                     f"limit of {self.max_pixels} pixels per frame (max_image_pixels); downscale it")
                 n += 1
                 yield frame.to_ndarray(format="rgb24"), t
         except av.error.FFmpegError as exc:
@@ -87,12 +99,16 @@ class VideoReader:
         ch = 2 if a.codec_context.channels >= 2 else 1  # more than two channels: downmixed to stereo
         res = av.AudioResampler(format="s16", layout="stereo" if ch == 2 else "mono", rate=a.codec_context.sample_rate)
         chunks, start = [], None
-        self.container.seek(0)
-        for frame in self.container.decode(a):
-            if start is None and frame.time is not None:
-                start = frame.time - self.t0
-            chunks += [out.to_ndarray().reshape(-1, ch) for out in res.resample(frame)]  # packed s16: (1, n*ch)
-        chunks += [out.to_ndarray().reshape(-1, ch) for out in res.resample(None)]
+        try:
+            self.container.seek(0)
+            for frame in self.container.decode(a):
+                if start is None and frame.time is not None:
+                    start = frame.time - self.t0
+                chunks += [out.to_ndarray().reshape(-1, ch) for out in res.resample(frame)]  # packed s16: (1, n*ch)
+            chunks += [out.to_ndarray().reshape(-1, ch) for out in res.resample(None)]
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"video_file's audio track is damaged ({exc}); re-encode the file, or set "
+                             "skip_audio to capture the video alone") from None
         pcm = np.concatenate(chunks) if chunks else np.zeros((0, ch), np.int16)
         return pcm, a.codec_context.sample_rate, float(max(start or 0.0, 0.0))
 

@@ -18,6 +18,7 @@ normalisation stored with the weights.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -130,13 +131,53 @@ def save_pretrained(directory: str | Path, cfg: ModelConfig, arrays: dict[str, n
     np.savez(d / "model.npz", **{k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in arrays.items()})
 
 
+class ModelFileError(ValueError):
+    """A weights folder (config.json + model.npz) that cannot be served; the message names the file and the fix."""
+
+
+# config.json fields: (type, lowest, highest); far past any network this engine trains, short of a huge allocation
+CONFIG_RANGES = {"n_mels": (int, 1, 256), "f_min": (float, 0.0, 8000.0), "f_max": (float, 1.0, 8000.0),
+                 "channels": (int, 1, 4096), "kernel": (int, 1, 32), "n_conv": (int, 1, 32),
+                 "hidden": (int, 1, 4096), "delay": (int, 0, 1000), "n_visemes": (int, 1, 256)}
+_FIX = "restore the folder from the package or retrain it (`avatar-bridge train-expression`)"
+
+
 def load_pretrained(directory: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
-    """-> (config, float32 arrays by state-dict key)."""
+    """-> (config, float32 arrays by state-dict key). ModelFileError when either file is missing or damaged."""
     d = Path(directory)
-    cfg = ModelConfig.from_dict(json.loads((d / "config.json").read_text()))
-    with np.load(d / "model.npz") as z:
-        arrays = {k: z[k].astype(np.float32) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    try:
+        raw = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise TypeError(f"a JSON {type(raw).__name__}, not an object")
+        for k, (kind, lo, hi) in CONFIG_RANGES.items():
+            v = raw.get(k, getattr(ModelConfig, k))
+            if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int) or not lo <= v <= hi:
+                raise ValueError(f"{k}={v!r} is not {'a number' if kind is float else 'an integer'} in {lo}..{hi}")
+        cfg = ModelConfig.from_dict(raw)
+        if cfg.f_min >= cfg.f_max:
+            raise ValueError(f"f_min={cfg.f_min} is not below f_max={cfg.f_max}")
+    except (OSError, ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError and UnicodeError are ValueErrors
+        raise ModelFileError(f"{d / 'config.json'} is not a usable model config ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}); {_FIX}") from None
+    try:
+        with np.load(d / "model.npz") as z:  # allow_pickle=False: object arrays are refused
+            arrays = {k: z[k].astype(np.float32) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        raise ModelFileError(f"{d / 'model.npz'} is not a readable weights file ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}); {_FIX}") from None
     return cfg, arrays
+
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state-dict arrays NumpyExpressionNet needs, by key, with their shapes for `cfg`."""
+    C, H, V = cfg.channels, cfg.hidden, cfg.n_visemes
+    out = {"mean": (cfg.n_mels,), "std": (cfg.n_mels,), "gru.weight_ih_l0": (3 * H, C), "gru.bias_ih_l0": (3 * H,),
+           "gru.weight_hh_l0": (3 * H, H), "gru.bias_hh_l0": (3 * H,), "head.weight": (V + 1, H + C),
+           "head.bias": (V + 1,)}
+    for i in range(cfg.n_conv):
+        out[f"convs.{i}.conv.weight"] = (C, cfg.n_mels if i == 0 else C, cfg.kernel)
+        out[f"convs.{i}.conv.bias"] = (C,)
+    return out
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -171,6 +212,14 @@ class NumpyExpressionNet:
         return cls(*load_pretrained(directory))
 
     def __init__(self, cfg: ModelConfig, sd: dict[str, np.ndarray]):
+        want = expected_shapes(cfg)
+        if VIDEO_HEAD_W in sd:
+            want.update({VIDEO_HEAD_W: (cfg.hidden + cfg.channels,), VIDEO_HEAD_B: (1,)})
+        bad = [f"{k} {'missing' if k not in sd else list(sd[k].shape)} (needs {list(shape)})"
+               for k, shape in want.items() if k not in sd or sd[k].shape != shape or sd[k].dtype.kind != "f"]
+        if bad:
+            raise ModelFileError(f"model.npz does not fit its config.json: {'; '.join(bad[:4])}"
+                                 f"{' ...' if len(bad) > 4 else ''}; {_FIX}")
         self.cfg = cfg
         self.n_params = int(sum(v.size for k, v in sd.items() if k not in ("mean", "std")))
         self.mean, self.inv_std = sd["mean"], 1.0 / sd["std"]

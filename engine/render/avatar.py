@@ -101,6 +101,9 @@ class Avatar:
         self.parents = np.full(len(g.nodes), -1, np.int64)
         for i, n in enumerate(g.nodes):
             for c in n.children or []:
+                if not (isinstance(c, int) and 0 <= c < len(g.nodes)) or c == i or self.parents[c] >= 0:
+                    raise AvatarError(f"avatar file {path} has a broken node tree: node {i} lists child {c!r}, which "
+                                      "is not a node, itself, or already another node's child; re-export it")
                 self.parents[c] = i
         self.order = self._topological_order()
         self.rest_local = np.stack([self._local_matrix(n) for n in g.nodes]) if g.nodes else np.zeros((0, 4, 4))
@@ -130,7 +133,15 @@ class Avatar:
         Raises AvatarError (a ValueError) when the file is missing, not glTF 2.0, needs an unsupported extension,
         or (with require_arkit) has no morph target named after any ARKit blendshape."""
         path = pathlib.Path(path)
-        av = cls(path, GltfFile(path), bone_map)
+        try:
+            av = cls(path, GltfFile(path), bone_map)
+        except AvatarError:
+            raise
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError, OverflowError, ZeroDivisionError) as exc:
+            # an index past its array, a wrong type or shape in the JSON, a view shorter than its accessor, ...
+            raise AvatarError(f"avatar file {path} is damaged or not valid glTF 2.0 ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); re-export it (Blender's glTF exporter, or "
+                              f"`gltf-transform copy in.glb out.glb`)") from None
         if not av.primitives:
             raise AvatarError(f"avatar {path} has no triangle meshes in its scene")
         if require_arkit and not av.arkit_present:
@@ -145,10 +156,17 @@ class Avatar:
     def _topological_order(self) -> list[int]:
         order, stack = [], [i for i in range(len(self.parents)) if self.parents[i] < 0][::-1]
         children = [self.file.gltf.nodes[i].children or [] for i in range(len(self.parents))]
+        seen = set()
         while stack:
             i = stack.pop()
+            if i in seen:  # unreachable after the parent check in __init__; guards against a loop forever
+                raise AvatarError(f"avatar file {self.path} has a cycle in its node tree at node {i}; re-export it")
+            seen.add(i)
             order.append(i)
             stack.extend(reversed(children[i]))
+        if len(order) < len(self.parents):  # nodes that are each other's ancestors are reached from no root
+            loop = sorted(set(range(len(self.parents))) - seen)
+            raise AvatarError(f"avatar file {self.path} has a cycle in its node tree (nodes {loop[:8]}); re-export it")
         return order
 
     @staticmethod

@@ -21,6 +21,10 @@ SUPPORTED_REQUIRED = {"EXT_meshopt_compression", "KHR_mesh_quantization", "EXT_t
                       "KHR_materials_unlit", "KHR_texture_transform", "KHR_materials_emissive_strength"}
 
 
+MAX_ACCESSOR_COUNT = 1 << 24  # 16.7 M elements: far past any avatar, short of an allocation that takes the machine
+MAX_VIEW_BYTES = 1 << 28  # 256 MiB decompressed per bufferView
+
+
 class AvatarError(ValueError):
     """The avatar file cannot be used; the message says why and what to do."""
 
@@ -89,6 +93,9 @@ class GltfFile:
                 start = ext.get("byteOffset", 0)
                 data = src[start:start + ext["byteLength"]]
                 stride, count, mode = ext["byteStride"], ext["count"], ext.get("mode", "ATTRIBUTES")
+                if not (0 < stride <= 256 and 0 <= count and count * stride <= MAX_VIEW_BYTES):
+                    raise AvatarError(f"avatar file {self.path}: bufferView {index} (EXT_meshopt_compression) claims "
+                                      f"{count} x {stride} bytes, more than a preview avatar can hold; re-export it")
                 filt = ext.get("filter", "NONE")
                 out = meshopt.decode_gltf_buffer(bytes(data), count, stride, mode, None if filt == "NONE" else filt)
                 if mode != "ATTRIBUTES":
@@ -107,6 +114,9 @@ class GltfFile:
         a = self.gltf.accessors[index]
         dtype = np.dtype(COMPONENT_DTYPES[a.componentType])
         n = TYPE_SIZES[a.type]
+        if not (isinstance(a.count, int) and 0 < a.count <= MAX_ACCESSOR_COUNT):
+            raise AvatarError(f"avatar file {self.path}: accessor {index} has count {a.count!r}; glTF needs 1.."
+                              f"{MAX_ACCESSOR_COUNT} here; the file is damaged, re-export it")
         if a.bufferView is None:
             arr = np.zeros((a.count, n), dtype)
         else:

@@ -61,11 +61,7 @@ def missing_files(ckpt_dir: str, need_text: bool = True, need_audio: bool = True
             out.append(f)
     idx = os.path.join(ckpt_dir, DIT_INDEX)
     if os.path.isfile(idx):
-        try:
-            with open(idx) as fh:
-                shards = sorted(set(json.load(fh)["weight_map"].values()))
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{idx} is not a safetensors index ({exc}); {FETCH_HINT}") from None
+        shards = sorted(set(read_index(idx).values()))
         out += [s for s in shards if not os.path.isfile(os.path.join(ckpt_dir, s))]
     if need_text:
         if not os.path.isfile(os.path.join(ckpt_dir, T5_FILE)):
@@ -75,6 +71,22 @@ def missing_files(ckpt_dir: str, need_text: bool = True, need_audio: bool = True
     if need_audio and not os.path.isfile(os.path.join(ckpt_dir, WAV2VEC_DIR, "config.json")):
         out.append(WAV2VEC_DIR + "/config.json")
     return out
+
+
+def read_index(path: str) -> dict[str, str]:
+    """The weight_map of a safetensors index (tensor name -> shard file name in the same directory)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            weight_map = json.load(fh)["weight_map"]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # not JSON / not UTF-8 / no weight_map
+        raise CheckpointError(f"{path} is not a safetensors index ({type(exc).__name__}: {str(exc)[:200]}); "
+                              f"{FETCH_HINT}") from None
+    if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v and os.path.basename(v) == v and v not in (".", "..")
+            for k, v in weight_map.items()):
+        raise CheckpointError(f"{path}: weight_map must map tensor names to shard file names in the same "
+                              f"directory; {FETCH_HINT}")
+    return weight_map
 
 
 def require_files(ckpt_dir: str, **kw) -> None:

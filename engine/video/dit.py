@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.video.config import S2VConfig
+from engine.video.speed import Regions, flin, pack
 
 # -- small pieces ---------------------------------------------------------------------------------
 
@@ -295,6 +296,87 @@ class FramePacker(nn.Module):
         self.proj_4x = nn.Conv3d(cfg.in_dim, cfg.dim, (4, 8, 8), stride=(4, 8, 8))
 
 
+
+# -- speed path: pure functions of tensors (engine/video/speed.py compiles them per region) -------------
+
+
+def rope_tables(freqs: torch.Tensor):
+    """complex128 exp(i·p·ω) [L, d/2] -> (cos, sin) fp32 tables, computed once per call for every layer."""
+    return freqs.real.float().contiguous(), freqs.imag.float().contiguous()
+
+
+def rope_fp32(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Interleaved-pair rotation of x [B, L, H, d] in fp32 (same result as Rope3D.apply up to fp32 rounding)."""
+    xf = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = xf[..., 0], xf[..., 1]
+    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    return torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1).flatten(-2).to(x.dtype)
+
+
+def rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x) * w
+
+
+def region_pre(x, e0, modul, pq, pk, pv, nq, nk, cos, sin, nh: int, eps: float):
+    """norm1 + modulation + q/k/v + RMSNorm + RoPE -> (q roped, k normed, k roped, v), heads split."""
+    m = modul.float() + e0
+    h = F.layer_norm(x.float(), (x.shape[-1],), eps=eps) * (1 + m[:, 1:2]) + m[:, 0:1]
+    q = rms(flin(h, pq), nq, eps).unflatten(-1, (nh, -1))
+    k = rms(flin(h, pk), nk, eps).unflatten(-1, (nh, -1))
+    v = flin(h, pv).unflatten(-1, (nh, -1))
+    return rope_fp32(q, cos, sin), k, rope_fp32(k, cos, sin), v
+
+
+def region_post(x, attn, e0, modul, po, n3w, n3b, cq, cnq, tk, tv, co, f0, f2, nh: int, eps: float):
+    """o-proj + gate, cross-attention on the precomputed text K/V, FFN + gate (everything but self-attn)."""
+    m = modul.float() + e0
+    x = x + flin(attn.flatten(2), po).float() * m[:, 2:3]
+    h = F.layer_norm(x.float(), (x.shape[-1],), n3w.float(), n3b.float(), eps)
+    q = rms(flin(h, cq), cnq, eps).unflatten(-1, (nh, -1))
+    x = x + flin(sdpa(q, tk, tv).flatten(2), co).float()
+    h = F.layer_norm(x, (x.shape[-1],), eps=eps) * (1 + m[:, 4:5]) + m[:, 3:4]
+    y = flin(F.gelu(flin(h, f0), approximate="tanh"), f2)
+    return x + y.float() * m[:, 5:6]
+
+
+def region_inject(x, g, a, pada, pq, nq, pk, nk, pv, po, nh: int, eps: float):
+    """Audio injection on a block of noisy tokens only (x [B, nf·fsl, D]; g [B, nf, D]; a [B, nf, 5, D])."""
+    b, nf = a.shape[:2]
+    noisy = x.reshape(b * nf, x.shape[1] // nf, -1)
+    shift, scale = flin(F.silu(g.reshape(b * nf, -1)), pada).float().chunk(2, dim=-1)
+    h = F.layer_norm(noisy.float(), (noisy.shape[-1],), eps=1e-5) * (1 + scale[:, None]) + shift[:, None]
+    ctx = a.reshape(b * nf, a.shape[2], -1).float()
+    q = rms(flin(h, pq), nq, eps).unflatten(-1, (nh, -1))
+    k = rms(flin(ctx, pk), nk, eps).unflatten(-1, (nh, -1))
+    v = flin(ctx, pv).unflatten(-1, (nh, -1))
+    res = flin(sdpa(q, k, v).flatten(2), po)
+    return x + res.float().reshape(x.shape)
+
+
+REGIONS = {"pre": region_pre, "post": region_post, "inject": region_inject}
+
+
+def make_regions(opts) -> Regions:
+    """The three regions of a layer, compiled when ``opts.compile`` (one graph each for all 40 layers)."""
+    return Regions(REGIONS, compile=bool(opts is not None and opts.compile),
+                   backend=getattr(opts, "compile_backend", "inductor"))
+
+
+class TextKV:
+    """Cross-attention K/V of the text context for every layer: computed once per clip, reused by every
+    block and step (the reference recomputes them in every call)."""
+
+    def __init__(self, dit: "WanS2VTransformer", context: torch.Tensor):
+        self.context = context
+        eps = dit.config.eps
+        self.k, self.v = [], []
+        with torch.no_grad():
+            for blk in dit.blocks:
+                ca = blk.cross_attn
+                self.k.append(rms(flin(context, pack(ca.k)), ca.norm_k.weight, eps).unflatten(-1, (ca.num_heads, -1)))
+                self.v.append(flin(context, pack(ca.v)).unflatten(-1, (ca.num_heads, -1)))
+
 # -- the model ------------------------------------------------------------------------------------
 
 
@@ -494,6 +576,70 @@ class WanS2VTransformer(nn.Module):
         return self.unpatchify(out.float(), (nb, hp, wp))
 
 
+    # -- speed path (engine/video/speed.py): same math as prefill_cond / forward_block -------------------
+    def _pre_args(self, blk: DiTBlock, x, e0, cos, sin):
+        a = blk.self_attn
+        return (x, e0, blk.modulation, pack(a.q), pack(a.k), pack(a.v), a.norm_q.weight, a.norm_k.weight,
+                cos, sin, a.num_heads, blk.eps)
+
+    def _post_args(self, blk: DiTBlock, x, attn, e0, tkv: TextKV):
+        ca, i = blk.cross_attn, blk.index
+        return (x, attn, e0, blk.modulation, pack(blk.self_attn.o), blk.norm3.weight, blk.norm3.bias,
+                pack(ca.q), ca.norm_q.weight, tkv.k[i], tkv.v[i], pack(ca.o), pack(blk.ffn[0]), pack(blk.ffn[2]),
+                ca.num_heads, blk.eps)
+
+    def _inject_fast(self, regions: Regions, x, block: int, g, a):
+        j = self.audio_injector.block_to_slot.get(block)
+        if j is None:
+            return x
+        inj, ada = self.audio_injector.injector[j], self.audio_injector.injector_adain_layers[j]
+        return regions("inject", x, g, a, pack(ada.linear), pack(inj.q), inj.norm_q.weight, pack(inj.k),
+                       inj.norm_k.weight, pack(inj.v), pack(inj.o), inj.num_heads, self.config.eps)
+
+    @torch.no_grad()
+    def prefill_cond_fast(self, cache: "CondCache", cond: Cond, tkv: TextKV | None = None,
+                          regions: Regions | None = None) -> None:
+        """``prefill_cond`` on the speed path's eager functions (fp32 RoPE tables, text K/V once); the prefill's
+        token count differs from a block's, so it never runs the compiled regions (no recompiles)."""
+        tkv = tkv if tkv is not None else TextKV(self, cond.context)
+        tokens, grids, n_ref = self.cond_tokens(cond.ref, cond.motion)
+        cos, sin = rope_tables(self.grid_freqs(grids, tokens.device))
+        _, e0 = self.time_vectors(torch.zeros(tokens.shape[0], device=tokens.device))
+        for blk in self.blocks:
+            q_r, k_n, k_r, v = region_pre(*self._pre_args(blk, tokens, e0, cos, sin))
+            cache.k[blk.index], cache.v[blk.index] = k_n.to(cache.dtype), v.to(cache.dtype)
+            tokens = region_post(*self._post_args(blk, tokens, sdpa(q_r, k_r, v), e0, tkv))
+        cache.grids, cache.n_ref = grids, n_ref
+
+    @torch.no_grad()
+    def forward_block_fast(self, x: torch.Tensor, t: torch.Tensor, tkv: TextKV, audio_feats: torch.Tensor,
+                           frame0: int, kv: "FastKVCache", cond: "CondCache", ref_shift: int,
+                           regions: Regions, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward_block`` on the speed path: RoPE tables once per call, sink K/V inside ``kv`` (only the
+        reference keys are re-roped per call), text K/V from ``tkv``, layer regions through ``regions``."""
+        b, _, nb, hl, wl = x.shape
+        hp, wp = hl // 2, wl // 2
+        fsl = hp * wp
+        tokens = self.noisy_tokens(x, pose)
+        cos, sin = rope_tables(self.rope.freqs(list(range(frame0, frame0 + nb)), list(range(hp)),
+                                               list(range(wp)), x.device))
+        g0 = cond.grids[0]
+        rcos, rsin = rope_tables(self.rope.freqs([max(30, frame0 + ref_shift)], g0[1], g0[2], x.device))
+        kv.bind(self, cond)
+        e, e0 = self.time_vectors(t)
+        start = frame0 * fsl
+        g, a = self.audio_tokens(audio_feats)
+        for blk in self.blocks:
+            i = blk.index
+            q_r, _, k_r, v = regions("pre", *self._pre_args(blk, tokens, e0, cos, sin))
+            kv.write_ref(i, rope_fp32(cond.k[i][:, :cond.n_ref], rcos, rsin))
+            keys, vals = kv.write_and_window(i, start, k_r, v)
+            tokens = regions("post", *self._post_args(blk, tokens, sdpa(q_r, keys, vals), e0, tkv))
+            tokens = self._inject_fast(regions, tokens, i, g, a)
+        out = self.head(tokens, e)
+        return self.unpatchify(out.float(), (nb, hp, wp))
+
+
 class CondCache:
     """Per-layer K (normed, un-roped) and V of the [ref | motion] sink tokens."""
 
@@ -524,4 +670,51 @@ class BlockKVCache:
         self.v[layer][:, slot:slot + n] = v.to(self.v[layer].dtype)
         if start < self.length:  # first window: only what has been written so far
             return self.k[layer][:, :start + n], self.v[layer][:, :start + n]
+        return self.k[layer], self.v[layer]
+
+
+class FastKVCache:
+    """One denoising step's cache for the speed path: ``[sink | ring window]`` per layer. The sink region holds
+    the ref + motion keys (motion roped once at ``bind``, ref re-roped every call) and values, so attention reads
+    one contiguous slice: no per-layer concatenation. The sink sits at the front, so the partly filled first
+    window (blocks 0..2) is contiguous too. Costs one copy of the sink K/V per step cache (~2 GiB at 704*384)."""
+
+    def __init__(self, num_layers: int, batch: int, length: int, n_cond: int, heads: int, head_dim: int,
+                 dtype: torch.dtype, device):
+        self.length, self.n_cond = length, n_cond
+        shape = (batch, n_cond + length, heads, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self._bound = None
+
+    def bind(self, dit: WanS2VTransformer, cond: CondCache) -> None:
+        """Copy a (new) sink cache in: motion keys roped at their fixed positions, all values."""
+        if self._bound is cond:
+            return
+        if cond.k[0].shape[1] != self.n_cond:
+            raise ValueError(f"sink has {cond.k[0].shape[1]} tokens, the cache was sized for {self.n_cond}")
+        n_ref = cond.n_ref
+        mcos = msin = None
+        if len(cond.grids) > 1:
+            mcos, msin = rope_tables(dit.grid_freqs(cond.grids[1:], cond.k[0].device))
+        for i in range(len(self.k)):
+            self.v[i][:, :self.n_cond] = cond.v[i].to(self.v[i].dtype)
+            if mcos is not None:
+                self.k[i][:, n_ref:self.n_cond] = rope_fp32(cond.k[i][:, n_ref:], mcos, msin).to(self.k[i].dtype)
+        self._bound = cond
+
+    def write_ref(self, layer: int, k_ref: torch.Tensor) -> None:
+        self.k[layer][:, :k_ref.shape[1]] = k_ref.to(self.k[layer].dtype)
+
+    def write_and_window(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
+        n = k.shape[1]
+        slot = start % self.length
+        if slot + n > self.length:
+            raise ValueError("block does not divide the KV window; window frames must be a multiple of block frames")
+        o = self.n_cond + slot
+        self.k[layer][:, o:o + n] = k.to(self.k[layer].dtype)
+        self.v[layer][:, o:o + n] = v.to(self.v[layer].dtype)
+        if start < self.length:
+            end = self.n_cond + start + n
+            return self.k[layer][:, :end], self.v[layer][:, :end]
         return self.k[layer], self.v[layer]

@@ -14,7 +14,7 @@ import re
 import torch
 from torch import nn
 
-from engine.video.checkpoints import DIT_INDEX, FETCH_HINT, CheckpointError, find_lora
+from engine.video.checkpoints import DIT_INDEX, FETCH_HINT, CheckpointError, find_lora, read_index
 from engine.video.config import S2VConfig
 from engine.video.dit import WanS2VTransformer
 
@@ -38,8 +38,7 @@ def load_dit(ckpt_dir: str, device="cpu", dtype: torch.dtype = torch.bfloat16,
     cfg = S2VConfig.from_json(cfg_path)
     if rope_max_pos:
         cfg.rope_max_pos = rope_max_pos
-    with open(idx_path) as fh:
-        weight_map: dict[str, str] = json.load(fh)["weight_map"]
+    weight_map = read_index(idx_path)
     with torch.device("meta"):
         model = WanS2VTransformer(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -60,7 +59,20 @@ def load_dit(ckpt_dir: str, device="cpu", dtype: torch.dtype = torch.bfloat16,
         path = os.path.join(ckpt_dir, shard)
         if not os.path.isfile(path):
             raise CheckpointError(f"DiT shard {path} (named by the index) is missing; {FETCH_HINT}")
-        with safe_open(path, framework="pt", device=dev) as f:
+        state.update(read_shard(path, keys, expected, dev, dtype))
+    model.load_state_dict(state, assign=True, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def read_shard(path: str, keys: list[str], expected: dict[str, tuple], device: str = "cpu",
+               dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """`keys` of one safetensors shard, each checked against its `expected` shape, in `dtype` on `device`."""
+    from safetensors import SafetensorError, safe_open
+
+    shard = os.path.basename(path)
+    out = {}
+    try:
+        with safe_open(path, framework="pt", device=device) as f:
             present = set(f.keys())
             absent = [k for k in keys if k not in present]
             if absent:
@@ -72,9 +84,11 @@ def load_dit(ckpt_dir: str, device="cpu", dtype: torch.dtype = torch.bfloat16,
                     raise CheckpointError(f"DiT key {k} in {shard} has shape {list(shape)}, the model built from "
                                           f"config.json expects {list(expected[k])}; the shards and config.json are "
                                           f"from different models or the download is corrupt; {FETCH_HINT}")
-                state[k] = f.get_tensor(k).to(dtype)
-    model.load_state_dict(state, assign=True, strict=True)
-    return model.eval().requires_grad_(False)
+                out[k] = f.get_tensor(k).to(dtype)
+    except (SafetensorError, OSError) as exc:  # a damaged header or a file shorter than it says
+        raise CheckpointError(f"DiT shard {path} is not a readable safetensors file ({str(exc)[:200]}); the "
+                              f"download is incomplete or corrupt; {FETCH_HINT}") from None
+    return out
 
 
 # -- LoRA ------------------------------------------------------------------------------------------
@@ -87,14 +101,22 @@ def read_lora(path: str) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], 
     ``base_model.model.`` prefix and the ``.default`` adapter segment (spec §3.1)."""
     from safetensors.torch import load_file
 
+    from safetensors import SafetensorError
+
     path = find_lora(path)
-    raw = load_file(path)
+    try:
+        raw = load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"LoRA {path} is not a readable safetensors file ({str(exc)[:200]}); fetch it again "
+                              "with `avatar-bridge models fetch liveavatar`") from None
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     alpha = None
     bad = []
     for k, v in raw.items():
         if k.endswith(".alpha"):
-            alpha = float(v)
+            if v.numel() != 1:
+                raise CheckpointError(f"LoRA {path}: {k} holds {v.numel()} values; alpha is one number")
+            alpha = float(v.reshape(()))
             continue
         m = _LORA_KEY.match(k)
         if not m:

@@ -17,7 +17,8 @@ import torch
 
 from engine.video import checkpoints as ck
 from engine.video import vae as vae_mod
-from engine.video.dit import BlockKVCache, Cond, CondCache, WanS2VTransformer
+from engine.video import speed as speed_mod
+from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, WanS2VTransformer, make_regions
 from engine.video.inputs import choose_size, crop_resize
 from engine.video.loader import load_dit, merge_lora
 from engine.video.schedulers import EulerFlow, liveavatar_schedule, make_s2v_solver
@@ -71,8 +72,12 @@ class VideoEngine:
     """Loads the components lazily (first ``generate``), in bf16 on GPU / fp32 on CPU."""
 
     def __init__(self, ckpt_dir: str, lora: str | None = None, device: str | None = None,
-                 dtype: torch.dtype | None = None, offload_model: bool = False, lora_scale: float | None = None):
+                 dtype: torch.dtype | None = None, offload_model: bool = False, lora_scale: float | None = None,
+                 speed: "speed_mod.SpeedOptions | None" = None):
         self.ckpt_dir, self.lora, self.lora_scale = ckpt_dir, lora, lora_scale
+        # Speed path (docs/video.md "Speed path"): settings from AVATAR_VIDEO_* unless given.
+        self.speed = speed if speed is not None else speed_mod.SpeedOptions.from_env()
+        self.regions = None
         self.device = device or default_device()
         self.dtype = dtype or (torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32)
         self.offload_model = offload_model
@@ -91,6 +96,8 @@ class VideoEngine:
             return
         from engine.video.encoders import AudioFeatures, TextEncoder
 
+        if self.speed.quant == "fp8":
+            speed_mod.check_fp8(self.device)  # before loading 32 GB: a clear error on CPU / pre-Hopper GPUs
         self.check_files()
         self.dit = load_dit(self.ckpt_dir, self.device, self.dtype, rope_max_pos=45000 if self.lora else None)
         if self.lora:
@@ -103,6 +110,18 @@ class VideoEngine:
                                 self.dit.config.text_len)
         # Wan2.2 runs wav2vec2 on CPU in fp32.
         self.audio = AudioFeatures(os.path.join(self.ckpt_dir, ck.WAV2VEC_DIR), "cpu", torch.float32)
+        self._apply_speed()
+
+    def _apply_speed(self) -> None:
+        sp = self.speed
+        if not sp.enabled and not sp.vae_compiled:
+            return
+        if sp.quant == "fp8":
+            speed_mod.quantize_dit(self.dit, emulate=sp._fp8_emulate)
+        self.regions = make_regions(sp)
+        if sp.vae_compiled:
+            speed_mod.compile_vae_decoder(self.vae, sp.compile_backend)
+        log.info("video speed path: %s", sp.label)
 
     # -- shared helpers -----------------------------------------------------------------------------
     def _context(self, prompt: str) -> torch.Tensor:
@@ -151,13 +170,27 @@ class VideoEngine:
         # Reference: the single-GPU pipeline encodes the image x5 and keeps the second latent.
         ref_lat = vae_mod.encode(self.vae, self._image_video(ref_img, 5))[:, :, 1:2].to(self.dtype)
         motion = vae_mod.encode(self.vae, self._image_video(ref_img, cfg.motion_frames[0])).to(self.dtype)
-        ccache = CondCache(cfg.num_layers, self.dtype)
-        dit.prefill_cond(ccache, Cond(context, ref_lat, motion))
+        fast = self.speed.enabled
+        tkv = TextKV(dit, context) if fast else None  # text K/V once per clip (speed path)
+
+        def prefill(cond: Cond) -> CondCache:
+            cc = CondCache(cfg.num_layers, self.dtype)
+            if fast:
+                dit.prefill_cond_fast(cc, cond, tkv)
+            else:
+                dit.prefill_cond(cc, cond)
+            return cc
+
+        ccache = prefill(Cond(context, ref_lat, motion))
         ts, sig = liveavatar_schedule(p.sample_steps, 3.0)  # shift 3 is hard-coded in the seeds (spec §3.2)
         euler = EulerFlow(sig, ts)
         lat_per_clip = p.infer_frames // 4
-        caches = [BlockKVCache(cfg.num_layers, 1, lat_per_clip * fsl, cfg.num_heads, cfg.head_dim, self.dtype,
-                               self.device) for _ in range(p.sample_steps)]
+        if fast:
+            caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, ccache.k[0].shape[1], cfg.num_heads,
+                                  cfg.head_dim, self.dtype, self.device) for _ in range(p.sample_steps)]
+        else:
+            caches = [BlockKVCache(cfg.num_layers, 1, lat_per_clip * fsl, cfg.num_heads, cfg.head_dim, self.dtype,
+                                   self.device) for _ in range(p.sample_steps)]
         rng = random.Random(p.seed)  # the seeds draw δ from an unseeded RNG; seeded here for reproducibility
         dec = vae_mod.StreamingDecoder(self.vae)
         dec.decode(motion[:, :, :min(7, motion.shape[2])])  # warm-up of the causal caches, output discarded (spec §3.9)
@@ -165,22 +198,31 @@ class VideoEngine:
         fpb = 4 * p.block_frames  # video frames per block
         total_blocks = min(clips * blocks_per_clip, -(-(audio_frames + 3) // fpb))
         out_index, first_latent = 0, None
+        graphs_after_first = 0
         for blk in range(total_blocks):
             r, b = divmod(blk, blocks_per_clip)
             if b == 0:
                 noise = self._noise(p.seed + r, (1, 16, lat_per_clip, hl, wl))
                 if r == 1 and p.rolling_sink and first_latent is not None:
                     # Rolling sink: the first generated latent frame becomes the reference (TPP path).
-                    ccache = CondCache(cfg.num_layers, self.dtype)
-                    dit.prefill_cond(ccache, Cond(context, first_latent, motion))
+                    ccache = prefill(Cond(context, first_latent, motion))
             x = noise[:, :, b * p.block_frames:(b + 1) * p.block_frames]
             n = r * lat_per_clip + b * p.block_frames
             a0 = r * p.infer_frames + b * fpb
             af = feats[..., a0:a0 + fpb]
             for i in range(p.sample_steps):
                 t = torch.full((1,), ts[i], device=self.device)
-                v = dit.forward_block(x, t, context, af, n, caches[i], ccache, rng.randint(4, 30))
+                if fast:
+                    v = dit.forward_block_fast(x, t, tkv, af, n, caches[i], ccache, rng.randint(4, 30), self.regions)
+                else:
+                    v = dit.forward_block(x, t, context, af, n, caches[i], ccache, rng.randint(4, 30))
                 x = euler.step(v, i, x)
+            if fast and self.regions.active and blk == 0:
+                graphs_after_first = self.regions.graphs
+            elif fast and self.regions.active and self.regions.graphs != graphs_after_first:
+                log.warning("DiT regions recompiled after the first block (%d graphs, %d after block 0)",
+                            self.regions.graphs, graphs_after_first)
+                graphs_after_first = self.regions.graphs
             if first_latent is None:
                 first_latent = x[:, :, :1].clone()
             frames = self._to_uint8(dec.decode(x))
@@ -200,6 +242,11 @@ class VideoEngine:
     def stream_s2v(self, image: np.ndarray, audio16k: np.ndarray, prompt: str, p: GenParams, progress=None):
         self.load()
         dit, cfg = self.dit, self.dit.config
+        if self.speed.quant == "fp8":
+            raise speed_mod.SpeedConfigError("--quant fp8 applies to the LiveAvatar causal mode only; "
+                                             "the S2V offline mode runs the bf16 reference path")
+        if self.speed.compile or self.speed.fast:
+            log.warning("speed path (%s) applies to LiveAvatar mode; S2V runs the reference path", self.speed.label)
         if p.infer_frames % 4:
             raise ValueError("infer_frames must be a multiple of 4")
         ref_img, feats, clips = self.prepare(image, audio16k, p)
@@ -282,6 +329,6 @@ def fit_advice(h: int, w: int, params: GenParams, free: int, offload_model: bool
             break
     if params.infer_frames > 48:
         tips.append("--infer_frames 48")
-    tips.append("FP8 weights (not implemented here yet; LiveAvatar's --fp8 halves the 32.6 GB DiT)")
+    tips.append("--quant fp8 (LiveAvatar, Hopper GPUs: FP8 copies of the big linears, ~15 GB less)")
     return (f"{h}x{w} needs about {need / 2**30:.0f} GiB of GPU memory, {free / 2**30:.0f} GiB are free; "
             f"try: {', '.join(tips)}")

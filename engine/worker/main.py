@@ -26,11 +26,15 @@ from engine.expression.registry import DEFAULT_ENGINE, ENGINES, describe_engines
 from engine.worker import protocol as p
 from engine.worker.capture_session import ImageSession, VideoSession
 from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
+from engine.worker.speak_session import SpeakSession
+from engine.tts.base import TtsError, VoiceMissing
+from engine.tts.registry import load_backends
 
 log = logging.getLogger("engine.worker")
 CAPTURE_ENGINE = "mediapipe-face-landmarker"
 HEARTBEAT_S = 1.0
 MAX_BATCH = 256  # live-stream audio chunks pushed through an engine together
+FIRST_AUDIO_S = 0.15  # Speak: when a new stream's first sentence is due (its time-to-first-audio budget)
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
 
 
@@ -42,21 +46,31 @@ class Worker:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.engines = {name: load_engine(name) for name in ENGINES}
-        self.sessions: dict[int, LiveSession | ClipSession | ImageSession | VideoSession] = {}
+        self.sessions: dict[int, LiveSession | ClipSession | ImageSession | VideoSession | SpeakSession] = {}
+        self.tts = load_backends()  # Speak: built-in + tts_plugins backends (ValueError names a bad plugin)
+        self.voices = {v.id: (b, v) for b in self.tts for v in b.voices()}
+        if os.environ.get("AVATAR_BRIDGE_TTS_PREWARM") == "1":  # load Festival's voice now, not on the first call
+            for b in self.tts:
+                getattr(b, "prewarm", lambda: None)()
         self.parent = os.getppid()
         self._out: list[bytes] = []  # replies not yet sent (see _flush)
         # How long audio that arrived may wait for other live streams' chunks to join its batch (see _collect).
         self.batch_window_s = batch_window_s
         self._chunks = 0  # audio chunks received since the last heartbeat
         self._chunk_rate = 0.0  # per second, measured over the last heartbeat interval
+        self._deferred: list[tuple[int, int]] = []  # Speak NEXTs (sid, seq), done one at a time between drains
+        self._last_beat = time.monotonic()  # when the last heartbeat left (run, _beat_if_due)
 
     def run(self) -> None:
-        info = {"pid": os.getpid(), "engines": describe_engines()}
+        info = {"pid": os.getpid(), "engines": describe_engines(),
+                "voices": [v.as_dict() for _, v in self.voices.values()]}
         self.sock.send(p.pack(p.READY, body=p.dumps(info)))
         beat = p.pack(p.BEAT)
-        last_beat = time.monotonic()
+        last_beat = self._last_beat = time.monotonic()
         while True:
-            if self.sock.poll(int(HEARTBEAT_S * 1000)) and not self._collect(last_beat):
+            # Deferred Speak sentences (see _collect) are work to do now: no waiting for a message then.
+            if (self.sock.poll(0 if self._deferred else int(HEARTBEAT_S * 1000)) or self._deferred) \
+                    and not self._collect(last_beat):
                 return
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_S:
@@ -65,7 +79,18 @@ class Worker:
                     log.warning("parent process went away; worker exiting")
                     return
                 self.sock.send(beat)
-                last_beat = now
+                last_beat = self._last_beat = now
+                for b in self.tts:
+                    getattr(b, "idle", lambda now: None)(now)  # Festival exits when unused for a while
+
+    def _beat_if_due(self) -> None:
+        """A heartbeat from inside one long computation (a clip's forced alignment takes ~0.1 s per second of
+        audio): at most one per HEARTBEAT_S, so the server's watchdog does not take a busy worker for a hung
+        one and kill it with every stream it serves."""
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_S:
+            self.sock.send(p.pack(p.BEAT))
+            self._last_beat = now
 
     def _collect(self, last_beat: float) -> bool:
         """Drain what is queued (coming up for a heartbeat at least every second); audio chunks of different
@@ -87,6 +112,12 @@ class Worker:
                 wait = first + self.batch_window_s - time.monotonic() if batch and len(batch) < live else 0.0
                 if wait > 0 and self.sock.poll(max(1, round(wait * 1000))):
                     continue
+                if self._deferred:  # one later Speak sentence, then look at the socket again
+                    self._audio_batch(batch)
+                    batch = {}
+                    self._speak_next(*self._next_deferred())
+                    self._flush()
+                    continue
                 break
             for msg in parts:
                 if msg[:1] == p.STOP:
@@ -96,6 +127,12 @@ class Worker:
                 if kind != p.AUDIO or sid in batch or len(batch) >= MAX_BATCH:
                     self._audio_batch(batch)  # first, so each stream's messages keep their order
                     batch = {}
+                if kind == p.NEXT and isinstance(self.sessions.get(sid), SpeakSession):
+                    # A Speak sentence waits behind every message already here and is then synthesised by
+                    # deadline (_next_deferred), so live audio and the sentence that is due first are not
+                    # queued behind other streams' sentences that have seconds of slack.
+                    self._deferred.append((sid, seq))
+                    continue
                 if kind == p.AUDIO:
                     self._chunks += 1
                     if not batch:
@@ -140,13 +177,33 @@ class Worker:
                 self._done(sid, seq, s)
             elif kind == p.CLIP:
                 cfg, data = p.unpack_clip(body)
-                s = ClipSession(self._engine(cfg), cfg, data)
+                s = ClipSession(self._engine(cfg), cfg, data, tick=self._beat_if_due)
                 self.sessions[sid] = s
                 self._opened(sid, cfg, 0.0)
                 self._clip_block(sid, seq, s)
+            elif kind == p.SPEAK:
+                cfg = p.loads(body)
+                backend, voice = self.voices[cfg["voice"]]
+                s = self.sessions[sid] = SpeakSession(self._engine(cfg), backend, voice, cfg)
+                self._send_opened(sid, {"engine": s.stream.e.name, "lookahead_s": 0.0,
+                                        "viseme_names": list(s.stream.e.viseme_names), "voice": voice.id,
+                                        "language": voice.language, "tts_engine": voice.engine,
+                                        "sample_rate": voice.sample_rate})
+                self._flush()  # the header leaves before the first sentence is synthesised
+                self._deferred.append((sid, seq))  # synthesised by deadline with the others (_next_deferred)
+            elif kind == p.PHONES:
+                self._live(sid).add_phones(p.loads(body))
+            elif kind == p.HUSH:
+                s = self.sessions.pop(sid, None)
+                if isinstance(s, SpeakSession):
+                    at = float(p.loads(body)["at_time"])
+                    self._send_frames(sid, seq, s, s.stop(at), True)
+                    self._speak_done(sid, seq, s, stopped_at=s.audio_seconds)
             elif kind == p.NEXT:
                 s = self.sessions.get(sid)
-                if isinstance(s, ClipSession):
+                if isinstance(s, SpeakSession):
+                    self._speak_step(sid, seq, s)
+                elif isinstance(s, ClipSession):
                     self._clip_block(sid, seq, s)
                 elif isinstance(s, VideoSession):
                     self._video_item(sid, seq, s)
@@ -155,9 +212,12 @@ class Worker:
         except (AudioError, ImageError, VideoError) as exc:
             self._forget(sid)
             self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
-        except ModelMissing as exc:
+        except (ModelMissing, VoiceMissing) as exc:
             self._forget(sid)
             self._error(sid, seq, "FAILED_PRECONDITION", str(exc))
+        except TtsError as exc:
+            self._forget(sid)
+            self._error(sid, seq, "INTERNAL", f"speech synthesis failed: {exc}")
         except Exception as exc:  # an engine bug must end this stream, not the worker
             self._fail(sid, seq, exc)
 
@@ -224,6 +284,39 @@ class Worker:
             self.sessions.pop(sid, None)
             self._send(p.pack(p.DONE, sid, seq, p.dumps(s.done_meta())))
 
+    def _next_deferred(self) -> tuple[int, int]:
+        """Earliest deadline first: a stream's next sentence is due when the audio it was sent finishes
+        playing (its first audio left at s.started); a new stream's first one FIRST_AUDIO_S after it opened."""
+        def due(item: tuple[int, int]) -> float:
+            s = self.sessions.get(item[0])
+            if not isinstance(s, SpeakSession):
+                return -1.0  # gone: drop it first
+            return s.opened + FIRST_AUDIO_S if s.started is None else s.started + s.audio_seconds
+        i = min(range(len(self._deferred)), key=lambda j: due(self._deferred[j]))
+        return self._deferred.pop(i)
+
+    def _speak_next(self, sid: int, seq: int) -> None:
+        """A deferred NEXT; the stream may have been closed or stopped since."""
+        s = self.sessions.get(sid)
+        if isinstance(s, SpeakSession):
+            self.handle(p.NEXT, sid, seq, b"")
+
+    def _speak_step(self, sid: int, seq: int, s: SpeakSession) -> None:
+        """One sentence: its audio (TRACK), then the frames it completes (FRAMES; the server's cue for NEXT)."""
+        start, pcm, frames, last = s.step()
+        if s.started is None:
+            s.started = time.monotonic()  # the client starts playing about now
+        self._send(p.pack(p.TRACK, sid, seq, p.pack_track(start / s.sample_rate, s.sample_rate, 1, pcm.tobytes())))
+        self._send_frames(sid, seq, s, frames, last)
+        if last:
+            self.sessions.pop(sid, None)
+            self._speak_done(sid, seq, s)
+
+    def _speak_done(self, sid: int, seq: int, s: SpeakSession, stopped_at: float = -1.0) -> None:
+        self._send(p.pack(p.DONE, sid, seq, p.dumps({
+            "audio_seconds": s.audio_seconds, "warnings": s.warnings, "sentences": s.sentences,
+            "synthesis_seconds": s.synthesis_s, "stopped_at": stopped_at})))
+
     def _engine(self, cfg: dict):
         return self.engines[cfg.get("engine") or DEFAULT_ENGINE]
 
@@ -272,5 +365,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="how long live-stream audio may wait to be batched with other streams' (server setting)")
     args = ap.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    Worker(args.connect, args.identity.encode(), args.batch_window_ms / 1000.0).run()
+    try:
+        worker = Worker(args.connect, args.identity.encode(), args.batch_window_ms / 1000.0)
+    except ValueError as exc:  # a TTS plugin or a weights file that cannot load: say which, and stop before READY
+        log.error("engine worker cannot start: %s", exc)
+        return 2
+    try:
+        worker.run()
+    finally:
+        for backend in worker.tts:
+            backend.close()  # Festival runs as a child process
     return 0

@@ -16,13 +16,16 @@ server -> worker                      body
   CAPTURE b"P"  open a capture stream   json(config)
   IMAGE   b"I"  one camera image        see pack_image
   VIDEO   b"V"  capture a video file    u32 json length, json(config), file bytes (as CLIP)
+  SPEAK   b"K"  text -> speech + frames json(config); replies OPENED, then per sentence TRACK + FRAMES
+  HUSH    b"X"  barge-in on a Speak     json({at_time}); replies FRAMES (easing to rest, last) + DONE
+  PHONES  b"T"  live stream phones      json([[start, end, label], ...])   (no reply)
 
 worker -> server
   READY   b"R"  after loading engines   json(info)
   OPENED  b"o"  reply to OPEN / CLIP    json({engine, lookahead_s})
   BEAT    b"H"  heartbeat, every second -
   FRAMES  b"f"  frames (reply to AUDIO / END / CLIP / NEXT / IMAGE), see pack_frames
-  TRACK   b"a"  a video's audio chunk   <d start><I rate><I channels> + PCM16 (reply to VIDEO / NEXT)
+  TRACK   b"a"  a video's audio chunk   <d start><I rate><I channels> + PCM16 (reply to VIDEO / SPEAK / NEXT)
   DONE    b"d"  after END / last block  json({audio_seconds, warnings})
   ERROR   b"e"  the stream is over      json({code, message})
 """
@@ -36,6 +39,7 @@ import numpy as np
 
 OPEN, AUDIO, END, CLIP, NEXT, CLOSE, STOP = b"O", b"A", b"E", b"F", b"N", b"C", b"S"
 CAPTURE, IMAGE, VIDEO = b"P", b"I", b"V"
+SPEAK, HUSH, PHONES = b"K", b"X", b"T"
 READY, OPENED, BEAT, FRAMES, DONE, ERROR, TRACK = b"R", b"o", b"H", b"f", b"d", b"e", b"a"
 
 _HEAD = struct.Struct("<cQI")

@@ -33,6 +33,10 @@ class LiveSession:
         self.stream = engine.open(self.fps, style_from(cfg))
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.warnings: list[str] = []
+        self.phones = LivePhones()
+
+    def add_phones(self, rows: list[list]) -> None:
+        self.warnings.extend(self.phones.add(self.stream, rows, self.audio_seconds))
 
     def decode(self, data: bytes) -> np.ndarray:
         """PCM bytes -> the engine's 16 kHz mono samples (AudioError on bad bytes)."""
@@ -67,7 +71,7 @@ class ClipSession:
 
     BLOCK_SECONDS = 1.0
 
-    def __init__(self, engine: ExpressionEngine, cfg: dict, data: bytes):
+    def __init__(self, engine: ExpressionEngine, cfg: dict, data: bytes, tick=None):
         x, self.sample_rate, decode_warnings = decode_file(data, cfg.get("format_hint", ""))
         self.audio_seconds = x.shape[0] / self.sample_rate
         if x.shape[0] == 0:
@@ -86,9 +90,11 @@ class ClipSession:
         self.stream = engine.open(self.fps, style_from(cfg))
         self.pos = 0
         self.warnings: list[str] = list(decode_warnings)
-        if cfg.get("transcript"):
+        if cfg.get("phones"):  # external phone timings win over a transcript: they need no aligner
+            self.warnings.extend(apply_phones(self.stream, self.audio16k, cfg["phones"]))
+        elif cfg.get("transcript"):
             self.warnings.extend(apply_transcript(self.stream, self.audio16k, cfg["transcript"],
-                                                  cfg.get("language", "")))
+                                                  cfg.get("language", ""), tick))
 
     def next_block(self) -> tuple[Frames, bool]:
         """Frames for the next block of audio, and whether this was the last one."""
@@ -105,8 +111,9 @@ class ClipSession:
         return frames, last
 
 
-def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: str) -> list[str]:
+def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: str, tick=None) -> list[str]:
     """Align a clip's transcript and give the stream its mouth track (docs/transcript.md) -> status lines.
+    ``tick`` is called every few seconds of the alignment (the worker's heartbeat).
 
     Every failure falls back to the audio-only mouth with a warning that says why: the transcript is a
     hint, and a clip is still animated without it."""
@@ -119,7 +126,7 @@ def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: st
     if not al.is_english(language):
         return [f"transcript ignored: language {language!r} has no aligner (only English, 'en'){fallback}"]
     try:
-        a = al.align(audio16k, transcript)
+        a = al.align(audio16k, transcript, tick=tick)
     except al.AlignmentError as exc:
         return [f"transcript not used: {exc}{fallback}"]
     except ImportError:
@@ -127,6 +134,70 @@ def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: st
     stream.set_mouth_track(mouth_track(a.phones, n_steps=int(audio16k.shape[0] / SAMPLE_RATE / STEP_S) + 2))
     return a.warnings + [f"transcript aligned: {len(a.words)} words (cost {a.cost_per_frame:.0f}/frame, "
                          f"{a.coverage:.0%} of voiced frames covered)"]
+
+
+_SILENCE = ("", "sil", "sp", "spn", "pau", "h#", "#", "_")
+
+
+def apply_phones(stream, audio16k: np.ndarray, phones: list[list]) -> list[str]:
+    """Client phone timings (AnimateClipRequest.phones, e.g. a cloud TTS's) -> the stream's mouth track."""
+    from engine.expression.phones.arpabet import label_to_viseme
+    from engine.expression.phones.timing import STEP_S, Phone, mouth_track
+
+    if not hasattr(stream, "set_mouth_track"):
+        return ["phones ignored: this engine cannot take phone timings (use learned-v2 or learned-v1); "
+                "the mouth follows the audio alone"]
+    seconds = audio16k.shape[0] / SAMPLE_RATE
+    # Silence as aligners and TTSs spell it; timing.py would read "pau" or "sp" as IPA (p..., s...).
+    track = [Phone(float(s), float(e), "" if str(label).lower() in _SILENCE else str(label)) for s, e, label in phones]
+    unknown = sorted({p.label for p in track if p.label and label_to_viseme(p.label) == "sil"})
+    warnings = [f"phones used: {len(track)} phone timings drive the mouth"]
+    if unknown:
+        warnings.append(f"phones: {len(unknown)} labels are not IPA, ARPAbet or viseme names and were read as "
+                        f"silence: {', '.join(repr(u) for u in unknown[:10])}")
+    late = sum(1 for p in track if p.start_s >= seconds)
+    if late:
+        warnings.append(f"phones: {late} phones start after the audio ends ({seconds:.2f} s) and were not used")
+    stream.set_mouth_track(mouth_track(track, n_steps=int(seconds / STEP_S) + 2))
+    return warnings
+
+
+class ShiftedTrack:
+    """The mouth of phones that start late in a long stream: mouth_track's arrays begin at its first step, so the
+    phones are moved to start near 0 and read back on the stream's clock (a track from 0 would grow with the
+    stream: an hour is 360 000 steps per rebuild)."""
+
+    def __init__(self, phones: list, margin_s: float = 0.2):
+        from engine.expression.phones.timing import Phone, mouth_track
+
+        self.t0 = max(0.0, min(p.start_s for p in phones) - margin_s) if phones else 0.0
+        self.track = mouth_track([Phone(p.start_s - self.t0, p.end_s - self.t0, p.label) for p in phones])
+
+    def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.track.at(np.asarray(t_s, np.float64) - self.t0)
+
+
+class LivePhones:
+    """StreamExpression phone timings (ExpressionRequest.phones): appended as they come, the recent ones kept."""
+
+    KEEP_S = 2.0  # phones that ended this long before the newest audio no longer shape any frame to come
+
+    def __init__(self):
+        self.phones: list = []
+        self.count = 0
+
+    def add(self, stream, rows: list[list], audio_seconds: float) -> list[str]:
+        from engine.expression.phones.timing import Phone
+
+        if not hasattr(stream, "set_mouth_track"):
+            return [] if self.count else ["phones ignored: this engine cannot take phone timings (use learned-v2 "
+                                          "or learned-v1); the mouth follows the audio alone"]
+        new = [Phone(float(s), float(e), "" if str(lb).lower() in _SILENCE else str(lb)) for s, e, lb in rows]
+        first = not self.count
+        self.count += len(new)
+        self.phones = [p for p in self.phones if p.end_s > audio_seconds - self.KEEP_S] + new
+        stream.set_mouth_track(ShiftedTrack(self.phones))
+        return ["phones used: the mouth follows the phone timings sent on this stream"] if first else []
 
 
 class FrameCounter:

@@ -101,7 +101,11 @@ def normalise(text: str) -> list[str]:
     out: list[str] = []
     for token in re.split(r"[\s\-/–—]+", text.lower()):
         for part in re.findall(r"\d+|[^\W\d_]+(?:'[^\W\d_]+)*", token):
-            out.extend(number_words(int(part)) if part.isdigit() else [part])
+            if not part.isdigit():
+                out.append(part)
+            else:  # int() refuses runs over 4300 digits; 7+ digits are read digit by digit anyway
+                digits = part.lstrip("0") or "0"
+                out.extend(number_words(int(digits)) if len(digits) <= 6 else [_ONES[int(d)] for d in digits])
     return out
 
 
@@ -141,7 +145,10 @@ def pronounceable(words: list[str], warnings: list[str]) -> list[str]:
             try:
                 if not phones:
                     raise RuntimeError("no pronunciation")
-                d.add_word(w, " ".join(phones), True)
+                # update=False: the alignment search built next (set_align_text) reads the dictionary as it is;
+                # update=True rebuilt the active search for every word, ~0.15 s each (a 100 kB transcript of
+                # unknown words took an hour)
+                d.add_word(w, " ".join(phones), False)
             except RuntimeError:
                 warnings.append(f"transcript word {w!r} has no pronunciation; it was left out of the alignment")
                 continue
@@ -153,18 +160,20 @@ def _pcm(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def _decode(d, pcm: bytes) -> None:
+def _decode(d, pcm: bytes, tick=None) -> None:
     d.start_utt()
     for i in range(0, len(pcm), 2 * FEED_SAMPLES):
         d.process_raw(pcm[i:i + 2 * FEED_SAMPLES], full_utt=False)
+        if tick:
+            tick()
     d.end_utt()
 
 
-def _word_pass(words: list[str], pcm: bytes) -> list[tuple[str, int, int]]:
+def _word_pass(words: list[str], pcm: bytes, tick=None) -> list[tuple[str, int, int]]:
     """(word, first frame, last frame) of each transcript word over the whole clip."""
     d = decoder()
     d.set_align_text(" ".join(words))
-    _decode(d, pcm)
+    _decode(d, pcm, tick)
     if d.hyp() is None:
         return []
     return [(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame) for s in d.seg()
@@ -189,15 +198,15 @@ def _pieces(segs: list[tuple[str, int, int]], n_frames: int) -> list[tuple[int, 
     return out
 
 
-def _phone_pass(words: list[str], pcm: bytes, offset: int) -> tuple[list[Phone], list[Word], int]:
+def _phone_pass(words: list[str], pcm: bytes, offset: int, tick=None) -> tuple[list[Phone], list[Word], int]:
     """State-level alignment of one piece -> phones, words (on the clip's clock), summed acoustic score."""
     d = decoder()
     d.set_align_text(" ".join(words))
-    _decode(d, pcm)
+    _decode(d, pcm, tick)
     if d.hyp() is None:
         raise AlignmentError(FailureReason.NO_RESULT, f"at {offset * FRAME_S:.1f} s")
     d.set_alignment()
-    _decode(d, pcm)
+    _decode(d, pcm, tick)
     phones, out_words, score = [], [], 0
     for w in d.get_alignment():
         t0, t1 = (offset + w.start) * FRAME_S, (offset + w.start + w.duration) * FRAME_S
@@ -221,8 +230,11 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
     return e > max(floor + VOICED_OVER_FLOOR_DB, peak - 35.0, -60.0)
 
 
-def align(audio: np.ndarray, transcript: str, check: bool = True) -> Alignment:
-    """Force-align `transcript` to `audio` (16 kHz mono float32). Raises AlignmentError."""
+def align(audio: np.ndarray, transcript: str, check: bool = True, tick=None) -> Alignment:
+    """Force-align `transcript` to `audio` (16 kHz mono float32). Raises AlignmentError.
+
+    ``tick``, if given, is called after every FEED_SAMPLES of audio decoded (a second or two of CPU at most):
+    a worker passes its heartbeat, so a long clip's alignment never looks like a hung engine."""
     warnings: list[str] = []
     words = pronounceable(normalise(transcript), warnings)
     if not words:
@@ -234,12 +246,12 @@ def align(audio: np.ndarray, transcript: str, check: bool = True) -> Alignment:
     pcm = _pcm(audio)
     n_frames = audio.shape[0] // 160
     try:
-        segs = _word_pass(words, pcm)
+        segs = _word_pass(words, pcm, tick)
         if not segs:
             raise AlignmentError(FailureReason.NO_RESULT)
         phones, out_words, score = [], [], 0
         for f0, f1, ws in _pieces(segs, n_frames):
-            p, w, s = _phone_pass(ws, pcm[f0 * 320:f1 * 320], f0)
+            p, w, s = _phone_pass(ws, pcm[f0 * 320:f1 * 320], f0, tick)
             phones += p
             out_words += w
             score += s

