@@ -65,6 +65,52 @@ def _record_stream(server, path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _record_speak(server, path, text: str, fps: int, stop_at: float | None = None) -> None:
+    """Speaks `text` through a real server (Speak, espeak-ng's en-us voice: deterministic and always installed)
+    and writes every response in arrival order as text for SpeakTimelineTests.cs: the header, each SpeakAudio
+    (PCM16 as hex), each frame, the status; with `stop_at`, a SpeakStop is sent once the first audio arrived and a
+    `stop` line marks where (the C# core has no gRPC of its own: the Transport assembly's Grpc.Net.Client needs
+    Unity's HTTP/2 handler, so the wire is driven from here, as _record_stream does for StreamExpression)."""
+    import threading
+
+    from bridge_server.client import speak_start
+
+    got_audio, done = threading.Event(), threading.Event()
+
+    def requests():
+        yield speak_start(text, voice="espeak:en-us", fps=fps, stream_id="unity-speak")
+        if stop_at is not None:
+            got_audio.wait(30)
+            yield pb.SpeakRequest(stop=pb.SpeakStop(at_time=stop_at))
+        done.wait(60)
+
+    lines, stop_written = [], False
+    try:
+        for r in server.stub.Speak(requests(), timeout=60):
+            kind = r.WhichOneof("msg")
+            if kind == "header":
+                h = r.header
+                lines += [f"speak {h.sample_rate} {h.expression.fps} {h.voice}",
+                          "names " + " ".join(h.expression.blendshape_names), "bones " + " ".join(h.expression.bone_names)]
+            elif kind == "audio":
+                lines.append(f"audio {r.audio.sample_index} {r.audio.pcm16.hex()}")
+                if stop_at is not None and not stop_written:
+                    lines.append(f"stop {stop_at!r}")
+                    stop_written = True
+                    got_audio.set()
+            elif kind == "frames":
+                for f in r.frames.frames:
+                    vals = " ".join(f"{v:.9g}" for v in [*f.weights, *f.rotations])
+                    lines.append(f"frame {f.index} {f.time!r} {vals}")
+            else:
+                st = r.status
+                lines.append(f"status {st.frames_sent} {st.audio_seconds!r} {int(st.stopped)} {st.sentences}")
+    finally:
+        done.set()
+    assert lines and lines[-1].startswith("status"), "Speak ended without a status"
+    path.write_text("\n".join(lines) + "\n")
+
+
 def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path, server):
     mcs, runner, framework = _toolchain()
     core_dll, tests_dll = tmp_path / "AvatarBridge.Core.dll", tmp_path / "AvatarBridge.Core.Tests.dll"
@@ -77,6 +123,11 @@ def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path, server):
     env.setdefault("AVATAR_BRIDGE_SHARED_DATA", str(SHARED))  # the avatars the mapping tests read
     env["AVATAR_BRIDGE_FRAMES_FILE"] = str(tmp_path / "stream.txt")
     _record_stream(server, tmp_path / "stream.txt")
+    env["AVATAR_BRIDGE_SPEAK_FILE"] = str(tmp_path / "speak.txt")
+    _record_speak(server, tmp_path / "speak.txt", "Mama made a bumpy map.", fps=60)
+    env["AVATAR_BRIDGE_SPEAK_STOP_FILE"] = str(tmp_path / "speak_stop.txt")
+    _record_speak(server, tmp_path / "speak_stop.txt",
+                  " ".join(f"Sentence {i} talks about many wonderful things." for i in range(300)), fps=30, stop_at=1.0)
     run = subprocess.run([runner, "-nologo", "-noshadow", str(tests_dll), f"-xml={result}"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300, env=env)
     assert result.exists(), f"nunit-console wrote no result (rc={run.returncode}):\n{run.stdout}\n{run.stderr}"
@@ -92,6 +143,43 @@ def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path, server):
         pytest.skip(f"{total} NUnit tests passed but {len(ignored)} did not run: " + "; ".join(ignored))
 
 
+# Stand-ins for what the Speak client (Transport/SpeakSession.cs) and the "say this line" sample use beyond
+# tests/unity_api_standins.cs: the generated Speak messages and client method (names as protoc --csharp_out
+# makes them from proto/; test_unity_package checks those names against the proto), ByteString.ToByteArray and
+# Unity's streaming AudioClip. Added to a copy of the shared stand-ins unless they already declare them.
+SPEAK_STANDINS = {
+    "public sealed class Metadata { }": """public sealed class Metadata { }
+    public sealed class SpeakStart { public string Text, Voice, Language, StreamId; public float SpeakingRate; public uint Fps; public ExpressionStyle Style; }
+    public sealed class SpeakStop { public double AtTime; }
+    public sealed class SpeakRequest { public SpeakStart Start; public SpeakStop Stop; }
+    public sealed class SpeakHeader { public string StreamId, Voice, Language, TtsEngine; public uint SampleRate; public float LookaheadMs; public ExpressionHeader Expression; }
+    public sealed class SpeakAudio { public ulong SampleIndex; public double Time; public ByteString Pcm16; }
+    public sealed class SpeakStatus { public ulong FramesSent; public double AudioSeconds, SynthesisSeconds; public RepeatedField<string> Warnings; public uint Sentences; public bool Stopped; }
+    public sealed class SpeakResponse { public enum MsgOneofCase { None, Header, Audio, Frames, Status } public MsgOneofCase MsgCase; public SpeakHeader Header; public SpeakAudio Audio; public FrameBatch Frames; public SpeakStatus Status; }""",
+    "public AsyncDuplexStreamingCall<ExpressionRequest, ExpressionResponse> StreamExpression(":
+        "public AsyncDuplexStreamingCall<SpeakRequest, SpeakResponse> Speak(Metadata headers = null, DateTime? deadline = null, "
+        "CancellationToken cancellationToken = default(CancellationToken)) { return null; }\n            "
+        "public AsyncDuplexStreamingCall<ExpressionRequest, ExpressionResponse> StreamExpression(",
+    "public static ByteString CopyFrom(byte[] b) { return null; }":
+        "public static ByteString CopyFrom(byte[] b) { return null; } public byte[] ToByteArray() { return null; }",
+    "public class AudioClip : Object {":
+        "public class AudioClip : Object { public delegate void PCMReaderCallback(float[] data); "
+        "public static AudioClip Create(string n, int len, int ch, int freq, bool stream, PCMReaderCallback r) { return null; }",
+    "public class AudioSource : Behaviour {": "public class AudioSource : Behaviour { public void Play() {} public bool isPlaying { get { return false; } }",
+}
+
+
+def _standins_with_speak(tmp_path):
+    text = (ROOT / "tests" / "unity_api_standins.cs").read_text()
+    if "class SpeakRequest" not in text:
+        for anchor, replacement in SPEAK_STANDINS.items():
+            assert anchor in text, f"tests/unity_api_standins.cs changed: no '{anchor}' to extend"
+            text = text.replace(anchor, replacement, 1)
+    out = tmp_path / "unity_api_standins_speak.cs"
+    out.write_text(text)
+    return out
+
+
 def test_unity_assemblies_type_check_along_the_asmdef_graph(tmp_path):
     """The Unity-only sources (Transport, Face, Device, Editor, PlayMode tests, sample) cannot be compiled
     against Unity here. Type-check each assembly with mcs against API stand-ins (tests/unity_api_standins.cs),
@@ -99,7 +187,7 @@ def test_unity_assemblies_type_check_along_the_asmdef_graph(tmp_path):
     a use of an assembly the .asmdef does not reference fails here rather than in a user's editor."""
     mcs, _, framework = _toolchain()
     standins = tmp_path / "UnityApiStandIns.dll"
-    _mcs(mcs, standins, [ROOT / "tests" / "unity_api_standins.cs"], refs=["System.Core.dll"], strict=False)
+    _mcs(mcs, standins, [_standins_with_speak(tmp_path)], refs=["System.Core.dll"], strict=False)
     defs = {}
     for p in PLUGIN.rglob("*.asmdef"):
         d = json.loads(p.read_text())
@@ -126,7 +214,8 @@ def test_unity_assemblies_type_check_along_the_asmdef_graph(tmp_path):
     for name in defs:
         build(name)
     assert {"AvatarBridge.Transport", "AvatarBridge.Face", "AvatarBridge.Device", "AvatarBridge.Editor",
-            "AvatarBridge.Runtime.Tests", "AvatarBridge.Samples.SpeechDrivenAvatar"} <= set(built)
+            "AvatarBridge.Runtime.Tests", "AvatarBridge.Samples.SpeechDrivenAvatar",
+            "AvatarBridge.Samples.SayThisLine"} <= set(built)
 
 
 def test_core_table_matches_the_contract_and_core_stays_engine_free():

@@ -159,6 +159,12 @@ def test_csharp_uses_only_contract_names_that_the_proto_defines():
     session = (PKG / "Runtime/Transport/ExpressionSession.cs").read_text()
     for name in set(re.findall(r"\b(?:r\.Header|caps|l|st|f)\.([A-Z]\w+)", device + session)) - {"Limits", "Count"}:
         assert name in all_fields, f"C# reads .{name}, which is no field of proto/"
+    speak = (PKG / "Runtime/Transport/SpeakSession.cs").read_text()  # r.Header.Voice, r.Audio.Pcm16, e.Fps, ...
+    read = set(re.findall(r"\br\.(?:Header|Audio|Frames|Status)\.([A-Z]\w+)", speak)) | set(re.findall(r"\be\.([A-Z]\w+)", speak))
+    assert {"Voice", "SampleRate", "Pcm16", "SampleIndex", "Expression", "Fps"} <= read
+    for name in read - {"ToByteArray"}:
+        assert name in all_fields, f"SpeakSession reads .{name}, which is no field of proto/"
+    assert "Speak" in services and {"SpeakRequest", "SpeakStart", "SpeakStop", "SpeakResponse"} <= used_types
     script = (PKG / "Tools~" / "generate-contract.sh").read_text()
     assert 'proto_root="$repo/proto"' in script and "avatarbridge/v1/bridge.proto" in script
     assert not list(PKG.rglob("*.proto")), "the package must not carry a copy of the proto"

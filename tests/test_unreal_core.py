@@ -121,3 +121,21 @@ def test_unreal_module_sources_use_only_what_the_core_declares():
             continue
         if re.search(r"^class ", header.read_text(), re.M):
             assert any(plugin.rglob(header.stem + ".cpp")), f"{header.name} has no .cpp"
+
+
+def test_unreal_speech_component_exposes_speak_to_blueprints():
+    """The Speak node (docs/speak.md): Blueprint-callable SayLine / StopSpeaking on a component that uses the
+    core's Speak client (BridgeClient::Speak, SpeakCall::Stop), the same names the C++ suite tests live."""
+    import re
+
+    module = ROOT / "unreal_plugin" / "AvatarBridge" / "Source" / "AvatarBridge"
+    header = (module / "Public" / "AvatarBridgeSpeechComponent.h").read_text()
+    source = (module / "Private" / "AvatarBridgeSpeechComponent.cpp").read_text()
+    for fn in ("SayLine", "StopSpeaking"):
+        assert re.search(r"UFUNCTION\(BlueprintCallable.*\)[ \t]*\n[^\n]*\b" + fn + r"\(", header), fn
+    for fn in ("IsSpeaking", "GetSpeechCurves", "GetSpeechTime"):
+        assert re.search(r"UFUNCTION\(BlueprintPure.*\)[ \t]*\n[^\n]*\b" + fn + r"\(", header), fn
+    assert "BlueprintAssignable" in header and "OnSpeechFinished" in header
+    assert "->Speak(" in source and "->Stop(" in source and "avatarbridge::SpeakListener" in source
+    core = (SOURCE / "include" / "avatarbridge" / "BridgeClient.h").read_text()
+    assert "std::unique_ptr<SpeakCall> Speak(" in core and "bool Stop(double at_time);" in core

@@ -1,11 +1,15 @@
 """Per-stream state inside a worker: decode -> resample -> engine -> timed frames."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from engine.audio import AudioError, PcmDecoder, StreamResampler, decode_file, resample
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, Frames, Style
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
+
+log = logging.getLogger("engine.worker")
 
 
 def frame_sample_indices(first: int, n: int, sample_rate: int, fps: int) -> np.ndarray:
@@ -131,6 +135,9 @@ def apply_transcript(stream, audio16k: np.ndarray, transcript: str, language: st
         return [f"transcript not used: {exc}{fallback}"]
     except ImportError:
         return [f"transcript ignored: pocketsphinx is not installed in the worker{fallback}"]
+    except Exception as exc:  # an aligner bug costs the clip its transcript, not its animation
+        log.exception("transcript alignment failed")
+        return [f"transcript not used: the aligner failed ({type(exc).__name__}){fallback}"]
     stream.set_mouth_track(mouth_track(a.phones, n_steps=int(audio16k.shape[0] / SAMPLE_RATE / STEP_S) + 2))
     return a.warnings + [f"transcript aligned: {len(a.words)} words (cost {a.cost_per_frame:.0f}/frame, "
                          f"{a.coverage:.0%} of voiced frames covered)"]

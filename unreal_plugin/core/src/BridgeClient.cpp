@@ -150,6 +150,152 @@ bool ExpressionStream::Closed() const {
 }
 
 // --------------------------------------------------------------------------------------------
+struct SpeakCall::Impl {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::SpeakRequest, v1::SpeakResponse>> bidi;
+  SpeakListener* listener = nullptr;
+  std::thread thread;
+
+  std::mutex write_mu;
+  bool stop_sent = false;
+  bool writes_done = false;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  bool closed = false;
+  CallStatus status;
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!closed) ctx.TryCancel();
+    }
+    if (thread.joinable()) thread.join();
+  }
+
+  void ReadLoop() {
+    v1::SpeakResponse r;
+    StreamHeaderInfo header;
+    bool have_header = false;
+    uint64_t next_index = 0;
+    std::vector<Frame> frames;
+    std::string why;
+    while (bidi->Read(&r)) {
+      switch (r.msg_case()) {
+        case v1::SpeakResponse::kHeader: {
+          SpeakHeaderInfo h;
+          h.stream_id = r.header().stream_id();
+          h.voice = r.header().voice();
+          h.language = r.header().language();
+          h.tts_engine = r.header().tts_engine();
+          h.sample_rate = r.header().sample_rate();
+          h.expression = FromProto(r.header().expression());
+          if (!h.expression.sample_rate) h.expression.sample_rate = h.sample_rate;
+          header = h.expression;
+          have_header = true;
+          listener->OnHeader(h);
+          break;
+        }
+        case v1::SpeakResponse::kAudio: {
+          SpeakAudioChunk a;
+          a.sample_index = r.audio().sample_index();
+          a.time = r.audio().time();
+          const std::string& pcm = r.audio().pcm16();
+          a.samples.resize(pcm.size() / 2);
+          for (size_t i = 0; i < a.samples.size(); ++i) {  // little-endian on the wire, whatever the host
+            const auto lo = static_cast<uint8_t>(pcm[2 * i]), hi = static_cast<uint8_t>(pcm[2 * i + 1]);
+            a.samples[i] = static_cast<int16_t>(static_cast<uint16_t>(lo | (hi << 8)));
+          }
+          if (pcm.size() % 2) listener->OnMalformed("a SpeakAudio chunk with an odd number of bytes");
+          listener->OnAudio(a);
+          break;
+        }
+        case v1::SpeakResponse::kFrames: {
+          frames.clear();
+          bool stopping;
+          {
+            std::lock_guard<std::mutex> lock(write_mu);
+            stopping = stop_sent;
+          }
+          for (const auto& f : r.frames().frames()) {
+            Frame out;
+            if (!have_header) {
+              listener->OnMalformed("frames arrived before the speak header");
+              continue;
+            }
+            // After a Stop the eased frames restart at k0 <= the next index: they replace what came before.
+            const uint64_t expected = stopping && f.index() < next_index ? f.index() : next_index;
+            if (ConvertFrame(f, header, expected, &out, &why)) {
+              frames.push_back(std::move(out));
+            } else {
+              listener->OnMalformed(why);
+            }
+            next_index = f.index() + 1;
+          }
+          if (!frames.empty()) listener->OnFrames(frames);
+          break;
+        }
+        case v1::SpeakResponse::kStatus: {
+          SpeakStatusInfo st;
+          st.frames_sent = r.status().frames_sent();
+          st.audio_seconds = r.status().audio_seconds();
+          st.warnings.assign(r.status().warnings().begin(), r.status().warnings().end());
+          st.sentences = r.status().sentences();
+          st.synthesis_seconds = r.status().synthesis_seconds();
+          st.stopped = r.status().stopped();
+          listener->OnStatus(st);
+          break;
+        }
+        default:
+          listener->OnMalformed("an empty SpeakResponse");
+      }
+    }
+    const CallStatus cs = FromGrpc(bidi->Finish());
+    listener->OnClosed(cs);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      closed = true;
+      status = cs;
+    }
+    cv.notify_all();
+  }
+};
+
+SpeakCall::SpeakCall(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SpeakCall::~SpeakCall() = default;
+
+bool SpeakCall::Stop(double at_time) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  if (impl_->stop_sent || impl_->writes_done || Closed()) return false;
+  impl_->stop_sent = true;
+  v1::SpeakRequest req;
+  req.mutable_stop()->set_at_time(at_time < 0 ? 0.0 : at_time);
+  const bool ok = impl_->bidi->Write(req);
+  impl_->writes_done = true;  // nothing else to say: half-close
+  return impl_->bidi->WritesDone() && ok;
+}
+
+void SpeakCall::Cancel() { impl_->ctx.TryCancel(); }
+
+CallStatus SpeakCall::Wait() {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->cv.wait(lock, [&] { return impl_->closed; });
+  return impl_->status;
+}
+
+bool SpeakCall::WaitFor(std::chrono::milliseconds timeout, CallStatus* status) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  if (!impl_->cv.wait_for(lock, timeout, [&] { return impl_->closed; })) return false;
+  if (status) *status = impl_->status;
+  return true;
+}
+
+bool SpeakCall::Closed() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->closed;
+}
+
+// --------------------------------------------------------------------------------------------
 struct BridgeClient::Impl {
   std::string target;
   std::shared_ptr<grpc::Channel> channel;
@@ -229,6 +375,38 @@ std::unique_ptr<ExpressionStream> BridgeClient::AnimateClip(const std::vector<ui
   ExpressionStream::Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->ReadLoop(); });
   return std::unique_ptr<ExpressionStream>(new ExpressionStream(std::move(impl)));
+}
+
+std::unique_ptr<SpeakCall> BridgeClient::Speak(const SpeakSettings& settings, SpeakListener* listener) {
+  auto impl = std::make_unique<SpeakCall::Impl>();
+  impl->listener = listener;
+  impl->bidi = impl_->stub->Speak(&impl->ctx);
+  v1::SpeakRequest req;
+  v1::SpeakStart* start = req.mutable_start();
+  start->set_text(settings.text);
+  start->set_voice(settings.voice);
+  start->set_language(settings.language);
+  start->set_speaking_rate(settings.speaking_rate);
+  start->set_fps(settings.fps);
+  start->set_stream_id(settings.stream_id);
+  ToProto(settings.style, start->mutable_style());
+  // The call stays open for writing so that a Stop can follow; Stop (or the end of the call) half-closes.
+  impl->bidi->Write(req);  // a failure shows up as the call's status
+  SpeakCall::Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->ReadLoop(); });
+  return std::unique_ptr<SpeakCall>(new SpeakCall(std::move(impl)));
+}
+
+std::unique_ptr<SpeakCall> BridgeClient::Speak(const std::string& text, const std::string& voice,
+                                               const std::string& language, uint32_t fps,
+                                               const ExpressionStyle& style, SpeakListener* listener) {
+  SpeakSettings s;
+  s.text = text;
+  s.voice = voice;
+  s.language = language;
+  s.fps = fps;
+  s.style = style;
+  return Speak(s, listener);
 }
 
 }  // namespace avatarbridge

@@ -58,6 +58,53 @@ class ExpressionStream {
   std::unique_ptr<Impl> impl_;
 };
 
+/** Receives one Speak call's responses, on the call's reader thread. */
+class SpeakListener {
+ public:
+  virtual ~SpeakListener() = default;
+  virtual void OnHeader(const SpeakHeaderInfo& /*header*/) {}
+  /** A sentence's audio; play chunks back to back. */
+  virtual void OnAudio(const SpeakAudioChunk& /*audio*/) {}
+  /**
+   * Valid frames of one FrameBatch, in order, time codes on the audio's clock. After a Stop, a batch starts
+   * again at k0 = ceil(at_time * fps): its frames ease the face to rest and supersede every frame with index
+   * >= k0 received before (drop those, as the audio after at_time).
+   */
+  virtual void OnFrames(std::vector<Frame>& /*frames*/) {}
+  virtual void OnStatus(const SpeakStatusInfo& /*status*/) {}
+  virtual void OnMalformed(const std::string& /*what*/) {}
+  /** Exactly once, last. */
+  virtual void OnClosed(const CallStatus& /*status*/) {}
+};
+
+/** One Speak call in flight. Destroying it cancels the call and joins. */
+class SpeakCall {
+ public:
+  ~SpeakCall();
+  SpeakCall(const SpeakCall&) = delete;
+  SpeakCall& operator=(const SpeakCall&) = delete;
+
+  /**
+   * Barge-in: `at_time` = the playback position in seconds on the audio's clock. The server stops
+   * synthesising, sends frames that ease the face to rest from ceil(at_time * fps), then a status with
+   * stopped = true. Drop audio after at_time. False if the call already ended or Stop was sent.
+   */
+  bool Stop(double at_time);
+  /** Ends the call now (the server frees the stream). */
+  void Cancel();
+  /** Blocks until the call ended; returns how. */
+  CallStatus Wait();
+  /** Like Wait, with a limit; false if still running. */
+  bool WaitFor(std::chrono::milliseconds timeout, CallStatus* status);
+  bool Closed() const;
+
+  struct Impl;
+  explicit SpeakCall(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 class BridgeClient {
  public:
   /** `target` is host:port (e.g. "127.0.0.1:50051"); plaintext HTTP/2. */
@@ -80,6 +127,11 @@ class BridgeClient {
   std::unique_ptr<ExpressionStream> AnimateClip(const std::vector<uint8_t>& audio_file, uint32_t fps,
                                                 const std::string& stream_id, StreamListener* listener,
                                                 const ExpressionStyle& style = {});
+
+  /** Speak: text -> speech + facial animation on one clock (docs/speak.md); `listener` must outlive the call. */
+  std::unique_ptr<SpeakCall> Speak(const SpeakSettings& settings, SpeakListener* listener);
+  std::unique_ptr<SpeakCall> Speak(const std::string& text, const std::string& voice, const std::string& language,
+                                   uint32_t fps, const ExpressionStyle& style, SpeakListener* listener);
 
  private:
   struct Impl;

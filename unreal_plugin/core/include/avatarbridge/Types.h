@@ -111,4 +111,42 @@ struct CapabilitiesInfo {
   float max_audio_seconds = 0.f;
 };
 
+/** Speak (text -> speech + frames on one clock, docs/speak.md): what the client asks for (SpeakStart). */
+struct SpeakSettings {
+  std::string text;            // UTF-8 plain text or the SSML subset; <= 20000 bytes
+  std::string voice;           // e.g. "espeak:en-us", "festival:us-slt-hts"; empty = the language's default
+  std::string language;        // BCP-47; empty = "en" (or the voice's language)
+  float speaking_rate = 0.f;   // 0.5..2; 0 = the voice's normal speed
+  uint32_t fps = 60;           // 30 or 60
+  std::string stream_id;
+  ExpressionStyle style;
+};
+
+/** The SpeakHeader: the voice chosen, the audio's rate (the clock of every time code), the frames' shape. */
+struct SpeakHeaderInfo {
+  std::string stream_id;
+  std::string voice;
+  std::string language;
+  std::string tts_engine;
+  uint32_t sample_rate = 0;    // of the PCM16 audio and of every frame time code
+  StreamHeaderInfo expression; // blendshape / bone names, fps, expression engine (sample_rate = the above)
+};
+
+/** One SpeakAudio: mono PCM16 samples starting at `sample_index` (chunks are back to back). */
+struct SpeakAudioChunk {
+  uint64_t sample_index = 0;
+  double time = 0.0;           // = sample_index / sample_rate
+  std::vector<int16_t> samples;
+};
+
+/** The final SpeakStatus. */
+struct SpeakStatusInfo {
+  uint64_t frames_sent = 0;
+  double audio_seconds = 0.0;  // audio sent; after a Stop: its at_time
+  std::vector<std::string> warnings;
+  uint32_t sentences = 0;
+  double synthesis_seconds = 0.0;
+  bool stopped = false;        // ended by a Stop (barge-in)
+};
+
 }  // namespace avatarbridge
