@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import json
 import math
 import os
@@ -41,7 +40,7 @@ sys.path.insert(0, ROOT)
 
 from avatarbridge.v1 import bridge_pb2 as pb  # noqa: E402
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc  # noqa: E402
-from bench.stream_bench import cpu_model, cpu_seconds, load_speech  # noqa: E402
+from bench.stream_bench import ChunkClock, cpu_model, cpu_seconds, load_speech  # noqa: E402
 
 RATES = (16000, 44100, 48000)
 
@@ -86,8 +85,7 @@ async def one_stream(stub, pcms: dict, rng: random.Random, args, stats: Stats, t
     data = pcm[offset:offset + 2 * n]
     step = 2 * int(rate * args.chunk_ms / 1000)
     cancel_at = n // 2 if rng.random() < args.cancel_share else None
-    ends, sent = [], []
-    lookahead = [0.0]
+    clock = ChunkClock(rate)
     frames = 0
     status = None
     call = stub.StreamExpression()
@@ -106,8 +104,7 @@ async def one_stream(stub, pcms: dict, rng: random.Random, args, stats: Stats, t
             chunk = data[pos:pos + step]
             await call.write(pb.ExpressionRequest(audio=pb.AudioChunk(data=chunk)))
             total += len(chunk) // 2
-            ends.append(total)
-            sent.append(time.monotonic())
+            clock.chunk_sent(total)
             i += 1
             if cancel_at is not None and total >= cancel_at:
                 call.cancel()
@@ -121,14 +118,13 @@ async def one_stream(stub, pcms: dict, rng: random.Random, args, stats: Stats, t
             now = time.monotonic()
             kind = resp.WhichOneof("msg")
             if kind == "header":
-                lookahead[0] = resp.header.lookahead_ms / 1000
+                clock.lookahead_s = resp.header.lookahead_ms / 1000
             elif kind == "frames":
                 for f in resp.frames.frames:
                     frames += 1
-                    need = f.sample_index + int(round(lookahead[0] * rate))
-                    j = bisect.bisect_left(ends, need)
-                    if j < len(sent):  # frames flushed by the end marker have no completing chunk
-                        stats.lat.append((now - t_start, now - sent[j], rate))
+                    got = clock.latency(f.sample_index, now)
+                    if got:
+                        stats.lat.append((now - t_start, got[0], rate))
             elif kind == "status":
                 status = resp.status
         await w

@@ -48,14 +48,34 @@ def load_speech(path: str, rate: int = 16000) -> bytes:
     return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
 
 
+class ChunkClock:
+    """When each audio chunk of one stream left, to time its frames: a frame's latency is its arrival minus
+    the send time of the chunk that completes the audio it needs (its sample index plus the look-ahead)."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.lookahead_s = 0.0  # from the stream header
+        self.ends: list[int] = []  # cumulative samples at the end of chunk i
+        self.sent: list[float] = []  # its send time
+
+    def chunk_sent(self, total_samples: int) -> None:
+        self.ends.append(total_samples)
+        self.sent.append(time.monotonic())
+
+    def latency(self, sample_index: int, now: float) -> tuple[float, float] | None:
+        """(latency s, send time of the completing chunk since the first chunk), or None for frames that only the
+        end-of-audio marker completed."""
+        j = bisect.bisect_left(self.ends, sample_index + int(round(self.lookahead_s * self.rate)))
+        return (now - self.sent[j], self.sent[j] - self.sent[0]) if j < len(self.sent) else None
+
+
 async def one_stream(stub, pcm: bytes, rate: int, chunk_s: float, seconds: float, delay: float,
                      lat: list, errors: list, engine: str = "") -> None:
     await asyncio.sleep(delay)
     step = int(rate * chunk_s) * 2
     n_chunks = int(seconds / chunk_s)
-    ends, sent = [], []  # cumulative samples at the end of chunk i, and its send time
+    clock = ChunkClock(rate)
     call = stub.StreamExpression()
-    lookahead = [0.0]
 
     async def writer():
         await call.write(pb.ExpressionRequest(header=pb.StreamHeader(
@@ -69,8 +89,7 @@ async def one_stream(stub, pcm: bytes, rate: int, chunk_s: float, seconds: float
             off = (i * step) % (len(pcm) - step)
             await call.write(pb.ExpressionRequest(audio=pb.AudioChunk(data=pcm[off:off + step])))
             total += step // 2
-            ends.append(total)
-            sent.append(time.monotonic())
+            clock.chunk_sent(total)
         await call.write(pb.ExpressionRequest(end=pb.EndOfAudio()))
         await call.done_writing()
 
@@ -80,13 +99,12 @@ async def one_stream(stub, pcm: bytes, rate: int, chunk_s: float, seconds: float
             now = time.monotonic()
             kind = resp.WhichOneof("msg")
             if kind == "header":
-                lookahead[0] = resp.header.lookahead_ms / 1000
+                clock.lookahead_s = resp.header.lookahead_ms / 1000
             elif kind == "frames":
                 for f in resp.frames.frames:
-                    need = f.sample_index + int(round(lookahead[0] * rate))
-                    j = bisect.bisect_left(ends, need)
-                    if j < len(sent):  # frames flushed by the end marker have no completing chunk
-                        lat.append((now - sent[j], sent[j] - sent[0]))
+                    got = clock.latency(f.sample_index, now)
+                    if got:
+                        lat.append(got)
         await w
     except grpc.RpcError as err:
         errors.append(f"{err.code().name}: {err.details()}")

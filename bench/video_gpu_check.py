@@ -18,10 +18,7 @@ from engine.video.pipeline import GenParams, VideoEngine  # noqa: E402
 
 def main() -> int:
     ck = vc.write_all("/tmp/video_tiny_ckpt")
-    yy, xx = np.mgrid[0:256, 0:256]
-    img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
-    t = np.arange(16000 * 2) / 16000
-    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    img, audio = vc.sample_inputs(2)
     lora = os.path.join(ck, "liveavatar.safetensors")
     for mode, params in (("liveavatar", GenParams(size="128*128", seed=1)),
                          ("s2v", GenParams(mode="s2v", size="128*128", seed=1, sample_steps=4, infer_frames=16,

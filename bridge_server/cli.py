@@ -230,16 +230,7 @@ def _read_transcript(path: str, stream: bool) -> tuple[str, str]:
     """--transcript FILE -> (text, problem); problem is '' when the text can be sent."""
     if stream:
         return "", "--transcript works with AnimateClip only; drop --stream"
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        return "", f"cannot read --transcript {path}: {exc.strerror or exc}"
-    try:
-        return raw.decode("utf-8-sig"), ""
-    except UnicodeDecodeError as exc:
-        return "", (f"--transcript {path} is not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
-                    "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    return _read_utf8(path, "--transcript")
 
 
 def _stream_file(client, data: bytes, args, style):

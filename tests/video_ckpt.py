@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import torch
 
 # Tiny DiT config (config.json keys of WanModel_S2V).
@@ -240,3 +241,13 @@ def write_all(folder: str, lora: bool = True) -> str:
     if lora:
         write_lora(os.path.join(folder, "liveavatar.safetensors"))
     return folder
+
+
+def sample_inputs(seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """A 256x256 RGB test portrait (colour ramps) and `seconds` of 16 kHz amplitude-modulated tone, for GPU
+    checks of the pipeline on the tiny checkpoints."""
+    yy, xx = np.mgrid[0:256, 0:256]
+    img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    t = np.arange(int(16000 * seconds)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    return img, audio

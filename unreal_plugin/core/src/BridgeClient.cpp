@@ -28,6 +28,45 @@ namespace {
 CallStatus FromGrpc(const grpc::Status& s) {
   return CallStatus{static_cast<StatusCode>(s.error_code()), s.error_message()};
 }
+
+// How a call ends, shared by every streaming call: its reader thread closes it once; any thread may wait.
+class CallEnd {
+ public:
+  void Close(const CallStatus& cs) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      status_ = cs;
+    }
+    cv_.notify_all();
+  }
+  // Cancels the call unless it has ended (a destroyed handle must not leave its reader thread blocked).
+  void CancelIfOpen(grpc::ClientContext& ctx) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closed_) ctx.TryCancel();
+  }
+  CallStatus Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return closed_; });
+    return status_;
+  }
+  bool WaitFor(std::chrono::milliseconds timeout, CallStatus* status) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return closed_; })) return false;
+    if (status) *status = status_;
+    return true;
+  }
+  bool Closed() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return closed_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  CallStatus status_;
+};
 }  // namespace
 
 // --------------------------------------------------------------------------------------------
@@ -42,16 +81,10 @@ struct ExpressionStream::Impl {
   std::mutex write_mu;
   bool writes_done = false;
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  bool closed = false;
-  CallStatus status;
+  CallEnd end;
 
   ~Impl() {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!closed) ctx.TryCancel();
-    }
+    end.CancelIfOpen(ctx);
     if (thread.joinable()) thread.join();
   }
 
@@ -99,12 +132,7 @@ struct ExpressionStream::Impl {
     const grpc::Status s = bidi ? bidi->Finish() : reader->Finish();
     const CallStatus cs = FromGrpc(s);
     listener->OnClosed(cs);
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      closed = true;
-      status = cs;
-    }
-    cv.notify_all();
+    end.Close(cs);
   }
 };
 
@@ -131,23 +159,13 @@ bool ExpressionStream::EndAudio() {
 
 void ExpressionStream::Cancel() { impl_->ctx.TryCancel(); }
 
-CallStatus ExpressionStream::Wait() {
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  impl_->cv.wait(lock, [&] { return impl_->closed; });
-  return impl_->status;
-}
+CallStatus ExpressionStream::Wait() { return impl_->end.Wait(); }
 
 bool ExpressionStream::WaitFor(std::chrono::milliseconds timeout, CallStatus* status) {
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  if (!impl_->cv.wait_for(lock, timeout, [&] { return impl_->closed; })) return false;
-  if (status) *status = impl_->status;
-  return true;
+  return impl_->end.WaitFor(timeout, status);
 }
 
-bool ExpressionStream::Closed() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->closed;
-}
+bool ExpressionStream::Closed() const { return impl_->end.Closed(); }
 
 // --------------------------------------------------------------------------------------------
 struct SpeakCall::Impl {
@@ -160,16 +178,10 @@ struct SpeakCall::Impl {
   bool stop_sent = false;
   bool writes_done = false;
 
-  mutable std::mutex mu;
-  std::condition_variable cv;
-  bool closed = false;
-  CallStatus status;
+  CallEnd end;
 
   ~Impl() {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!closed) ctx.TryCancel();
-    }
+    end.CancelIfOpen(ctx);
     if (thread.joinable()) thread.join();
   }
 
@@ -252,12 +264,7 @@ struct SpeakCall::Impl {
     }
     const CallStatus cs = FromGrpc(bidi->Finish());
     listener->OnClosed(cs);
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      closed = true;
-      status = cs;
-    }
-    cv.notify_all();
+    end.Close(cs);
   }
 };
 
@@ -277,23 +284,13 @@ bool SpeakCall::Stop(double at_time) {
 
 void SpeakCall::Cancel() { impl_->ctx.TryCancel(); }
 
-CallStatus SpeakCall::Wait() {
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  impl_->cv.wait(lock, [&] { return impl_->closed; });
-  return impl_->status;
-}
+CallStatus SpeakCall::Wait() { return impl_->end.Wait(); }
 
 bool SpeakCall::WaitFor(std::chrono::milliseconds timeout, CallStatus* status) {
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  if (!impl_->cv.wait_for(lock, timeout, [&] { return impl_->closed; })) return false;
-  if (status) *status = impl_->status;
-  return true;
+  return impl_->end.WaitFor(timeout, status);
 }
 
-bool SpeakCall::Closed() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->closed;
-}
+bool SpeakCall::Closed() const { return impl_->end.Closed(); }
 
 // --------------------------------------------------------------------------------------------
 struct BridgeClient::Impl {
