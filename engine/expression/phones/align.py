@@ -156,7 +156,7 @@ def pronounceable(words: list[str], warnings: list[str]) -> list[str]:
     return out
 
 
-def _pcm(audio: np.ndarray) -> bytes:
+def pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
@@ -243,7 +243,7 @@ def align(audio: np.ndarray, transcript: str, check: bool = True, tick=None) -> 
     seconds = audio.shape[0] / SAMPLE_RATE
     if len(words) > MAX_WORDS_PER_S * seconds + 3:  # checked before the search, which would grind on it
         raise AlignmentError(FailureReason.TOO_MANY_WORDS, f"{len(words)} words for {seconds:.1f} s")
-    pcm = _pcm(audio)
+    pcm = pcm16(audio)
     n_frames = audio.shape[0] // 160
     try:
         segs = _word_pass(words, pcm, tick)

@@ -19,10 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.expression.learned_model import HOP, SAMPLE_RATE, LogMel, ModelConfig
-from engine.expression.phones.arpabet import label_to_viseme
 from engine.expression.train.data import Example, augment
 from engine.expression.train.teacher import SIL, PhoneTeacher, frame_labels
-from engine.expression.visemes import VISEME_INDEX
 
 
 @dataclass
@@ -74,10 +72,7 @@ def clip_labels(x: np.ndarray, clip: RealClip, teacher: PhoneTeacher, log=None) 
             if log:
                 log(f"  {clip.id}: alignment failed ({exc}); phone decoding instead")
         else:
-            labels = np.full(n, SIL, np.int64)
-            for p in phones:
-                labels[int(round(p.start_s * 100)): int(round(p.end_s * 100))] = VISEME_INDEX[label_to_viseme(p.label)]
-            return labels, "aligned"
+            return frame_labels(phones, n), "aligned"
     return frame_labels(teacher.phones(x), n), "decoded"
 
 

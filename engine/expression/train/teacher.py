@@ -14,11 +14,12 @@ of pocketsphinx frame j (a 5 ms shift, under the label noise).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
+from engine.expression.phones.align import FRAME_S, pcm16
 from engine.expression.phones.arpabet import label_to_viseme
+from engine.expression.phones.timing import Phone
 from engine.expression.visemes import JAW, VISEME_INDEX
 
 SIL = VISEME_INDEX["sil"]
@@ -28,13 +29,6 @@ def model_dir() -> str:
     import pocketsphinx
 
     return os.path.join(os.path.dirname(pocketsphinx.__file__), "model", "en-us")
-
-
-@dataclass
-class PhoneSeg:
-    phone: str  # ARPAbet without stress, or SIL / a filler
-    start: int  # first 10 ms frame
-    end: int  # last frame, inclusive
 
 
 class PhoneTeacher:
@@ -47,19 +41,20 @@ class PhoneTeacher:
         self._dec = Decoder(hmm=os.path.join(d, "en-us"), allphone=os.path.join(d, "en-us-phone.lm.bin"),
                             lw=lw, pip=pip, beam=1e-20, pbeam=1e-20, backtrace=False, loglevel="ERROR")
 
-    def phones(self, x: np.ndarray) -> list[PhoneSeg]:
-        pcm = (np.clip(np.asarray(x, np.float64), -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+    def phones(self, x: np.ndarray) -> list[Phone]:
+        """Decoded phones (ARPAbet, SIL and fillers) on the clip's clock, the type the aligner gives too."""
         self._dec.start_utt()
-        self._dec.process_raw(pcm, full_utt=True)
+        self._dec.process_raw(pcm16(np.asarray(x, np.float32)), full_utt=True)
         self._dec.end_utt()
-        return [PhoneSeg(s.word, int(s.start_frame), int(s.end_frame)) for s in self._dec.seg()]
+        return [Phone(s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S, s.word) for s in self._dec.seg()]
 
 
-def frame_labels(segs: list[PhoneSeg], n_frames: int) -> np.ndarray:
-    """Viseme index per 10 ms step (silence where no phone was decoded)."""
+def frame_labels(phones: list[Phone], n_frames: int) -> np.ndarray:
+    """Viseme index per 10 ms step, from decoded or aligned phones (silence where there is none)."""
     labels = np.full(n_frames, SIL, np.int64)
-    for s in segs:
-        labels[max(0, s.start): min(n_frames, s.end + 1)] = VISEME_INDEX[label_to_viseme(s.phone)]
+    for p in phones:
+        labels[max(0, round(p.start_s / FRAME_S)): min(n_frames, round(p.end_s / FRAME_S))] = \
+            VISEME_INDEX[label_to_viseme(p.label)]
     return labels
 
 
