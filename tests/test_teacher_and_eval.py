@@ -82,3 +82,35 @@ def test_av_sync_verdicts():
     assert ev.av_sync(_truth_from(env, 25, 0.04), x)[1] == "yes"
     off, verdict = ev.av_sync(_truth_from(env, 25, 0.6), x)
     assert verdict == "no" and abs(off - 0.6) < 0.05
+
+
+def test_cli_refuses_bad_real_speech_and_manifest_arguments(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "bridge_server.cli", *args], capture_output=True, text=True,
+                              timeout=120)
+
+    out = cli("train-expression", "--stage", "network", "--real-speech", str(tmp_path / "none.json"),
+              "--out", str(tmp_path / "w"))
+    assert out.returncode == 2 and "--real-speech needs a manifest file and --media-root" in out.stderr
+    manifest = _manifest(tmp_path, [{"id": "a", "kind": "speech", "use": "train", "local": "missing.wav"}])
+    out = cli("train-expression", "--stage", "network", "--real-speech", str(manifest), "--media-root", str(tmp_path),
+              "--out", str(tmp_path / "w"))
+    assert out.returncode == 2 and "no training speech" in out.stderr and "gather_media.py" in out.stderr
+    out = cli("train-expression", "--stage", "network", "--real-speech", str(manifest), "--media-root", str(tmp_path),
+              "--real-share", "0", "--out", str(tmp_path / "w"))
+    assert out.returncode == 2 and "--real-share must be in (0, 1]" in out.stderr
+    out = cli("eval-expression", str(tmp_path), "--manifest", str(tmp_path / "nope.json"))
+    assert out.returncode == 2 and "--manifest" in out.stderr and "not found" in out.stderr
+    (tmp_path / "bad.json").write_text("{not json")
+    out = cli("eval-expression", str(tmp_path), "--manifest", str(tmp_path / "bad.json"), "--align")
+    assert out.returncode == 2 and "bad.json" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "w").exists()  # nothing was trained or written
+    out = cli("train-expression", "--stage", "network", "--real-speech", str(tmp_path / "bad.json"), "--media-root",
+              str(tmp_path), "--out", str(tmp_path / "w"))
+    assert out.returncode == 2 and "bad.json cannot be read as JSON" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "shape.json").write_text('{"id": "a"}')
+    out = cli("eval-expression", str(tmp_path), "--manifest", str(tmp_path / "shape.json"), "--align")
+    assert out.returncode == 2 and "must be a JSON list of objects" in out.stderr

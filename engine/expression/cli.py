@@ -111,7 +111,11 @@ def _train(args) -> int:
             return 2
         from engine.expression.train.real import build_real, load_manifest, provenance_of
 
-        clips = load_manifest(args.real_speech, args.media_root)
+        try:
+            clips = load_manifest(args.real_speech, args.media_root)
+        except ValueError as exc:
+            print(f"avatar-bridge train-expression: --real-speech: {exc}", file=sys.stderr)
+            return 2
         if not clips:
             print(f"avatar-bridge train-expression: no training speech of {args.real_speech} exists under "
                   f"{args.media_root}; run bench/gather_media.py first", file=sys.stderr)
@@ -152,7 +156,11 @@ def _eval(args) -> int:
         if not Path(m).is_file():
             print(f"avatar-bridge eval-expression: --manifest {m} not found", file=sys.stderr)
             return 2
-        clips += clips_in_manifest(Path(m), Path(args.media_root) if args.media_root else None)
+        try:
+            clips += clips_in_manifest(Path(m), Path(args.media_root) if args.media_root else None)
+        except ValueError as exc:
+            print(f"avatar-bridge eval-expression: --manifest: {exc}", file=sys.stderr)
+            return 2
     model = Path(args.face_model)
     if clips and not model.exists():
         print(f"avatar-bridge eval-expression: --face-model {model} not found (MediaPipe face_landmarker.task)",

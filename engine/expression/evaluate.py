@@ -217,10 +217,24 @@ def clips_in_dir(directory: Path) -> list[AVClip]:
     return [AVClip(p, speaker=p.stem) for p in sorted(Path(directory).iterdir()) if p.suffix.lower() in VIDEO_EXT]
 
 
+def read_manifest(path: str | Path) -> list[dict]:
+    """A media manifest (bench/data/*.json): a JSON list of objects, each with an 'id' and a 'local' path.
+    ValueError naming the file and what is wrong otherwise."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"manifest {path} cannot be read as JSON ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str)
+                                             and isinstance(r.get("local"), str) for r in rows):
+        raise ValueError(f"manifest {path} must be a JSON list of objects with string 'id' and 'local' "
+                         "(bench/data/media_sources.json is an example)")
+    return rows
+
+
 def clips_in_manifest(manifest: Path, media_root: Path | None) -> list[AVClip]:
     """The ``kind == "av"`` entries of a media manifest (bench/data/*.json) whose files exist. An entry's
     ``local`` path is relative to its own ``root`` (relative to the manifest's folder), else to media_root."""
-    rows = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    rows = read_manifest(manifest)
     by_id = {r["id"]: r for r in rows}
     out = []
     for r in rows:

@@ -11,7 +11,6 @@ band, clipping) and random leading silence on the 10 ms grid.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,9 @@ class RealClip:
 
 def load_manifest(manifest: str | Path, media_root: str | Path, use: str = "train") -> list[RealClip]:
     """Speech clips of the manifest with the given use whose files exist under media_root."""
-    rows = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    from engine.expression.evaluate import read_manifest
+
+    rows = read_manifest(manifest)
     out = []
     for r in rows:
         if r.get("kind") != "speech" or r.get("use") != use:
