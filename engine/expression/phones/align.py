@@ -32,7 +32,7 @@ from engine.expression.phones.timing import Phone
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 FRAME_S = 0.01  # pocketsphinx's frame rate: 100 frames per second
-FEED_SAMPLES = 10 * SAMPLE_RATE  # audio handed to the decoder per call
+FEED_SAMPLES = 4 * SAMPLE_RATE  # audio handed to the decoder per call (and between two heartbeat ticks)
 PIECE_S = 20.0  # longest span given to the phone-level pass
 # Failure thresholds (measured on 5 matched and 6 mismatched clip/text pairs, docs/transcript.md): matched
 # clips cost 6..28 per frame and cover >= 0.86 of the voiced frames; another sentence cost 34..52 or
@@ -233,7 +233,7 @@ def voiced_frames(audio: np.ndarray) -> np.ndarray:
 def align(audio: np.ndarray, transcript: str, check: bool = True, tick=None) -> Alignment:
     """Force-align `transcript` to `audio` (16 kHz mono float32). Raises AlignmentError.
 
-    ``tick``, if given, is called after every FEED_SAMPLES of audio decoded (a second or two of CPU at most):
+    ``tick``, if given, is called after every FEED_SAMPLES of audio decoded (well under a second of CPU):
     a worker passes its heartbeat, so a long clip's alignment never looks like a hung engine."""
     warnings: list[str] = []
     words = pronounceable(normalise(transcript), warnings)
