@@ -10,8 +10,9 @@ from bridge_server import cli_capture
 from bridge_server.cli_render import add_render_parser, run_render
 from bridge_server.config import ServerConfig
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
+from engine.rig.emotions import EMOTION_NAMES
 
-EMOTIONS = ["neutral", "happy", "sad", "angry", "surprised"]
+EMOTIONS = list(EMOTION_NAMES)
 
 
 def _add_serve(sub) -> None:

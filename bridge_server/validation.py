@@ -5,13 +5,15 @@ import grpc
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from bridge_server.workers import StreamError
+from engine.rig.emotions import EMOTION_NAMES
 
 SUPPORTED_FPS = (30, 60)
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 2
 ENCODING_NAMES = {pb.AUDIO_ENCODING_PCM16: "pcm16", pb.AUDIO_ENCODING_FLOAT32: "float32"}
-EMOTIONS = {pb.EMOTION_NEUTRAL: "neutral", pb.EMOTION_HAPPY: "happy", pb.EMOTION_SAD: "sad",
-            pb.EMOTION_ANGRY: "angry", pb.EMOTION_SURPRISED: "surprised"}
+# The contract's Emotion enum names the presets of the one emotion table (EMOTION_HAPPY -> "happy"); a name
+# missing from the enum fails here at import, so the two cannot drift apart.
+EMOTIONS = {pb.Emotion.Value(f"EMOTION_{name.upper()}"): name for name in EMOTION_NAMES}
 
 
 def invalid(message: str) -> StreamError:

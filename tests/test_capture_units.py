@@ -13,11 +13,11 @@ import pytest
 
 from conftest import ROOT, shared_file
 from engine.capture import models
-from engine.capture.landmarker import NECK_SHARE, quat_pow
 from engine.capture.smoothing import OneEuro, OneEuroParams
 from engine.rig import ARKIT_INDEX
 from engine.rig.eyes import EYE_PITCH_FULL, EYE_YAW_FULL, eye_angles
-from engine.rig.rotation import (euler_from_quat, matrix_from_quat, quat_from_euler, quat_from_matrix, quat_mul,
+from engine.rig.head import NECK_SHARE
+from engine.rig.rotation import (euler_from_quat, matrix_from_quat, quat_from_euler, quat_from_matrix, quat_mul, quat_pow,
                                  to_unity_position, to_unity_quat, to_unreal_position, to_unreal_quat)
 
 

@@ -247,10 +247,12 @@ def test_eye_look_weights_match_eye_rotation_signs():
 
 def test_rotation_convention_matches_right_hand_rule():
     """+pitch about +X sends the face's forward (+Z) toward -Y: chin down."""
-    from engine.expression.secondary import quat
+    from engine.rig.rotation import quat_from_rotvec, quat_from_rotvec_scalar
 
     def rotvec_to_quat(r):
-        return np.array(quat(*r))
+        q = np.array(quat_from_rotvec_scalar(*r))
+        assert np.allclose(q, quat_from_rotvec(r))  # the DSP loop's scalar form agrees with the array form
+        return q
 
     def rotate(q, v):
         x, y, z, w = q

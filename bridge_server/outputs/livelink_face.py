@@ -25,6 +25,7 @@ import uuid
 import numpy as np
 
 from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, check_keys, register
+from engine.rig.rotation import quat_mul, to_unreal_quat
 
 log = logging.getLogger("bridge_server.outputs.livelink_face")
 
@@ -104,24 +105,15 @@ def _mirror_index(names: list[str]) -> np.ndarray:
     return perm
 
 
-def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (n,4) xyzw quaternions."""
-    ax, ay, az, aw = a.T
-    bx, by, bz, bw = b.T
-    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz], axis=1)
-
 
 def unreal_rotator(q: np.ndarray) -> np.ndarray:
     """(n,4) canonical xyzw quaternions -> (n,3) Unreal FRotator (yaw, pitch, roll) in radians.
 
-    Canonical -> Unreal quaternion is (-z, x, -y, w) (docs/conventions.md); the Euler split is the
+    Canonical -> Unreal quaternion by rig.rotation.to_unreal_quat; the Euler split is the
     one of Unreal's FQuat::Rotator(). For the canonical signs: yaw = -(turn to the subject's left),
     pitch = -(chin down), roll = +(tilt to the subject's right shoulder).
     """
-    x, y, z, w = -q[:, 2], q[:, 0], -q[:, 1], q[:, 3]
+    x, y, z, w = to_unreal_quat(q).T
     sing = z * x - w * y
     yaw = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
     pitch = np.arcsin(np.clip(2 * sing, -1.0, 1.0))
@@ -140,7 +132,7 @@ def face_angles(rotations: np.ndarray, mirror: bool = True) -> np.ndarray:
     The head curve is the whole head (Neck then Head); eyes are relative to the head.
     """
     rots = rotations.reshape(-1, 4, 4).astype(np.float64)
-    head = _qmul(rots[:, 1], rots[:, 0])  # neck * head: the head's rotation relative to the body
+    head = quat_mul(rots[:, 1], rots[:, 0])  # neck * head: the head's rotation relative to the body
     out = []
     for q in (head, rots[:, 2], rots[:, 3]):
         yaw, pitch, roll = unreal_rotator(q).T

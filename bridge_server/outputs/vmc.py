@@ -28,12 +28,12 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, check_keys, register
+from engine.rig.rotation import to_unity_quat
 from bridge_server.outputs import vrm_rest
 
 log = logging.getLogger("bridge_server.outputs.vmc")
 DEFAULT_PORT = 39539  # the VMC protocol's receiver port
 MAX_DATAGRAM = 1400
-_UNITY_QUAT = np.array([1, -1, -1, 1], np.float32)  # docs/conventions.md: mirror X
 
 
 def _prefix(address: str, types: str, name: str) -> bytes:
@@ -202,7 +202,7 @@ class VmcOutput(FrameOutput):
 
     def _send_frame(self, t: float, weights: np.ndarray, rots: np.ndarray, presets) -> None:
         msgs = [self.ok, _message("/VMC/Ext/T", float(t))]
-        q = rots.reshape(-1, 4) * _UNITY_QUAT
+        q = to_unity_quat(rots.reshape(-1, 4))
         for b, prefix in enumerate(self.bones):
             rb = q[b] if self.rest[b] is None else vrm_rest.local_rotation(q[b], self.rest[b])
             msgs.append(prefix + self.positions[12 * b:12 * b + 12] + np.asarray(rb, ">f4").tobytes())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.rig.rotation import quat_conj, quat_mul
+
 BONES = {"Head": "head", "Neck": "neck", "LeftEye": "leftEye", "RightEye": "rightEye"}  # ours -> VRM humanoid
 
 # Without an avatar file: a generic adult (Unity axes: +X = the avatar's right, +Y up, +Z forward, metres,
@@ -29,22 +31,12 @@ class BoneRest:
     parent_world: np.ndarray  # (4,) xyzw Unity world rest rotation of the parent
 
 
-def _qmul(a, b):
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
-
-
-def _inv(q):
-    return np.array([-q[0], -q[1], -q[2], q[3]])
-
 
 def local_rotation(delta: np.ndarray, rest: BoneRest) -> np.ndarray:
     """A rest-relative rotation in the body's axes -> the bone's local rotation: the delta expressed in the
     parent's rest axes, applied on top of the bone's own rest rotation."""
     p = rest.parent_world
-    return _qmul(_qmul(_qmul(_inv(p), delta), p), rest.local)
+    return quat_mul(quat_mul(quat_mul(quat_conj(p), delta), p), rest.local)
 
 
 def _node_rt(node: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +71,7 @@ def load(path: str) -> dict[str, BoneRest]:
     def world(i: int) -> np.ndarray:
         q = np.array([0, 0, 0, 1.0])
         while i is not None:
-            q = _qmul(_node_rt(nodes[i])[1] * rot_sign, q)
+            q = quat_mul(_node_rt(nodes[i])[1] * rot_sign, q)
             i = parent.get(i)
         return q
 

@@ -22,12 +22,12 @@ import numpy as np
 from engine.capture import smoothing
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 from engine.rig.eyes import eye_quats
-from engine.rig.rotation import euler_from_quat, quat_from_matrix
+from engine.rig.head import NECK_SHARE
+from engine.rig.rotation import euler_from_quat, quat_from_matrix, quat_pow
 
 log = logging.getLogger("engine.capture")
 
 UNMEASURED = ["tongueOut"]
-NECK_SHARE = 0.3
 HOLD_S = 0.25  # face lost: hold the last pose this long ...
 EASE_S = 0.3  # ... then ease to rest with this time constant
 MIN_FACE_PX = 80.0  # below this face height, confidence falls off linearly
@@ -185,17 +185,6 @@ class FaceCapture:
         return CaptureFrame((self._last.weights * k).astype(np.float32), rot, self._last.translation.copy(), 0.0,
                             True, None, faces)
 
-
-def quat_pow(q: np.ndarray, a: float) -> np.ndarray:
-    """q^a: the same axis, a times the angle (a=0 -> identity)."""
-    q = np.asarray(q, np.float64)
-    if q[3] < 0:
-        q = -q
-    s = np.linalg.norm(q[:3])
-    if s < 1e-12:
-        return np.array([0.0, 0.0, 0.0, 1.0])
-    half = np.arctan2(s, q[3]) * a
-    return np.concatenate([q[:3] / s * np.sin(half), [np.cos(half)]])
 
 
 def lip_aperture(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -22,9 +22,12 @@ from engine.expression.articulation import (
 )
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
 from engine.expression.input_checks import InputMonitor
-from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, quat, rng_for
+from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, rng_for
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
+from engine.rig.emotions import EMOTIONS
 from engine.rig.eyes import EYE_PITCH_FULL, EYE_YAW_FULL
+from engine.rig.head import NECK_SHARE, VOR
+from engine.rig.rotation import quat_from_rotvec_scalar
 
 LOOKAHEAD_S = 0.04  # window ends 40 ms ahead: centre ~24 ms ahead of the frame (see docs)
 _LOOK = int(round(LOOKAHEAD_S * SAMPLE_RATE))  # 640 samples
@@ -64,19 +67,6 @@ _MOUTH_MAP = {
     EMPH: {"browInnerUp": 0.15, "browOuterUpLeft": 0.25, "browOuterUpRight": 0.25},
 }
 
-EMOTIONS: dict[str, dict[str, float]] = {
-    "neutral": {},
-    "happy": {"mouthSmileLeft": 0.55, "mouthSmileRight": 0.55, "cheekSquintLeft": 0.35,
-              "cheekSquintRight": 0.35, "eyeSquintLeft": 0.20, "eyeSquintRight": 0.20,
-              "mouthDimpleLeft": 0.10, "mouthDimpleRight": 0.10},
-    "sad": {"mouthFrownLeft": 0.45, "mouthFrownRight": 0.45, "browInnerUp": 0.55,
-            "mouthShrugLower": 0.15, "mouthPressLeft": 0.10, "mouthPressRight": 0.10},
-    "angry": {"browDownLeft": 0.60, "browDownRight": 0.60, "noseSneerLeft": 0.35,
-              "noseSneerRight": 0.35, "mouthPressLeft": 0.30, "mouthPressRight": 0.30,
-              "eyeSquintLeft": 0.25, "eyeSquintRight": 0.25},
-    "surprised": {"eyeWideLeft": 0.55, "eyeWideRight": 0.55, "browInnerUp": 0.50,
-                  "browOuterUpLeft": 0.55, "browOuterUpRight": 0.55, "jawOpen": 0.12},
-}
 # Base-pose parts that give way to articulation: pressed lips part when the jaw
 # opens, a smile narrows when the lips round, wide eyes close in a blink.
 _YIELD_TO_OPEN = ("mouthPressLeft", "mouthPressRight", "mouthClose")
@@ -96,8 +86,6 @@ _INV_YAW_FULL, _INV_PITCH_FULL = 1.0 / EYE_YAW_FULL, 1.0 / EYE_PITCH_FULL
 # Head motion at head_motion = 1 (radians).
 _DRIFT = (1.5 * DEG, 2.5 * DEG, 1.2 * DEG)  # pitch, yaw, roll wander amplitude
 _NOD = 3.5 * DEG  # extra chin-down pitch at full emphasis
-_NECK_SHARE = 0.3  # Neck carries this share of the head rotation, Head (its child) the rest
-_VOR = 0.6  # the eyes counter-rotate this share of the head's yaw/pitch (gaze stabilisation)
 
 _IDENTITY = np.array([0.0, 0.0, 0.0, 1.0], np.float32)
 _NO_WEIGHTS = np.zeros((0, NUM_BLENDSHAPES), np.float32)
@@ -234,7 +222,7 @@ class DspExpressionStream(ExpressionStream):
         # Per-frame constants folded once per call (this loop runs for every frame).
         dp_k, dy_k, dr_k = hm * _DRIFT[0], hm * _DRIFT[1], hm * _DRIFT[2]
         nod_k = hm * _NOD
-        head_k, neck_k = 1.0 - _NECK_SHARE, _NECK_SHARE
+        head_k, neck_k = 1.0 - NECK_SHARE, NECK_SHARE
         quats: list[tuple[float, ...]] = []
         for i, c in enumerate(ctrl):
             t = (k0 + i) * inv_fps
@@ -251,11 +239,11 @@ class DspExpressionStream(ExpressionStream):
             hr = live * dr_k * dr
             # Eyes: saccade targets, minus part of the head turn to keep the gaze steady.
             gy, gp = sacc_step(t)
-            ey = hm * gy - _VOR * hy
-            ep = hm * gp - _VOR * hp
-            eye = quat(ep, ey, 0.0)
-            quats.append(quat(head_k * hp, head_k * hy, head_k * hr)
-                         + quat(neck_k * hp, neck_k * hy, neck_k * hr) + eye + eye)
+            ey = hm * gy - VOR * hy
+            ep = hm * gp - VOR * hp
+            eye = quat_from_rotvec_scalar(ep, ey, 0.0)
+            quats.append(quat_from_rotvec_scalar(head_k * hp, head_k * hy, head_k * hr)
+                         + quat_from_rotvec_scalar(neck_k * hp, neck_k * hy, neck_k * hr) + eye + eye)
             yn, pn = ey * _INV_YAW_FULL, ep * _INV_PITCH_FULL
             c += (yn if yn > 0.0 else 0.0, -yn if yn < 0.0 else 0.0,
                   -pn if pn < 0.0 else 0.0, pn if pn > 0.0 else 0.0)

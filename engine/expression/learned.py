@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
-from engine.expression.dsp import EMOTIONS
 from engine.expression.input_checks import InputMonitor
 from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s, windows
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, rng_for
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES
+from engine.rig.emotions import EMOTIONS
+from engine.rig.head import NECK_SHARE, VOR
+from engine.rig.rotation import quat_from_rotvec
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 WEIGHTS_DIR = WEIGHTS_ROOT / "learned-v1"
@@ -48,8 +50,6 @@ _TAU_EMPH = (0.06, 0.25)
 _EMPH_BROWS = {"browInnerUp": 0.15, "browOuterUpLeft": 0.25, "browOuterUpRight": 0.25}
 _DRIFT = (1.5 * DEG, 2.5 * DEG, 1.2 * DEG)
 _NOD = 3.5 * DEG
-_NECK_SHARE = 0.3
-_VOR = 0.6
 _EYE_YAW_FULL, _EYE_PITCH_FULL = 30.0 * DEG, 25.0 * DEG
 _PEAK_DECAY_DB_S = 3.0  # the speaker's recent peak level falls this fast
 
@@ -94,7 +94,7 @@ _GAZE_TO_W = _to_weights([(_LOOK_LEFT_OF_SUBJECT, 1.0)], [(_LOOK_RIGHT_OF_SUBJEC
                          [(_LOOK_DOWN, 1.0)])
 _BLINK_BROWS_TO_W = _to_weights([(_BLINK, 1.0)], [([_I[n]], v) for n, v in _EMPH_BROWS.items()])
 _YIELDS = _to_weights([(_YIELD_TO_OPEN, 1.0)], [(_YIELD_TO_ROUND, 0.7)], [(_YIELD_TO_BLINK, 1.0)])
-_BONE_SHARE = np.array([1.0 - _NECK_SHARE, _NECK_SHARE, 1.0])[None, :, None]  # head, neck, eyes
+_BONE_SHARE = np.array([1.0 - NECK_SHARE, NECK_SHARE, 1.0])[None, :, None]  # head, neck, eyes
 
 
 class LearnedExpressionEngine(ExpressionEngine):
@@ -298,10 +298,10 @@ class LearnedExpressionEngine(ExpressionEngine):
         hp = live * hm * _DRIFT[0] * dp + hm * _NOD * emph
         hy = live * hm * _DRIFT[1] * dy
         hr = live * hm * _DRIFT[2] * dr
-        ey, ep = hm * gy - _VOR * hy, hm * gp - _VOR * hp  # zero where head_motion is 0: eyes and head at rest
+        ey, ep = hm * gy - VOR * hy, hm * gp - VOR * hp  # zero where head_motion is 0: eyes and head at rest
         # Head, neck and eye rotation vectors -> quaternions in one call; both eyes share the gaze.
         head = np.stack((hp, hy, hr), 1)
-        q = quats(np.stack((head, head, np.stack((ep, ey, np.zeros(N)), 1)), 1) * _BONE_SHARE)
+        q = quat_from_rotvec(np.stack((head, head, np.stack((ep, ey, np.zeros(N)), 1)), 1) * _BONE_SHARE)
         rot = np.concatenate((q, q[:, 2:]), axis=1).astype(np.float32)
         # Weights driven by those (blinks, gaze, emphasis brows) and the base pose yielding to them.
         yn, pn = ey / _EYE_YAW_FULL, ep / _EYE_PITCH_FULL
@@ -346,14 +346,6 @@ def _training_data(config: dict) -> str:
     return (f"{real['minutes']:.0f} min of real speech ({real['speakers']} speakers) labelled by pocketsphinx's "
             f"US-English acoustic model, mixed with {synthetic}")
 
-
-def quats(v: np.ndarray) -> np.ndarray:
-    """Rotation vectors (..., 3) -> unit quaternions (..., 4) xyzw; exact identity for a zero vector
-    (as secondary.quat)."""
-    th = np.sqrt((v * v).sum(-1, keepdims=True))
-    zero = th < 1e-12
-    s = np.where(zero, 0.0, np.sin(0.5 * th) / np.where(zero, 1.0, th))
-    return np.concatenate((v * s, np.cos(0.5 * th)), axis=-1)
 
 
 class LearnedExpressionStream(ExpressionStream):

@@ -35,14 +35,6 @@ def _smooth(u: float) -> float:
     return u * u * (3.0 - 2.0 * u)
 
 
-def quat(px: float, py: float, pz: float) -> tuple[float, float, float, float]:
-    """Rotation vector -> unit quaternion (x, y, z, w); exact identity for a zero vector."""
-    th = math.sqrt(px * px + py * py + pz * pz)
-    if th < 1e-12:
-        return 0.0, 0.0, 0.0, 1.0
-    s = math.sin(0.5 * th) / th
-    return px * s, py * s, pz * s, math.cos(0.5 * th)
-
 
 class Blinks:
     """Blinks every 2-6 s, sometimes doubled, preferably just after speech stops."""

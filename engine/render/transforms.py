@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.rig.rotation import matrix_from_quat
+
 
 def quat_to_matrix(q) -> np.ndarray:
-    """3x3 rotation matrix of a unit quaternion (x, y, z, w); normalised first."""
-    x, y, z, w = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    """3x3 rotation matrix of a unit quaternion (x, y, z, w); normalised first (glTF files store rounded ones)."""
+    q = np.asarray(q, np.float64)
+    return matrix_from_quat(q / np.linalg.norm(q))
 
 
 def axis_angle_quat(axis, degrees: float) -> np.ndarray:

@@ -7,6 +7,8 @@ tests) uses the same, tested formulas.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -75,6 +77,44 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      aw * by - ax * bz + ay * bw + az * bx,
                      aw * bz + ax * by - ay * bx + az * bw,
                      aw * bw - ax * bx - ay * by - az * bz], -1)
+
+
+def quat_conj(q: np.ndarray) -> np.ndarray:
+    """The inverse of a unit quaternion (..., 4) xyzw."""
+    q = np.asarray(q, np.float64)
+    return np.concatenate((-q[..., :3], q[..., 3:]), axis=-1)
+
+
+def quat_from_rotvec(v: np.ndarray) -> np.ndarray:
+    """Rotation vectors (..., 3), radians about their axis -> unit quaternions (..., 4) xyzw; exact identity for a
+    zero vector."""
+    v = np.asarray(v, np.float64)
+    th = np.sqrt((v * v).sum(-1, keepdims=True))
+    zero = th < 1e-12
+    s = np.where(zero, 0.0, np.sin(0.5 * th) / np.where(zero, 1.0, th))
+    return np.concatenate((v * s, np.cos(0.5 * th)), axis=-1)
+
+
+def quat_from_rotvec_scalar(px: float, py: float, pz: float) -> tuple[float, float, float, float]:
+    """quat_from_rotvec for one vector as plain floats: the per-frame loop of the DSP engine calls this
+    for every bone of every frame, where numpy's per-call overhead would dominate."""
+    th = math.sqrt(px * px + py * py + pz * pz)
+    if th < 1e-12:
+        return 0.0, 0.0, 0.0, 1.0
+    s = math.sin(0.5 * th) / th
+    return px * s, py * s, pz * s, math.cos(0.5 * th)
+
+
+def quat_pow(q: np.ndarray, a: float) -> np.ndarray:
+    """q^a: the same axis, a times the angle (a=0 -> identity); q and -q give the same result."""
+    q = np.asarray(q, np.float64)
+    if q[3] < 0:
+        q = -q
+    s = np.linalg.norm(q[:3])
+    if s < 1e-12:
+        return np.array([0.0, 0.0, 0.0, 1.0])
+    half = np.arctan2(s, q[3]) * a
+    return np.concatenate([q[:3] / s * np.sin(half), [np.cos(half)]])
 
 
 # -- edges -----------------------------------------------------------------
