@@ -6,7 +6,7 @@ using UnityEngine;
 namespace AvatarBridge.Editor
 {
     /// <summary>The mapper inspector: settings, plus a check against an avatar (what binds, what is missing).</summary>
-    [CustomEditor(typeof(FaceMapper))]
+    [CustomEditor(typeof(DefaultFaceMapper))]
     sealed class FaceMapperEditor : UnityEditor.Editor
     {
         GameObject avatar;
@@ -20,17 +20,17 @@ namespace AvatarBridge.Editor
             avatar = (GameObject)EditorGUILayout.ObjectField("Avatar", avatar, typeof(GameObject), true);
             using (new EditorGUI.DisabledScope(avatar == null))
             {
-                if (GUILayout.Button("Check")) report = Check((FaceMapper)target, avatar);
+                if (GUILayout.Button("Check")) report = Check((DefaultFaceMapper)target, avatar);
             }
             if (report.Length > 0) EditorGUILayout.HelpBox(report, MessageType.Info);
         }
 
-        static string Check(FaceMapper mapper, GameObject avatar)
+        static string Check(DefaultFaceMapper mapper, GameObject avatar)
         {
             FaceRigBinding b;
             try
             {
-                b = mapper.Bind(avatar.transform, avatar.GetComponentInChildren<Animator>());
+                b = mapper.BindRig(avatar.transform, avatar.GetComponentInChildren<Animator>());
             }
             catch (System.ArgumentException e)
             {

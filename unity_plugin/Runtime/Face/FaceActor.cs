@@ -22,7 +22,7 @@ namespace AvatarBridge.Face
         readonly FacePose target = new FacePose();
         readonly FacePose smoothed = new FacePose();
         PoseSmoother smoother;
-        FaceRigBinding binding;
+        IFaceBinding binding;
         bool hasPose;
         bool warned;
 
@@ -37,7 +37,7 @@ namespace AvatarBridge.Face
         public FacePose AppliedPose { get { return smoothed; } }
 
         /// <summary>The current binding (null without a mapper).</summary>
-        public FaceRigBinding Binding { get { return binding; } }
+        public IFaceBinding Binding { get { return binding; } }
 
         /// <summary>Sets the pose to show from the next LateUpdate on (devices call this every frame).</summary>
         public void SetPose(FacePose pose)

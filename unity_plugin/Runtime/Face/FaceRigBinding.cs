@@ -5,10 +5,10 @@ using UnityEngine;
 namespace AvatarBridge.Face
 {
     /// <summary>
-    /// A <see cref="FaceMapper"/> bound to one avatar: the renderers, the ARKit → blendshape table, and the bones
+    /// A <see cref="DefaultFaceMapper"/> bound to one avatar: the renderers, the ARKit → blendshape table, and the bones
     /// with their base rotations. Applies a pose (canonical conventions) to the rig in Unity's conventions.
     /// </summary>
-    public sealed class FaceRigBinding : IBlendshapeSink
+    public sealed class FaceRigBinding : IFaceBinding, IBlendshapeSink
     {
         readonly Transform root;
         readonly List<SkinnedMeshRenderer> renderers;

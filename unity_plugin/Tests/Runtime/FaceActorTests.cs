@@ -53,7 +53,7 @@ namespace AvatarBridge.Tests
         [UnityTest]
         public IEnumerator AppliesWeightsTimes100AndTurnsTheHeadToTheCharactersLeft()
         {
-            var mapper = ScriptableObject.CreateInstance<FaceMapper>();
+            var mapper = ScriptableObject.CreateInstance<DefaultFaceMapper>();
             mapper.WeightSmoothing = 0f;
             mapper.RotationSmoothing = 0f;
             mapper.BoneSource = BoneSource.Names;
