@@ -175,7 +175,7 @@ def test_damaged_checkpoint_files_are_checkpoint_errors(tmp_path):
 # ------------------------------------------------------------------------------- regressions: learned weights
 def test_damaged_weights_folder_is_a_model_file_error(tmp_path):
     from bench.fuzz.make_corpus import seeds_learned_model
-    from engine.expression.learned_model import ModelFileError, NumpyExpressionNet
+    from engine.expression.learned_runtime import ModelFileError, NumpyExpressionNet
 
     seed = seeds_learned_model()["tiny"]
     (n,) = struct.unpack("<H", seed[:2])

@@ -11,7 +11,7 @@ import pytest
 from engine.expression import evaluate as ev
 from engine.expression.base import SAMPLE_RATE, Frames, Style
 from engine.expression.learned import WEIGHTS_DIR, LearnedExpressionEngine
-from engine.expression.learned_model import NumpyExpressionNet
+from engine.expression.learned_runtime import NumpyExpressionNet
 from engine.expression.registry import ENGINES, load_engine
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, phone_to_viseme, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES
@@ -50,7 +50,7 @@ def test_weights_ship_in_package_and_are_small():
 
 def test_numpy_path_matches_torch_network():
     torch = pytest.importorskip("torch")
-    from engine.expression.learned_net import ExpressionNet
+    from engine.expression.train.torch_net import ExpressionNet
 
     net = ExpressionNet.from_pretrained(WEIGHTS_DIR)
     fast = NumpyExpressionNet.from_pretrained(WEIGHTS_DIR)

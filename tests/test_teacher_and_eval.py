@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from engine.expression import evaluate as ev
-from engine.expression.learned_model import HOP, ModelConfig
+from engine.expression.learned_runtime import HOP, ModelConfig
 from engine.expression.train.real import build_real, load_manifest
 from engine.expression.train.teacher import PhoneTeacher, frame_labels
 from engine.expression.visemes import VISEME_INDEX

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.expression.base import Style
-from engine.expression.learned_model import HOP, SAMPLE_RATE, ModelConfig
-from engine.expression.learned_net import ExpressionNet
+from engine.expression.learned_runtime import HOP, SAMPLE_RATE, ModelConfig
+from engine.expression.train.torch_net import ExpressionNet
 
 tts = pytest.importorskip("engine.expression.train.tts")
 
@@ -61,7 +61,7 @@ def test_training_smoke_writes_loadable_weights(espeak, tmp_path):
     (setting learned_weights), whose stream header then declares that look-ahead."""
     from conftest import END, Server, audio, header, pcm16, split
     from engine.expression.learned import LearnedExpressionEngine
-    from engine.expression.learned_model import delay_for_lookahead
+    from engine.expression.learned_runtime import delay_for_lookahead
     from engine.expression.train.train import train
 
     cfg = ModelConfig(channels=16, hidden=16, delay=delay_for_lookahead(42.5))
@@ -90,7 +90,7 @@ def test_training_smoke_writes_loadable_weights(espeak, tmp_path):
 
 
 def test_lookahead_option():
-    from engine.expression.learned_model import delay_for_lookahead
+    from engine.expression.learned_runtime import delay_for_lookahead
 
     assert [delay_for_lookahead(ms) for ms in (22.5, 42.5, 72.5, 75.0, 222.5)] == [0, 2, 5, 5, 20]
     for bad in (10.0, 300.0):

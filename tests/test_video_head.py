@@ -12,7 +12,7 @@ import pytest
 from conftest import shared_file
 from engine.expression import evaluate as ev
 from engine.expression.learned import WEIGHTS_DIR, LearnedExpressionEngine
-from engine.expression.learned_model import VIDEO_HEAD_W, load_pretrained
+from engine.expression.learned_runtime import VIDEO_HEAD_W, load_pretrained
 
 CLIPS = ["videoretalking_face1.mp4", "videoretalking_face2.mp4", "videoretalking_face4.mp4"]
 

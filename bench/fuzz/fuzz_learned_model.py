@@ -1,4 +1,4 @@
-"""Fuzz the learned engine's weights loader (engine/expression/learned_model.py load_pretrained of
+"""Fuzz the learned engine's weights loader (engine/expression/learned_runtime.py load_pretrained of
 config.json + model.npz, then NumpyExpressionNet and one step), as a worker does for the learned_weights
 setting.
 
@@ -19,8 +19,8 @@ from bench.fuzz import harness  # noqa: E402
 import atheris  # noqa: E402
 import numpy as np  # noqa: E402
 
-with atheris.instrument_imports(include=["engine.expression.learned_model"]):
-    from engine.expression.learned_model import ModelFileError, NumpyExpressionNet
+with atheris.instrument_imports(include=["engine.expression.learned_runtime"]):
+    from engine.expression.learned_runtime import ModelFileError, NumpyExpressionNet
 
 DIR = tempfile.mkdtemp(prefix="fuzz-learned-")
 warnings.simplefilter("ignore")  # overflow in a fuzzed weight is not a crash

@@ -290,7 +290,7 @@ def seeds_checkpoint() -> dict[str, bytes]:
 
 
 def seeds_learned_model() -> dict[str, bytes]:
-    from engine.expression.learned_model import ModelConfig, save_pretrained
+    from engine.expression.learned_runtime import ModelConfig, save_pretrained
 
     out = {}
     cfg = ModelConfig(n_mels=4, channels=4, kernel=2, n_conv=1, hidden=3, delay=1, n_visemes=15)

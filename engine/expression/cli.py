@@ -89,7 +89,7 @@ def _train(args) -> int:
               "(CPU build: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)",
               file=sys.stderr)
         return 2
-    from engine.expression.learned_model import ModelConfig, delay_for_lookahead
+    from engine.expression.learned_runtime import ModelConfig, delay_for_lookahead
     from engine.expression.train.train import train
 
     cfg = ModelConfig()

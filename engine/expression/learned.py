@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, ExpressionStream, Frames, Style
 from engine.expression.input_checks import InputMonitor
-from engine.expression.learned_model import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s, windows
+from engine.expression.learned_runtime import HOP, WIN, LogMel, NumpyExpressionNet, lookahead_s, windows
 from engine.expression.secondary import DEG, Blinks, HeadDrift, Saccades, rng_for
 from engine.expression.visemes import NUM_VISEMES, VISEME_INDEX, VISEMES, pose_matrix
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from engine.expression.learned_model import HOP, SAMPLE_RATE, LogMel, ModelConfig
+from engine.expression.learned_runtime import HOP, SAMPLE_RATE, LogMel, ModelConfig
 from engine.expression.train.tts import LANGUAGES, VARIANTS, Espeak, random_text
 from engine.expression.visemes import VISEME_INDEX, phone_to_viseme
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.expression.learned_model import HOP, SAMPLE_RATE, LogMel, ModelConfig
+from engine.expression.learned_runtime import HOP, SAMPLE_RATE, LogMel, ModelConfig
 from engine.expression.train.data import Example, augment
 from engine.expression.train.teacher import SIL, PhoneTeacher, frame_labels
 

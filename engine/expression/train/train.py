@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from engine.expression.learned_model import ModelConfig
-from engine.expression.learned_net import ExpressionNet, n_params
+from engine.expression.learned_runtime import ModelConfig
+from engine.expression.train.torch_net import ExpressionNet, n_params
 from engine.expression.train.data import Example, build
 from engine.expression.train.teacher import jaw_target
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.expression.base import SAMPLE_RATE
-from engine.expression.learned_model import VIDEO_HEAD_B, VIDEO_HEAD_W, LogMel, NumpyExpressionNet, load_pretrained, save_pretrained
+from engine.expression.learned_runtime import VIDEO_HEAD_B, VIDEO_HEAD_W, LogMel, NumpyExpressionNet, load_pretrained, save_pretrained
 
 DEFAULT_LAMBDA = 1e4  # chosen by the cross-validation below (1e3 / 1e4 compared), see docs/learned_engine.md
 
@@ -52,7 +52,7 @@ class Clip:
 def clip_features(net: NumpyExpressionNet, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(features, synthetic jaw) per 10 ms face: the streaming network over the whole clip, with its
     look-ahead delay removed (row t describes time t * 10 ms)."""
-    from engine.expression.learned_model import _sigmoid
+    from engine.expression.learned_runtime import _sigmoid
 
     feats = LogMel(net.cfg).whole(audio)
     z, _ = net.features(feats, net.initial_state())

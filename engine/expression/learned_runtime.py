@@ -1,7 +1,7 @@
 """learned-v1 without torch: config, features, weights I/O and the network in numpy.
 
 The network (log-mel -> causal convs -> GRU -> visemes + jaw) is defined for
-training in torch (learned_net.py); a pretrained directory holds
+training in torch (train/torch_net.py); a pretrained directory holds
 ``config.json`` and ``model.npz`` (the state dict, fp16). Serving reads both
 without importing torch (torch costs a worker ~190 MB and seconds to import).
 Everything is causal:

@@ -1,4 +1,4 @@
-"""learned-v1's network in torch, for training (serving runs the same weights in numpy: learned_model.py)."""
+"""learned-v1's network in torch, for training (serving runs the same weights in numpy: learned_runtime.py)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.expression.learned_model import ModelConfig, load_pretrained, save_pretrained
+from engine.expression.learned_runtime import ModelConfig, load_pretrained, save_pretrained
 
 
 class CausalConv(nn.Module):
