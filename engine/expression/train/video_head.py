@@ -114,7 +114,7 @@ def _engine_with_head(base_dir: Path, head: tuple[np.ndarray, float] | None):
     from engine.expression.learned import LearnedExpressionEngine
 
     eng = LearnedExpressionEngine(base_dir)
-    eng.fast.video_head = head
+    eng.net.video_head = head
     return eng
 
 
