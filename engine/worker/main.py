@@ -185,8 +185,8 @@ class Worker:
                 cfg = p.loads(body)
                 backend, voice = self.voices[cfg["voice"]]
                 s = self.sessions[sid] = SpeakSession(self._engine(cfg), backend, voice, cfg)
-                self._send_opened(sid, {"engine": s.stream.e.name, "lookahead_s": 0.0,
-                                        "viseme_names": list(s.stream.e.viseme_names), "voice": voice.id,
+                self._send_opened(sid, {"engine": s.stream.engine.name, "lookahead_s": 0.0,
+                                        "viseme_names": list(s.stream.engine.viseme_names), "voice": voice.id,
                                         "language": voice.language, "tts_engine": voice.engine,
                                         "sample_rate": voice.sample_rate})
                 self._flush()  # the header leaves before the first sentence is synthesised
