@@ -16,7 +16,7 @@ from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
 from bridge_server import __version__, metrics, outputs
 from bridge_server.config import ServerConfig
 from bridge_server.service import BridgeService
-from bridge_server.video import start_video_pool
+from bridge_server.rpc.video import start_video_pool
 from bridge_server.workers import WorkerPool
 
 log = logging.getLogger("bridge_server")

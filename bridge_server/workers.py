@@ -138,7 +138,8 @@ class WorkerPool:
         self._flush_workers: list[WorkerHandle] = []  # workers with queued messages
         self.slots: list[WorkerHandle | None] = [None] * count
         self.by_identity: dict[bytes, WorkerHandle] = {}
-        self.engines: list[dict] = []
+        self.engines: list[dict] = []  # expression engines (engine.expression.registry.describe_engines rows)
+        self.capture_engine: dict | None = None  # the capture engine's row, from the same READY
         self.voices: list[dict] = []  # Speak voices the workers have (engine.tts.base.Voice.as_dict rows)
         self._sids = itertools.count(1)
         self._gen = itertools.count()
@@ -278,6 +279,7 @@ class WorkerPool:
         if kind == p.READY:
             info = p.loads(body)
             self.engines = info["engines"]
+            self.capture_engine = info.get("capture_engine")
             self.voices = info.get("voices", [])
             h.ready.set()
             self._failed_starts = 0

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.capture import CaptureSettings, FaceCapture, models
+from engine.capture import UNMEASURED, CaptureSettings, FaceCapture, models
 from engine.capture.images import ImageError, decode_image
 from engine.rig import NUM_BLENDSHAPES
 from engine.capture.video import VideoReader
 from engine.rig import NUM_BONES
+
+CAPTURE_ENGINE = "mediapipe-face-landmarker"
+# What the worker tells the front about the capture engine (its READY info and each capture stream's OPENED).
+CAPTURE_ENGINE_INFO = {"name": CAPTURE_ENGINE, "kind": "capture", "is_default": True, "lookahead_s": 0.0,
+                       "description": "MediaPipe Face Landmarker: images/video -> 51 measured ARKit weights "
+                                      "(tongueOut unmeasured), head pose, eye rotations"}
+CAPTURE_OPENED = {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0, "unmeasured_blendshapes": list(UNMEASURED)}
 
 MICROS = 1_000_000  # capture time codes are microseconds: sample_rate = 1e6
 _model_cache: dict[str, bytes] = {}

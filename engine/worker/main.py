@@ -24,14 +24,13 @@ from engine.rig import NUM_BONES
 from engine.expression.base import Frames
 from engine.expression.registry import DEFAULT_ENGINE, ENGINES, describe_engines, load_engine
 from engine.worker import protocol as p
-from engine.worker.capture_session import ImageSession, VideoSession
+from engine.worker.capture_session import CAPTURE_ENGINE_INFO, CAPTURE_OPENED, ImageSession, VideoSession
 from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
 from engine.worker.speak_session import SpeakSession
 from engine.tts.base import TtsError, VoiceMissing
 from engine.tts.registry import load_backends
 
 log = logging.getLogger("engine.worker")
-CAPTURE_ENGINE = "mediapipe-face-landmarker"
 HEARTBEAT_S = 1.0
 MAX_BATCH = 256  # live-stream audio chunks pushed through an engine together
 FIRST_AUDIO_S = 0.15  # Speak: when a new stream's first sentence is due (its time-to-first-audio budget)
@@ -62,7 +61,7 @@ class Worker:
         self._last_beat = time.monotonic()  # when the last heartbeat left (run, _beat_if_due)
 
     def run(self) -> None:
-        info = {"pid": os.getpid(), "engines": describe_engines(),
+        info = {"pid": os.getpid(), "engines": describe_engines(), "capture_engine": CAPTURE_ENGINE_INFO,
                 "voices": [v.as_dict() for _, v in self.voices.values()]}
         self.sock.send(p.pack(p.READY, body=p.dumps(info)))
         beat = p.pack(p.BEAT)
@@ -156,7 +155,7 @@ class Worker:
                 self._opened(sid, cfg, s.resampler.delay_s)
             elif kind == p.CAPTURE:
                 self.sessions[sid] = ImageSession(p.loads(body))
-                self._send_opened(sid, {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0})
+                self._send_opened(sid, dict(CAPTURE_OPENED))
             elif kind == p.IMAGE:
                 s = self.sessions[sid]
                 b = s.image(*p.unpack_image(body))
@@ -164,7 +163,7 @@ class Worker:
             elif kind == p.VIDEO:
                 cfg, data = p.unpack_clip(body)
                 s = self.sessions[sid] = VideoSession(cfg, data)
-                self._send_opened(sid, {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0, "video": s.info.__dict__})
+                self._send_opened(sid, {**CAPTURE_OPENED, "video": s.info.__dict__})
                 self._video_item(sid, seq, s)
             elif kind == p.END and isinstance(self.sessions.get(sid), ImageSession):
                 s = self.sessions.pop(sid)

@@ -7,7 +7,11 @@ import os
 import grpc
 
 from avatarbridge.v1 import bridge_pb2 as pb
-from bridge_server import metrics
+from bridge_server import metrics, validation
+from bridge_server.rpc import messages
+from bridge_server.rpc.calls import Front
+from bridge_server.rpc.forward import Sink, forward
+from bridge_server.rpc.messages import MICROS
 from bridge_server.workers import StreamError, WorkerPool
 from engine.worker import protocol as p
 
@@ -85,18 +89,46 @@ def _batches(block, max_bytes: int):
         yield batch
 
 
-async def generate_video(service, request: pb.GenerateVideoRequest, context) -> None:
-    async with service._call(context, "GenerateVideo") as call:
+class VideoSink(Sink):
+    """Encoded video frames, split under the message size limit, each batch followed by its measured expression
+    frames when asked for; the worker makes the next block only when given credit (NEXT)."""
+
+    def __init__(self, front: Front, context, call, ws, opened: dict, enc: int, measure: "_ExpressionTap | None"):
+        super().__init__(context, call, ws, 0, None)
+        self.front, self.opened, self.enc, self.measure = front, opened, enc, measure
+
+    async def frames(self, ev) -> None:
+        block = ev.frames
+        if not block.last:
+            self.ws.send(p.NEXT, 0)  # credit for one more block
+        for batch in _batches(block, self.front.cfg.max_message_bytes):
+            await self.context.write(pb.GenerateVideoResponse(frames=pb.VideoFrameBatch(frames=batch)))
+            if self.measure:
+                expr = await self.measure.frames(batch, self.enc, self.opened["width"], self.opened["height"])
+                await self.context.write(pb.GenerateVideoResponse(expression=expr))
+        self.sent += len(block)
+        metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
+
+    async def done(self, ev) -> None:
+        m = ev.meta
+        warnings = list(m["warnings"]) + (await self.measure.close() if self.measure else [])
+        await self.context.write(pb.GenerateVideoResponse(status=pb.VideoStatus(
+            frames_sent=self.sent, audio_seconds=m["audio_seconds"],
+            generation_seconds=m["generation_seconds"], warnings=warnings)))
+
+
+async def generate_video(front: Front, request: pb.GenerateVideoRequest, context) -> None:
+    async with front.call(context, "GenerateVideo") as call:
         call.stream_id = request.stream_id
-        pool = service.video_pool
+        pool = front.video_pool
         if pool is None:
             raise StreamError(grpc.StatusCode.FAILED_PRECONDITION,
                               "video generation is off on this server: start it with --video-ckpt-dir DIR "
                               "(the Wan2.2-S2V-14B files; fetch with `avatar-bridge models fetch s2v-14b`) and "
                               "optionally --video-lora liveavatar.safetensors")
-        cfg = video_config(request, min(service.cfg.max_clip_seconds, service.cfg.max_audio_seconds))
+        cfg = video_config(request, min(front.cfg.max_clip_seconds, front.cfg.max_audio_seconds))
         ws = pool.open_stream()
-        measure = _ExpressionTap(service, call) if request.with_expression else None
+        measure = _ExpressionTap(front, call) if request.with_expression else None
         try:
             ws.send(p.CLIP, 0, p.pack_clip(cfg, request.image + request.audio_file))
             opened = (await ws.next_event()).meta
@@ -107,27 +139,7 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                 warnings=opened["warnings"])))
             if measure:
                 await context.write(pb.GenerateVideoResponse(expression_header=await measure.open()))
-            sent = 0
-            while True:
-                ev = await ws.next_event()
-                if ev.kind == p.FRAMES:
-                    block = ev.frames
-                    if not block.last:
-                        ws.send(p.NEXT, 0)  # credit for one more block
-                    for batch in _batches(block, service.cfg.max_message_bytes):
-                        await context.write(pb.GenerateVideoResponse(frames=pb.VideoFrameBatch(frames=batch)))
-                        if measure:
-                            expr = await measure.frames(batch, enc, opened["width"], opened["height"])
-                            await context.write(pb.GenerateVideoResponse(expression=expr))
-                    sent += len(block)
-                    metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
-                elif ev.kind == p.DONE:
-                    m = ev.meta
-                    warnings = list(m["warnings"]) + (await measure.close() if measure else [])
-                    await context.write(pb.GenerateVideoResponse(status=pb.VideoStatus(
-                        frames_sent=sent, audio_seconds=m["audio_seconds"],
-                        generation_seconds=m["generation_seconds"], warnings=warnings)))
-                    return
+            await forward(ws, VideoSink(front, context, call, ws, opened, enc, measure))
         finally:
             ws.close()  # also cancels a generation the client walked away from
             if measure:
@@ -138,24 +150,18 @@ class _ExpressionTap:
     """with_expression: the generated frames go, as images, to a capture stream on the expression
     workers (the same engine as CaptureStream); one expression frame comes back per video frame."""
 
-    def __init__(self, service, call):
-        from bridge_server import validation
-
-        self.service, self.call = service, call
-        self.cfg = validation.capture_config(pb.CaptureHeader(stream_id=call.stream_id), "header", service.cfg)
-        self.ws = service.pool.open_stream()
+    def __init__(self, front: Front, call):
+        self.call = call
+        self.cfg = validation.capture_config(pb.CaptureHeader(stream_id=call.stream_id), "header", front.cfg)
+        self.ws = front.pool.open_stream()
         self.seq = 0
 
     async def open(self) -> pb.ExpressionHeader:
-        from bridge_server.service import MICROS
-
         self.ws.send(p.CAPTURE, 0, p.dumps(self.cfg))
         self.opened = await self.ws.next_event()
-        return self.service._header_msg(self.call.stream_id, 0, MICROS, self.opened)
+        return messages.expression_header(self.call.stream_id, 0, MICROS, self.opened)
 
     async def frames(self, batch, encoding, width: int, height: int) -> pb.FrameBatch:
-        from bridge_server.service import MICROS, frame_batch_msg
-
         raw = encoding == pb.FRAME_ENCODING_RGB
         for f in batch:
             self.seq += 1
@@ -166,7 +172,7 @@ class _ExpressionTap:
         while len(out.frames) < len(batch):
             ev = await self.ws.next_event()
             if ev.kind == p.FRAMES:
-                out.frames.extend(frame_batch_msg(ev.frames, MICROS).frames)
+                out.frames.extend(messages.frame_batch(ev.frames, MICROS).frames)
         return out
 
     async def close(self) -> list[str]:

@@ -1,0 +1,95 @@
+"""Bidirectional streams (StreamExpression, CaptureStream): requests pumped to a worker with credit-based
+backpressure while its frames are forwarded, with a bound on frames a client leaves unread."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from avatarbridge.v1 import bridge_pb2 as pb
+from bridge_server import metrics, outputs
+from bridge_server.rpc import messages
+from bridge_server.rpc.calls import Front, LiveCall
+from bridge_server.rpc.forward import Sink, forward
+from bridge_server.workers import Event, StreamError, WorkerStream
+from engine.worker import protocol as p
+
+
+def expression_response(batch: pb.FrameBatch) -> pb.ExpressionResponse:
+    return pb.ExpressionResponse(frames=batch)
+
+
+class LiveSink(Sink):
+    """Frames of a live stream: latency metrics per input chunk, and the stream ends when its client stops
+    reading while frames pile up past max_pending_frames."""
+
+    def __init__(self, front: Front, context, call: LiveCall, ws: WorkerStream, sample_rate: int, opened):
+        super().__init__(context, call, ws, sample_rate, expression_response)
+        self.front, self.opened = front, opened
+        self.arrivals: dict[int, float] = {}  # input seq -> when it arrived (frame latency)
+        self.pending = 0  # frames received from the worker, not yet written
+        ws.on_frames = self._on_frames
+
+    def _on_frames(self, n: int) -> None:
+        self.pending += n
+        self._check_overflow(n)
+
+    def _check_overflow(self, newest: int) -> None:
+        # Over the bound *behind* the newest block while writes have stopped completing:
+        # the client is not reading (one big block, or a burst to a reading client, is fine).
+        limit = self.front.cfg.max_pending_frames
+        if self.call.pending_error is not None or self.pending - newest <= limit:
+            return
+        if not self.call.stalled():
+            asyncio.get_running_loop().call_later(0.5, self._check_overflow, newest)  # look again
+            return
+        self.call.interrupt(StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED, (
+            f"the client stopped reading: {self.pending} frames were waiting, over the per-stream limit of "
+            f"{limit} (max_pending_frames); the stream was ended and frames not yet "
+            "received were dropped — read responses as fast as they arrive, or use AnimateClip")))
+
+    async def frames(self, ev: Event) -> None:
+        n = len(ev.frames)
+        if not n:
+            self.arrivals.pop(ev.seq, None)
+            return
+        # (capture streams: sample_rate is 1e6, time codes in microseconds)
+        await self.write_frames(ev.frames)
+        self.pending -= n
+        arrived = self.arrivals.pop(ev.seq, None)
+        if arrived is not None:
+            lat = time.monotonic() - arrived
+            for _ in range(n):
+                metrics.FRAME_LATENCY.observe(lat)
+            metrics.WORKER_RTT.observe(ev.received - arrived)
+
+    async def done(self, ev: Event) -> None:
+        await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, ev.meta, self.opened)))
+        metrics.AUDIO_SECONDS.labels(self.call.rpc).inc(ev.meta["audio_seconds"])
+        if self.call.drain.is_set():
+            what = "images" if self.call.rpc == "CaptureStream" else "audio"
+            raise StreamError(grpc.StatusCode.UNAVAILABLE,
+                              f"the server is shutting down: the {what} received so far was animated "
+                              f"and sent ({self.sent} frames) and the stream ended; reconnect and send the rest")
+
+
+async def live_stream(front: Front, context, call: LiveCall, open_kind: bytes, cfg: dict, fps: int, pump) -> None:
+    """Open the stream on a worker, send the header, then pump requests in (pump(front, context, call, ws,
+    cfg, arrivals)) and frames out until the final status."""
+    ws = front.pool.open_stream()
+    call.outputs = front.open_outputs(call.stream_id, fps or 30)
+    try:
+        ws.send(open_kind, 0, p.dumps(cfg))
+        opened = await ws.next_event()
+        await context.write(pb.ExpressionResponse(
+            header=messages.expression_header(call.stream_id, fps, cfg["sample_rate"], opened)))
+        sink = LiveSink(front, context, call, ws, cfg["sample_rate"], opened)
+        reader = call.reader = asyncio.create_task(pump(front, context, call, ws, cfg, sink.arrivals))
+        try:
+            await forward(ws, sink)
+        finally:
+            reader.cancel()
+    finally:
+        ws.close()
+        outputs.close_all(call.outputs)
