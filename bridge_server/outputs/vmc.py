@@ -23,11 +23,11 @@ import socket
 import struct
 
 import numpy as np
-from engine.expression.visemes import VISEMES
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge_server.outputs import FrameOutput, OutputTarget, StreamInfo, check_keys, register
+from engine.rig.arkit import VISEMES
 from engine.rig.rotation import to_unity_quat
 from bridge_server.outputs import vrm_rest
 

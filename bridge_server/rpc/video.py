@@ -24,7 +24,6 @@ async def start_video_pool(cfg) -> WorkerPool | None:
     if not cfg.video_ckpt_dir:
         return None
     from engine.video.checkpoints import missing_files
-    from engine.video.worker import VideoBlock
     miss = missing_files(cfg.video_ckpt_dir)
     if miss:  # serve anyway: requests get the same message (FAILED_PRECONDITION) until the files arrive
         log.warning("video checkpoint directory is incomplete", extra={"dir": cfg.video_ckpt_dir, "missing": miss})
@@ -40,7 +39,7 @@ async def start_video_pool(cfg) -> WorkerPool | None:
     # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
     pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,
                       module="engine.video.worker",
-                      extra_args=args, decode_frames=VideoBlock)
+                      extra_args=args, decode_frames=p.VideoBlock)
     await pool.start(timeout_s=120.0)
     return pool
 

@@ -16,9 +16,7 @@ import unicodedata
 import numpy as np
 
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES
-
-VISEMES: tuple[str, ...] = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR",
-                            "aa", "E", "I", "O", "U")
+from engine.rig.arkit import VISEMES
 VISEME_INDEX = {v: i for i, v in enumerate(VISEMES)}
 NUM_VISEMES = len(VISEMES)
 

@@ -32,3 +32,9 @@ NUM_BLENDSHAPES = len(ARKIT_NAMES)
 NUM_BONES = len(BONE_NAMES)
 
 assert NUM_BLENDSHAPES == 52 and len(set(ARKIT_NAMES)) == 52
+
+# The 15 OVR / Oculus Lipsync visemes, in the order of Frame.visemes (when a stream carries them) and of the
+# presets the VMC output sends: the inventory shared by the engines that predict visemes and the edges that
+# forward them.
+VISEMES: tuple[str, ...] = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR",
+                            "aa", "E", "I", "O", "U")

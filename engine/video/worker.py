@@ -4,7 +4,7 @@ during minutes-long model loads and DiT steps; the main thread alone touches the
 
 server -> worker: CLIP (json config + image + audio bytes), NEXT (credit for one more block),
 CLOSE (cancel: the generation stops at its next block boundary), STOP.
-worker -> server: READY, OPENED (video header json), FRAMES (see pack_video), DONE, ERROR, BEAT.
+worker -> server: READY, OPENED (video header json), FRAMES (see protocol.pack_video), DONE, ERROR, BEAT.
 Frames are JPEG/RGB-encoded in the worker so the server only forwards bytes.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import queue
-import struct
 import threading
 import time
 import traceback
@@ -26,32 +25,7 @@ from engine.logjson import setup_logging
 from engine.worker import protocol as p
 
 log = logging.getLogger("engine.video.worker")
-_U32 = struct.Struct("<I")
 AHEAD = 2  # blocks a generation may run ahead of the client
-
-
-def pack_video(meta: dict, frames: list[bytes]) -> bytes:
-    meta = dict(meta, sizes=[len(f) for f in frames])
-    js = p.dumps(meta)
-    return _U32.pack(len(js)) + js + b"".join(frames)
-
-
-class VideoBlock:
-    """A decoded FRAMES body: metadata + the encoded frames."""
-
-    def __init__(self, body: memoryview):
-        (n,) = _U32.unpack_from(body)
-        self.meta = p.loads(body[4:4 + n])
-        pos, self.frames = 4 + n, []
-        for size in self.meta["sizes"]:
-            self.frames.append(bytes(body[pos:pos + size]))
-            pos += size
-        self.first_index = self.meta["first_index"]
-        self.times = self.meta["times"]
-        self.last = self.meta["last"]
-
-    def __len__(self) -> int:
-        return len(self.frames)
 
 
 def encode_frames(frames: np.ndarray, encoding: str, quality: int) -> list[bytes]:
@@ -203,7 +177,7 @@ class VideoWorker:
             data = encode_frames(chunk.frames, cfg["encoding"], cfg["jpeg_quality"])
             meta = {"first_index": chunk.first_index, "times": [float(t) for t in chunk.times_s],
                     "last": chunk.last, "width": ow, "height": oh}
-            self._send(p.FRAMES, job.sid, pack_video(meta, data))
+            self._send(p.FRAMES, job.sid, p.pack_video(meta, data))
             sent += len(data)
         self._send(p.DONE, job.sid, p.dumps({"audio_seconds": audio.size / 16000, "frames": sent,
                                              "generation_seconds": time.monotonic() - t0, "warnings": warnings}))

@@ -158,6 +158,31 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
                       vis)
 
 
+def pack_video(meta: dict, frames: list[bytes]) -> bytes:
+    """The video worker's FRAMES body: u32 json length, json(meta + each frame's size), the encoded frames."""
+    meta = dict(meta, sizes=[len(f) for f in frames])
+    js = dumps(meta)
+    return _U32.pack(len(js)) + js + b"".join(frames)
+
+
+class VideoBlock:
+    """A decoded video FRAMES body: metadata + the encoded frames (JPEG or raw RGB)."""
+
+    def __init__(self, body: memoryview):
+        (n,) = _U32.unpack_from(body)
+        self.meta = loads(body[4:4 + n])
+        pos, self.frames = 4 + n, []
+        for size in self.meta["sizes"]:
+            self.frames.append(bytes(body[pos:pos + size]))
+            pos += size
+        self.first_index = self.meta["first_index"]
+        self.times = self.meta["times"]
+        self.last = self.meta["last"]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
 def dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
