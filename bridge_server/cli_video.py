@@ -83,19 +83,17 @@ def resolve(args, overrides: dict | None = None) -> dict:
         else:
             raise SystemExit("--load_lora: no liveavatar.safetensors in the checkpoint dir or ../Live-Avatar; "
                              "pass --lora PATH (fetch: avatar-bridge models fetch liveavatar)")
-    k = {"model": "liveavatar" if lora else "s2v", "size": "704*384", "num_clip": 0, "seed": 42,
-         "offload_model": False, "enable_online_decode": False}
+    k = {"model": "liveavatar" if lora else "s2v", "offload_model": False, "enable_online_decode": False}
     k.update(PRESETS.get(args.preset or "", {}))
     k.update({n: getattr(args, n) for n in KNOBS if getattr(args, n, None) is not None})
     k.update(overrides or {})
     if k["model"] == "liveavatar" and not lora:
         raise SystemExit("model liveavatar needs the LoRA: --lora PATH or --load_lora")
-    live = k["model"] == "liveavatar"
-    k.setdefault("infer_frames", 48 if live else 80)
-    k.setdefault("sample_steps", 4 if live else 40)
-    k.setdefault("sample_solver", "euler" if live else "unipc")
-    k.setdefault("sample_guide_scale", 0.0 if live else 4.5)
-    k.setdefault("sample_shift", 3.0)
+    from engine.video.pipeline import GenParams
+    params = GenParams.for_mode(k["model"], **{n: k.get(n) for n in KNOBS if n not in (
+        "model", "offload_model", "enable_online_decode")})  # the defaults GenerateVideo uses too
+    k.update({n: getattr(params, n) for n in ("size", "seed", "num_clip", "infer_frames", "sample_steps",
+                                              "sample_solver", "sample_guide_scale", "sample_shift")})
     k["lora"] = lora
     return k
 

@@ -97,3 +97,30 @@ def test_models_verify_names_what_a_video_checkpoint_lacks(tmp_path):
     shard.unlink()
     r = verify()
     assert r.returncode == 1 and "BAD" in r.stdout and shard.name in r.stdout
+
+
+@pytest.mark.parametrize("model,flags,request_fields", [
+    ("liveavatar", [], {}),
+    ("s2v", ["--sample_steps", "12", "--seed", "7"], {"sample_steps": 12, "seed": 7}),
+])
+def test_cli_and_rpc_resolve_the_same_defaults(tmp_path, model, flags, request_fields):
+    """The same request gives the same video from the CLI and from GenerateVideo: both take their defaults from
+    GenParams.for_mode (an RPC field left at 0 means that default, seed included)."""
+    import argparse
+
+    from bridge_server.cli_video import add_video_commands, resolve
+    from engine.video.worker import make_params
+
+    lora = tmp_path / "liveavatar.safetensors"
+    lora.write_bytes(b"")
+    ap = argparse.ArgumentParser()
+    add_video_commands(ap.add_subparsers(dest="cmd"))
+    argv = ["generate", "--ckpt_dir", str(tmp_path), "--image", "i.png", "--audio", "a.wav", "--model", model]
+    args = ap.parse_args(argv + (["--lora", str(lora)] if model == "liveavatar" else []) + flags)
+    k = resolve(args)
+    rpc = make_params(model, {"size": "", "seed": 0, "sample_steps": 0, "infer_frames": 0, "sample_solver": "",
+                              "sample_guide_scale": 0.0, "sample_shift": 0.0, "num_clip": 0, **request_fields})
+    for name in ("size", "seed", "num_clip", "infer_frames", "sample_steps", "sample_solver", "sample_guide_scale",
+                 "sample_shift"):
+        assert k[name] == getattr(rpc, name), name
+    assert rpc.seed == (request_fields.get("seed") or 42)

@@ -34,11 +34,22 @@ NEGATIVE_PROMPT = ("画面模糊，最差质量，画面模糊，细节模糊不
 COMPONENT_CONFIGS = "component_configs.json"
 
 
+DEFAULT_SIZE = "704*384"
+DEFAULT_SEED = 42
+# Per model: what 0 / unset means for each knob.
+MODE_DEFAULTS = {
+    "liveavatar": dict(sample_steps=4, infer_frames=48, sample_solver="euler", sample_guide_scale=0.0,
+                       sample_shift=3.0),
+    "s2v": dict(sample_steps=40, infer_frames=80, sample_solver="unipc", sample_guide_scale=4.5, sample_shift=3.0),
+}
+LIVEAVATAR_FIXED = ("sample_solver", "sample_guide_scale", "sample_shift")
+
+
 @dataclass
 class GenParams:
     mode: str = "liveavatar"  # liveavatar (causal, 4-step, no CFG) | s2v (offline clips, UniPC + CFG)
-    size: str = "704*384"
-    seed: int = 42
+    size: str = DEFAULT_SIZE
+    seed: int = DEFAULT_SEED
     sample_steps: int = 4
     sample_shift: float = 3.0
     sample_guide_scale: float = 0.0
@@ -53,6 +64,18 @@ class GenParams:
     @property
     def fps(self) -> int:
         return 25 if self.mode == "liveavatar" else 16
+
+    @classmethod
+    def for_mode(cls, mode: str, **knobs) -> "GenParams":
+        """The one place video defaults are decided, for the CLI and GenerateVideo alike: a knob that is None,
+        0 or "" takes the mode's default (as the request's fields document), so the same request gives the same
+        video from either. LiveAvatar's solver, guidance and shift are fixed by its distillation."""
+        if mode not in MODE_DEFAULTS:
+            raise ValueError(f"model {mode!r} is not one of {', '.join(MODE_DEFAULTS)}")
+        out = dict(MODE_DEFAULTS[mode], size=DEFAULT_SIZE, seed=DEFAULT_SEED, num_clip=0)
+        fixed = LIVEAVATAR_FIXED if mode == "liveavatar" else ()
+        out.update({k: v for k, v in knobs.items() if v not in (None, 0, "") and k not in fixed})
+        return cls(mode=mode, **out)
 
 
 @dataclass

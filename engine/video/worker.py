@@ -185,17 +185,9 @@ class VideoWorker:
 
 def make_params(mode: str, cfg: dict):
     from engine.video.pipeline import GenParams
-    if mode == "liveavatar":
-        p_ = GenParams(mode="liveavatar", sample_steps=cfg.get("sample_steps") or 4, infer_frames=cfg.get(
-            "infer_frames") or 48, sample_solver="euler", sample_guide_scale=0.0)
-    else:
-        p_ = GenParams(mode="s2v", sample_steps=cfg.get("sample_steps") or 40, infer_frames=cfg.get(
-            "infer_frames") or 80, sample_solver=cfg.get("sample_solver") or "unipc",
-            sample_guide_scale=cfg.get("sample_guide_scale") or 4.5, sample_shift=cfg.get("sample_shift") or 3.0)
-    p_.size = cfg.get("size") or "704*384"
-    p_.seed = int(cfg.get("seed", 0))
-    p_.num_clip = int(cfg.get("num_clip") or 0)
-    return p_
+    return GenParams.for_mode(mode, **{k: cfg.get(k) for k in (
+        "size", "seed", "sample_steps", "infer_frames", "sample_solver", "sample_guide_scale", "sample_shift",
+        "num_clip")})
 
 
 def classify(exc: Exception) -> tuple[str, str]:
