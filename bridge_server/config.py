@@ -1,7 +1,6 @@
 """Server configuration: defaults < TOML file < environment (AVATAR_BRIDGE_*) < flags."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -85,9 +84,6 @@ class ServerConfig:
     def resolved_workers(self) -> int:
         # The cores this process may run on (taskset, a container's cpuset), not the host's count.
         return self.workers or max(1, len(os.sched_getaffinity(0)))
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def _coerce(value, typ, key: str, source: str):

@@ -58,7 +58,6 @@ class GenParams:
     num_clip: int = 0  # 0 = as many clips as the audio needs
     negative_prompt: str = NEGATIVE_PROMPT
     block_frames: int = 3  # latent frames per LiveAvatar block
-    window_blocks: int = 4  # KV ring = current + 3 previous blocks
     rolling_sink: bool = True
 
     @property
