@@ -131,10 +131,17 @@ MAX_SPEAK_TEXT_BYTES = 20_000  # ~3 000 words, ~20 minutes of speech: split long
 MIN_SPEAKING_RATE, MAX_SPEAKING_RATE = 0.5, 2.0
 
 
+def control_char(text: str) -> int:
+    """Index of the first control character other than tab / line breaks, or -1."""
+    for i, c in enumerate(text):
+        if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) < 0xA0:
+            return i
+    return -1
+
+
 def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> dict:
     """A SpeakStart -> the worker's config: the voice resolved here, so an unknown one fails before any work."""
     from engine.tts.registry import resolve
-    from engine.tts.text import control_char
 
     text = r.text
     if not text.strip():

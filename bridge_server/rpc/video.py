@@ -23,10 +23,6 @@ _SOLVERS = ("", "unipc", "dpm++", "euler")
 async def start_video_pool(cfg) -> WorkerPool | None:
     if not cfg.video_ckpt_dir:
         return None
-    from engine.video.checkpoints import missing_files
-    miss = missing_files(cfg.video_ckpt_dir)
-    if miss:  # serve anyway: requests get the same message (FAILED_PRECONDITION) until the files arrive
-        log.warning("video checkpoint directory is incomplete", extra={"dir": cfg.video_ckpt_dir, "missing": miss})
     face_model = getattr(cfg, "face_landmarker", "")  # engine.capture's model setting, where the build has it
     if face_model:  # the video worker's portrait check finds it through engine.capture.locate()
         os.environ.setdefault("AVATAR_BRIDGE_FACE_LANDMARKER", os.path.abspath(face_model))
@@ -51,12 +47,6 @@ def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict
         raise bad("image", "empty; send the bytes of a PNG or JPEG portrait")
     if not req.audio_file:
         raise bad("audio_file", "empty; send a whole wav/flac/ogg/mp3 file of speech")
-    size = req.size or "704*384"
-    from engine.video.inputs import InputError, parse_size
-    try:
-        parse_size(size)
-    except InputError as exc:
-        raise bad("size", str(exc)) from None
     if req.sample_solver not in _SOLVERS:
         raise bad("sample_solver", f"{req.sample_solver!r} is not one of unipc, dpm++, euler")
     if req.sample_steps > 100:
@@ -67,7 +57,7 @@ def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict
         raise bad("jpeg_quality", "must be 1..100 (0 = 90)")
     if req.model not in _MODELS or req.frame_encoding not in (0, 1, 2):
         raise bad("model" if req.model not in _MODELS else "frame_encoding", "unknown enum value")
-    return {"image_bytes": len(req.image), "prompt": req.prompt, "size": size, "seed": req.seed,
+    return {"image_bytes": len(req.image), "prompt": req.prompt, "size": req.size, "seed": req.seed,  # size: parsed by the worker
             "model": _MODELS[req.model], "sample_steps": req.sample_steps,
             "sample_guide_scale": req.sample_guide_scale, "sample_shift": req.sample_shift,
             "sample_solver": req.sample_solver, "infer_frames": req.infer_frames, "num_clip": req.num_clip,

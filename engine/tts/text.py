@@ -22,14 +22,6 @@ class Piece:
     pause_s: float = 0.0  # a pause (SSML break)
 
 
-def control_char(text: str) -> int:
-    """Index of the first control character other than tab / line breaks, or -1."""
-    for i, c in enumerate(text):
-        if (ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) < 0xA0:
-            return i
-    return -1
-
-
 def pieces(text: str) -> tuple[list[Piece], list[str]]:
     """Text (plain or SSML) -> sentences and pauses, and warnings."""
     stripped = text.strip()

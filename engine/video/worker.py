@@ -70,6 +70,10 @@ class VideoWorker:
             "is_default": True, "lookahead_s": 0.0}]}
 
     def run(self) -> None:
+        from engine.video.checkpoints import missing_files
+        miss = missing_files(self.ckpt_dir)
+        if miss:  # serve anyway: requests get the same message (FAILED_PRECONDITION) until the files arrive
+            log.warning("video checkpoint directory is incomplete", extra={"dir": self.ckpt_dir, "missing": miss})
         self.sock.send(p.pack(p.READY, body=p.dumps(self.info())))
         last_beat = 0.0
         while True:
@@ -139,7 +143,7 @@ class VideoWorker:
         import torch
 
         from engine.video.inputs import check_image, choose_size, decode_image, load_audio, parse_size
-        from engine.video.pipeline import GenParams, VideoEngine, fit_advice
+        from engine.video.pipeline import VideoEngine, fit_advice
 
         cfg = job.cfg
         t0 = time.monotonic()
