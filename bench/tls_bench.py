@@ -6,7 +6,7 @@ The front process (gRPC, TLS, the token check) is what security touches; the eng
 every mode, so both the front's CPU and the whole server's (front + workers) are reported. Certificates come from
 a CA made for the run (tests/tls_certs.py, the openssl command).
 
-    python bench/tls_bench.py --streams 50 --seconds 30 --rounds 2
+    python bench/tls_bench.py --streams 50 --seconds 30 --rounds 3
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="audio per stream, sent at real time")
     ap.add_argument("--chunk-ms", type=float, default=40.0)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=1, help="repeat plaintext / tls / tls+token this many times")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="repeat plaintext / tls / tls+token this many times, rotating which goes first")
     ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "hello.wav"))
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
@@ -115,7 +116,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pki = make_pki(pathlib.Path(tmp) / "pki")
         for r in range(args.rounds):
-            for mode in modes:
+            # Each round starts with the next mode, so no mode always runs first or last while other work on a
+            # shared machine comes and goes.
+            for mode in modes[r % 3:] + modes[:r % 3]:
                 row = measure(tmp, mode, pki, pcm, args)
                 row["round"] = r + 1
                 rows.append(row)
@@ -125,7 +128,10 @@ def main() -> int:
         vals = [r[key] for r in rows if r["mode"] == mode]
         return sum(vals) / len(vals)
 
-    print("\n| mode | streams x seconds | frames | errors | front CPU s per stream | vs plaintext | "
+    def spread(mode: str, key: str) -> str:
+        return " / ".join(f"{r[key]:.3f}" for r in rows if r["mode"] == mode)
+
+    print("\n| mode | streams x seconds | frames | errors | front CPU s per stream (mean; each round) | vs plaintext | "
           "server (front + workers) CPU s per stream | vs plaintext |")
     print("|---|---|---|---|---|---|---|---|")
     base_f, base_a = mean("plaintext", "front_cpu_s_per_stream"), mean("plaintext", "server_cpu_s_per_stream")
@@ -137,7 +143,8 @@ def main() -> int:
         summary[mode] = {"front_cpu_s_per_stream": f, "server_cpu_s_per_stream": a,
                          "front_overhead_pct": 100 * (f / base_f - 1), "server_overhead_pct": 100 * (a / base_a - 1)}
         print(f"| {mode} | {args.streams} x {args.seconds:g} s ({args.rounds} round(s)) | {frames} | {errors} | "
-              f"{f:.3f} | {summary[mode]['front_overhead_pct']:+.1f} % | {a:.3f} | "
+              f"{f:.3f} ({spread(mode, 'front_cpu_s_per_stream')}) | {summary[mode]['front_overhead_pct']:+.1f} % | "
+              f"{a:.3f} | "
               f"{summary[mode]['server_overhead_pct']:+.1f} % |")
     if args.json:
         meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",

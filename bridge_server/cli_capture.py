@@ -54,7 +54,8 @@ def _capture(args) -> int:
         ctx = contextlib.nullcontext(args.server) if args.server else embedded_server(
             extra_args=[*extra, "--max-message-bytes", str(8 << 20)])
         with ctx as target:
-            res = cli_client(args, target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
+            client = cli_client(args, target)
+            res = client.capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
     except CLIENT_ERRORS as exc:
         return report_client_error("capture", exc)
     res.animation.write(args.out)

@@ -241,7 +241,8 @@ def add_connection_args(ap) -> None:
     """The flags every CLI client command takes to reach a --server (TLS, token, connect deadline)."""
     g = ap.add_argument_group("connection to --server (docs/security.md)")
     g.add_argument("--tls-ca", metavar="FILE",
-                   help=f"CA certificate (PEM) that signed the server's certificate: connect with TLS (env {ENV_TLS_CA})")
+                   help="CA certificate (PEM) that signed the server's certificate: connect with TLS "
+                        f"(env {ENV_TLS_CA})")
     g.add_argument("--token-file", metavar="FILE",
                    help=f"file holding the bearer token the server wants (env {ENV_TOKEN_FILE})")
     g.add_argument("--tls-client-cert", metavar="FILE",
