@@ -66,19 +66,26 @@ def start_server(tmp: str, mode: str, pki, workers: int) -> tuple[subprocess.Pop
         return proc, json.load(fh)
 
 
-async def run_streams(target: str, mode: str, pki, pcm: bytes, streams: int, seconds: float,
-                      chunk_s: float) -> tuple[list, list]:
-    if mode == "plaintext":
-        channel = grpc.aio.insecure_channel(target)
-    else:
-        channel = grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(pki.ca.read_bytes()))
-    async with channel as ch:
+async def run_streams(target: str, mode: str, pki, pcm: bytes, streams: int, seconds: float, chunk_s: float,
+                      connections: int) -> tuple[list, list]:
+    """`streams` streams over `connections` channels (each its own HTTP/2 connection and TLS handshake)."""
+    channels = []
+    for _ in range(connections):
+        # A distinct channel argument per channel keeps gRPC from sharing one connection between them.
+        opts = [("avatar-bridge.bench-connection", len(channels))]
+        channels.append(grpc.aio.insecure_channel(target, options=opts) if mode == "plaintext" else
+                        grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(pki.ca.read_bytes()), options=opts))
+    stubs = []
+    for ch in channels:
         stub = pb_grpc.AvatarBridgeStub(ch)
-        if mode == "tls+token":
-            stub = _WithMetadata(stub, (("authorization", f"Bearer {TOKEN}"),))
-        lat, errors = [], []
-        await asyncio.gather(*(one_stream(stub, pcm, 16000, chunk_s, seconds, i * chunk_s / streams, lat, errors)
-                               for i in range(streams)))
+        stubs.append(_WithMetadata(stub, (("authorization", f"Bearer {TOKEN}"),)) if mode == "tls+token" else stub)
+    lat, errors = [], []
+    try:
+        await asyncio.gather(*(one_stream(stubs[i % connections], pcm, 16000, chunk_s, seconds, i * chunk_s / streams,
+                                          lat, errors) for i in range(streams)))
+    finally:
+        for ch in channels:
+            await ch.close()
     return lat, errors
 
 
@@ -88,13 +95,14 @@ def measure(tmp: str, mode: str, pki, pcm: bytes, args) -> dict:
         front, pids = [info["pid"]], [info["pid"], *info["worker_pids"]]
         front0, all0, t0 = cpu_seconds(front), cpu_seconds(pids), time.monotonic()
         lat, errors = asyncio.run(run_streams(f"127.0.0.1:{info['port']}", mode, pki, pcm, args.streams,
-                                              args.seconds, args.chunk_ms / 1000))
+                                              args.seconds, args.chunk_ms / 1000, args.connections or args.streams))
         wall = time.monotonic() - t0
         front_cpu, all_cpu = cpu_seconds(front) - front0, cpu_seconds(pids) - all0
     finally:
         proc.terminate()
         proc.wait(30)
-    return {"mode": mode, "streams": args.streams, "seconds": args.seconds, "frames": len(lat), "errors": len(errors),
+    return {"mode": mode, "streams": args.streams, "connections": args.connections or args.streams,
+            "seconds": args.seconds, "frames": len(lat), "errors": len(errors),
             "first_error": errors[0] if errors else "", "wall_s": wall,
             "front_cpu_s_per_stream": front_cpu / args.streams, "server_cpu_s_per_stream": all_cpu / args.streams}
 
@@ -105,6 +113,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="audio per stream, sent at real time")
     ap.add_argument("--chunk-ms", type=float, default=40.0)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=0,
+                    help="client connections the streams share (0 = one per stream, like separate game clients; "
+                         "each TLS connection pays its own handshake)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="repeat plaintext / tls / tls+token this many times, rotating which goes first")
     ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "hello.wav"))
@@ -131,6 +142,7 @@ def main() -> int:
     def spread(mode: str, key: str) -> str:
         return " / ".join(f"{r[key]:.3f}" for r in rows if r["mode"] == mode)
 
+    print(f"\n{args.connections or args.streams} client connection(s)")
     print("\n| mode | streams x seconds | frames | errors | front CPU s per stream (mean; each round) | vs plaintext | "
           "server (front + workers) CPU s per stream | vs plaintext |")
     print("|---|---|---|---|---|---|---|---|")

@@ -211,6 +211,9 @@ class ServerSecurity:
                 "reaches this address could drive the server and read its streams. Give --tls-cert FILE --tls-key "
                 "FILE (add --tls-client-ca FILE for mutual TLS) and/or --auth-token-file FILE (docs/security.md); "
                 "or add --insecure if this network is trusted; or bind --host 127.0.0.1")
+        if not is_loopback(cfg.host) and creds is None:
+            log.warning("serving a non-loopback address in plaintext: calls and tokens can be read on the network",
+                        extra={"host": cfg.host, "tokens": tokens is not None, "insecure": cfg.insecure})
         return cls(creds, tokens)
 
 

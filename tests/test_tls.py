@@ -262,6 +262,7 @@ def test_insecure_allows_non_loopback_and_metrics_stay_on_loopback(tmp_path):
         assert _listening(srv.port) & {"0.0.0.0", "::"}, _listening(srv.port)  # every interface
         assert _listening(srv.metrics_port) == {"127.0.0.1"}
         assert "avatar_bridge_live_streams" in srv.metrics()
+        assert "serving a non-loopback address in plaintext" in srv.logs()
     finally:
         srv.stop()
 
