@@ -298,10 +298,13 @@ def test_unusable_security_settings_are_refused_before_start(pki, tmp_path, args
 
 
 # ---------------------------------------------------------------------------------------------- fail fast
-def _closed_port() -> int:
+@pytest.fixture
+def closed_port():
+    """A loopback port nothing listens on: bound but not listening (connections are refused), and held so that
+    no other process can take it during the test."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 @pytest.mark.parametrize("command", [
@@ -312,8 +315,8 @@ def _closed_port() -> int:
     ["speak", "--list-voices"],
     ["capture", str(HELLO), "--out", "{tmp}/f.json"],
 ])
-def test_cli_client_with_no_server_fails_fast(tmp_path, command):
-    port = _closed_port()
+def test_cli_client_with_no_server_fails_fast(tmp_path, closed_port, command):
+    port = closed_port
     began = time.monotonic()
     r = _cli(*[c.format(tmp=tmp_path) for c in command], "--server", f"127.0.0.1:{port}", "--connect-timeout", "2",
              timeout=60)
@@ -322,3 +325,10 @@ def test_cli_client_with_no_server_fails_fast(tmp_path, command):
     assert r.stderr.startswith(f"avatar-bridge {command[0]}: no server at 127.0.0.1:{port}"), r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert took < 30, f"took {took:.1f} s"  # the connect deadline is 2 s; the rest is interpreter start-up
+
+
+def test_default_connect_timeout_fails_within_seconds(closed_port):
+    began = time.monotonic()
+    r = _cli("capabilities", "--server", f"127.0.0.1:{closed_port}", timeout=60)
+    assert r.returncode == 1 and f"no server at 127.0.0.1:{closed_port}" in r.stderr, r.stderr
+    assert "within 5 s" in r.stderr and time.monotonic() - began < 30
