@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import threading
 
 import grpc
@@ -90,6 +91,12 @@ class TokenStore:
         digests = [hashlib.sha256(t.encode()).digest() for t in parse_tokens(text, self.path)]
         with self._lock:
             self._digests = digests
+        try:
+            if os.stat(self.path).st_mode & 0o077:
+                log.warning("the token file can be read by other users of this machine; chmod 600 it",
+                            extra={"path": self.path})
+        except OSError:
+            pass
         return len(digests)
 
     def reload(self) -> None:

@@ -176,6 +176,7 @@ def test_mutual_tls_requires_a_client_certificate(pki, tmp_path):
 def test_sighup_reloads_tokens_and_no_token_reaches_the_log(tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text(TOKEN_A + "\n")
+    tokens.chmod(0o644)  # readable by others: the server warns
     srv = Server(tmp_path, workers=1, extra=["--auth-token-file", str(tokens), "--log-level", "debug"])
     try:
         a, b = ChannelSecurity(token=TOKEN_A), ChannelSecurity(token=TOKEN_B)
@@ -201,6 +202,7 @@ def test_sighup_reloads_tokens_and_no_token_reaches_the_log(tmp_path):
 
         log = srv.logs()
         assert "call refused: unauthenticated" in log
+        assert "the token file can be read by other users of this machine; chmod 600 it" in log
         for secret in (TOKEN_A, TOKEN_B, "short"):
             assert secret not in log, f"a token reached the server log: {secret}"
     finally:
