@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import fields
 
@@ -83,6 +84,10 @@ def _add_client(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] != ["serve"]:
+        # gRPC core would print each failed TLS handshake attempt of a client on stderr; the CLI prints one line
+        # that says why instead. Read when grpc is first imported, so set before the parsers import the client.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = argparse.ArgumentParser(prog="avatar-bridge", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)

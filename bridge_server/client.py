@@ -12,10 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-# gRPC core would print each failed TLS handshake attempt on stderr (read when grpc is first imported); a client
-# reports one line that says why instead (wait_for_server).
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-import grpc  # noqa: E402
+import grpc
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
