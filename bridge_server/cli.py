@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from dataclasses import fields
 
@@ -21,6 +22,10 @@ def _add_serve(sub) -> None:
                                     "AVATAR_BRIDGE_<SETTING> environment variables < these flags.")
     ap.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
     for f in fields(ServerConfig):
+        if f.type in (bool, "bool"):  # a switch: --insecure (off unless given; env AVATAR_BRIDGE_INSECURE=1)
+            ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", default=None,
+                            help=f"(default off; env {ServerConfig.env_name(f.name)}=1)")
+            continue
         typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
         if f.name == "outputs":  # repeatable: each flag adds targets (argparse's default keeps only the last)
             ap.add_argument("--outputs", dest="outputs", action="append", default=None,
@@ -32,10 +37,13 @@ def _add_serve(sub) -> None:
 
 
 def _add_client(sub) -> None:
+    from bridge_server.client import add_connection_args
+
     ap = sub.add_parser("animate", help="animate an audio file into frames.json / frames.csv")
     ap.add_argument("audio", help="wav/flac/ogg/mp3 file")
     ap.add_argument("--out", required=True, help="output path; .json or .csv (layout: docs/output_formats.md)")
     ap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    add_connection_args(ap)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
     ap.add_argument("--fps", type=int, default=30, choices=[30, 60])
     ap.add_argument("--emotion", default="neutral", choices=EMOTIONS)
     ap.add_argument("--emotion-strength", type=float, default=0.5)
@@ -62,6 +70,7 @@ def _add_client(sub) -> None:
     sp.add_argument("--out", help="frames output path; .json or .csv")
     sp.add_argument("--audio-out", help="speech output path (.wav, PCM16 mono at the voice's rate)")
     sp.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    add_connection_args(sp)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
     sp.add_argument("--fps", type=int, default=30, choices=[30, 60])
     sp.add_argument("--emotion", default="neutral", choices=EMOTIONS)
     sp.add_argument("--emotion-strength", type=float, default=0.5)
@@ -72,9 +81,14 @@ def _add_client(sub) -> None:
 
     cap = sub.add_parser("capabilities", help="print the server's capabilities as JSON")
     cap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    add_connection_args(cap)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] != ["serve"]:
+        # gRPC core would print each failed TLS handshake attempt of a client on stderr; the CLI prints one line
+        # that says why instead. Read when grpc is first imported, so set before the parsers import the client.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = argparse.ArgumentParser(prog="avatar-bridge", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
@@ -125,7 +139,7 @@ def _client(args) -> int:
     from google.protobuf import json_format
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, cli_client, embedded_server, report_client_error
 
     if args.cmd == "speak":
         return _speak(args)
@@ -138,7 +152,7 @@ def _client(args) -> int:
     ctx = contextlib.nullcontext(args.server) if args.server else embedded_server()
     try:
         with ctx as target:
-            client = BridgeClient(target)
+            client = cli_client(args, target)
             if args.cmd == "capabilities":
                 print(json_format.MessageToJson(client.capabilities(), always_print_fields_with_no_presence=True))
                 return 0
@@ -168,7 +182,7 @@ def _speak(args) -> int:
     import json
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, cli_client, embedded_server, report_client_error
 
     text = args.text
     if not args.list_voices:
@@ -187,7 +201,7 @@ def _speak(args) -> int:
     ctx = contextlib.nullcontext(args.server) if args.server else embedded_server()
     try:
         with ctx as target:
-            client = BridgeClient(target)
+            client = cli_client(args, target)
             if args.list_voices:
                 from google.protobuf import json_format
                 caps = client.capabilities()

@@ -7,11 +7,14 @@ import sys
 
 
 def add_parsers(sub) -> None:
+    from bridge_server.client import add_connection_args
+
     cap = sub.add_parser("capture", help="measure a video file's face into frames.json / .csv (+ its audio)")
     cap.add_argument("video", help="mp4/mov/mkv/webm file")
     cap.add_argument("--out", required=True, help="frames .json or .csv (docs/output_formats.md)")
     cap.add_argument("--audio-out", help="also write the video's audio track here (.wav)")
     cap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    add_connection_args(cap)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
     cap.add_argument("--model", help="face_landmarker.task for the embedded server (default: lookup, docs/capture.md)")
     cap.add_argument("--max-faces", type=int, default=1)
     cap.add_argument("--face-index", type=int, help="N-th face from the left (needs --max-faces > N)")
@@ -38,7 +41,7 @@ def run(args) -> int | None:
 
 def _capture(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, cli_client, embedded_server, report_client_error
 
     settings = pb.CaptureSettings(max_faces=args.max_faces, mirrored=args.mirrored)
     if args.face_index is not None:
@@ -51,7 +54,8 @@ def _capture(args) -> int:
         ctx = contextlib.nullcontext(args.server) if args.server else embedded_server(
             extra_args=[*extra, "--max-message-bytes", str(8 << 20)])
         with ctx as target:
-            res = BridgeClient(target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
+            client = cli_client(args, target)
+            res = client.capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
     except CLIENT_ERRORS as exc:
         return report_client_error("capture", exc)
     res.animation.write(args.out)

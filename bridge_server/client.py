@@ -24,6 +24,131 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
 
 CLIENT_ERRORS = (grpc.RpcError, OSError, RuntimeError)
 
+# Client-side transport security (docs/security.md); flags win over these environment variables.
+ENV_TLS_CA = "AVATAR_BRIDGE_TLS_CA"  # CA certificate (PEM) that signed the server's certificate -> TLS
+ENV_TOKEN_FILE = "AVATAR_BRIDGE_TOKEN_FILE"  # file whose first non-comment line is the bearer token
+ENV_CLIENT_CERT = "AVATAR_BRIDGE_TLS_CLIENT_CERT"  # this client's certificate (PEM), for mutual TLS
+ENV_CLIENT_KEY = "AVATAR_BRIDGE_TLS_CLIENT_KEY"  # ... and its private key (PEM)
+CONNECT_TIMEOUT_S = 5.0  # a CLI client waits this long for a server before saying there is none
+
+
+@dataclass
+class ChannelSecurity:
+    """How a client reaches the server: TLS roots (None = plaintext), a client certificate, a bearer token."""
+
+    tls_ca: bytes | None = None
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+    token: str = ""
+
+    @classmethod
+    def from_files(cls, tls_ca: str | None = None, token_file: str | None = None, tls_client_cert: str | None = None,
+                   tls_client_key: str | None = None) -> "ChannelSecurity":
+        """Reads the files; OSError / ValueError with a message naming the flag and the file."""
+        if bool(tls_client_cert) != bool(tls_client_key):
+            raise ValueError("--tls-client-cert and --tls-client-key go together (mutual TLS)")
+        if tls_client_cert and not tls_ca:
+            raise ValueError("--tls-client-cert needs --tls-ca too: mutual TLS is TLS plus a client certificate")
+        return cls(tls_ca=_read_file(tls_ca, "--tls-ca") if tls_ca else None,
+                   client_cert=_read_file(tls_client_cert, "--tls-client-cert") if tls_client_cert else None,
+                   client_key=_read_file(tls_client_key, "--tls-client-key") if tls_client_key else None,
+                   token=read_token_file(token_file) if token_file else "")
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+
+def _read_file(path: str, flag: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise OSError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
+
+
+def read_token_file(path: str) -> str:
+    """The first line that is neither blank nor a # comment; the token itself never appears in an error."""
+    for line in _read_file(path, "--token-file").decode("utf-8", "replace").splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return line.strip()
+    raise ValueError(f"--token-file {path} holds no token (one line with the token)")
+
+
+class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                        grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call (over TLS or, on loopback / --insecure, plaintext)."""
+
+    def __init__(self, metadata):
+        self.metadata = tuple(metadata)
+
+    def _details(self, d):
+        return _CallDetails(d.method, d.timeout, (*(d.metadata or ()), *self.metadata), d.credentials,
+                            d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method, self.timeout, self.metadata = method, timeout, metadata
+        self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, compression
+
+
+def open_channel(target: str, security: ChannelSecurity | None = None, options=CHANNEL_OPTIONS) -> grpc.Channel:
+    """A channel to `target`: TLS when security has a CA, with the bearer token on every call when it has one."""
+    security = security or ChannelSecurity()
+    if security.tls_ca is not None:
+        creds = grpc.ssl_channel_credentials(root_certificates=security.tls_ca, private_key=security.client_key,
+                                             certificate_chain=security.client_cert)
+        channel = grpc.secure_channel(target, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
+    return grpc.intercept_channel(channel, _TokenInterceptor(security.metadata)) if security.token else channel
+
+
+def wait_for_server(channel: grpc.Channel, target: str, timeout: float, tls: bool) -> None:
+    """Fail fast: raise ConnectionError('no server at HOST:PORT ...') unless the channel connects within timeout."""
+    ready = grpc.channel_ready_future(channel)
+    try:
+        ready.result(timeout=timeout)
+        return
+    except grpc.FutureTimeoutError:
+        ready.cancel()
+    # Ask once without waiting, so the error says why (refused, TLS handshake, name not resolved).
+    why = ""
+    try:
+        pb_grpc.AvatarBridgeStub(channel).GetCapabilities(pb.GetCapabilitiesRequest(), timeout=2.0)
+    except grpc.RpcError as exc:
+        why = exc.details() or exc.code().name
+    else:
+        return
+    low = why.lower()
+    if "ssl" in low or "handshake" in low or "tls" in low or "certificate" in low:
+        hint = ("the TLS handshake failed: check --tls-ca (the CA that signed the server's certificate), the "
+                "host name in the certificate, and --tls-client-cert/--tls-client-key if the server wants one"
+                if tls else "the server may want TLS: give --tls-ca FILE (docs/security.md)")
+        raise ConnectionError(f"cannot connect to {target}: {hint} ({why})")
+    if not tls and ("socket closed" in low or "connection reset" in low):
+        raise ConnectionError(f"cannot connect to {target}: it closed the connection; if it is a TLS server, give "
+                              f"--tls-ca FILE (docs/security.md) ({why})")
+    if tls and ("socket closed" in low or "connection reset" in low or "eof" in low):
+        raise ConnectionError(f"cannot connect to {target}: the connection closed during TLS setup; is it a "
+                              f"plaintext server (drop --tls-ca) or does it want a client certificate? ({why})")
+    raise ConnectionError(f"no server at {target} (nothing answered within {timeout:g} s: {why}); start one with "
+                          "`avatar-bridge serve`, or check the host and port")
+
+
 
 def report_client_error(command: str, exc: BaseException) -> int:
     """One CLI line for a failed client call (gRPC status and details, or the local error); exit code 1."""
@@ -105,10 +230,67 @@ class Animation:
                             *[f"{v:.6f}" for v in f.rotations], *[f"{v:.6f}" for v in vis]])
 
 
+class ClientSetupError(RuntimeError):
+    """A client flag or file that cannot be used (reported as one line by the CLI)."""
+
+
+def add_connection_args(ap) -> None:
+    """The flags every CLI client command takes to reach a --server (TLS, token, connect deadline)."""
+    g = ap.add_argument_group("connection to --server (docs/security.md)")
+    g.add_argument("--tls-ca", metavar="FILE",
+                   help="CA certificate (PEM) that signed the server's certificate: connect with TLS "
+                        f"(env {ENV_TLS_CA})")
+    g.add_argument("--token-file", metavar="FILE",
+                   help=f"file holding the bearer token the server wants (env {ENV_TOKEN_FILE})")
+    g.add_argument("--tls-client-cert", metavar="FILE",
+                   help=f"this client's certificate (PEM) for a mutual-TLS server (env {ENV_CLIENT_CERT})")
+    g.add_argument("--tls-client-key", metavar="FILE", help=f"its private key (PEM) (env {ENV_CLIENT_KEY})")
+    g.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"seconds to wait for the server before failing with 'no server at HOST:PORT' "
+                        f"(default {CONNECT_TIMEOUT_S:g})")
+
+
+_CONNECTION_FLAGS = (("tls_ca", ENV_TLS_CA), ("token_file", ENV_TOKEN_FILE), ("tls_client_cert", ENV_CLIENT_CERT),
+                     ("tls_client_key", ENV_CLIENT_KEY))
+
+
+def cli_client(args, target: str, environ=None) -> "BridgeClient":
+    """The CLI's client: with --server, the connection flags (or their environment variables) apply and a missing
+    server fails within --connect-timeout; the embedded server is plaintext loopback and takes none of them."""
+    environ = os.environ if environ is None else environ
+    timeout = getattr(args, "connect_timeout", CONNECT_TIMEOUT_S)
+    if not getattr(args, "server", None):
+        given = [name for name, _ in _CONNECTION_FLAGS if getattr(args, name, None)]
+        if given:
+            raise ClientSetupError(f"--{given[0].replace('_', '-')} needs --server HOST:PORT (the embedded server "
+                                   "is plaintext on loopback)")
+        return BridgeClient.connect(target, None, max(timeout, 30.0))
+    files = {name: getattr(args, name, None) or environ.get(env) or None for name, env in _CONNECTION_FLAGS}
+    try:
+        security = ChannelSecurity.from_files(**files)
+    except ValueError as exc:
+        raise ClientSetupError(str(exc)) from None
+    return BridgeClient.connect(target, security, timeout)
+
+
 class BridgeClient:
-    def __init__(self, target: str):
-        self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(self, target: str, security: ChannelSecurity | None = None):
+        self.target = target
+        self.security = security or ChannelSecurity()
+        self.channel = open_channel(target, self.security)
         self.stub = pb_grpc.AvatarBridgeStub(self.channel)
+
+    @classmethod
+    def connect(cls, target: str, security: ChannelSecurity | None = None,
+                timeout: float = CONNECT_TIMEOUT_S) -> "BridgeClient":
+        """A client whose server answered within `timeout` (ConnectionError 'no server at ...' otherwise)."""
+        client = cls(target, security)
+        try:
+            wait_for_server(client.channel, target, timeout, client.security.tls_ca is not None)
+        except BaseException:
+            client.close()
+            raise
+        return client
 
     def close(self) -> None:
         self.channel.close()
@@ -274,7 +456,8 @@ def embedded_server(workers: int = 1, extra_args: Iterable[str] = ()) -> Iterato
     with tempfile.TemporaryDirectory() as tmp:
         ready = os.path.join(tmp, "ready.json")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0", "--metrics-port", "-1",
+            [sys.executable, "-m", "bridge_server.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+             "--metrics-port", "-1",
              "--workers", str(workers), "--ready-file", ready, "--log-level", "warning", *extra_args])
         try:
             deadline = time.monotonic() + 60

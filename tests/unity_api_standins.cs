@@ -91,7 +91,7 @@ namespace Grpc.Net.Client
     public sealed class GrpcChannelOptions { public System.Net.Http.HttpMessageHandler HttpHandler { get; set; } public bool DisposeHttpClient { get; set; } public int? MaxReceiveMessageSize { get; set; } }
     public sealed class GrpcChannel : Grpc.Core.ChannelBase, IDisposable { public static GrpcChannel ForAddress(string a, GrpcChannelOptions o) { return null; } public Task ShutdownAsync() { return null; } public void Dispose() {} }
 }
-namespace Cysharp.Net.Http { public sealed class YetAnotherHttpHandler : System.Net.Http.HttpMessageHandler { public bool Http2Only { get; set; } protected override Task<System.Net.Http.HttpResponseMessage> SendAsync(System.Net.Http.HttpRequestMessage r, CancellationToken c) { return null; } } }
+namespace Cysharp.Net.Http { public sealed class YetAnotherHttpHandler : System.Net.Http.HttpMessageHandler { public bool Http2Only { get; set; } public string RootCertificates { get; set; } public string ClientAuthCertificates { get; set; } public string ClientAuthKey { get; set; } protected internal override Task<System.Net.Http.HttpResponseMessage> SendAsync(System.Net.Http.HttpRequestMessage r, CancellationToken c) { return null; } } }
 namespace GLTFast
 {
     public class GltfImport { public Task<bool> Load(string uri) { return null; } public Task<bool> InstantiateMainSceneAsync(UnityEngine.Transform parent) { return null; } }
@@ -131,6 +131,8 @@ namespace AvatarBridge.V1
 }
 namespace System.Net.Http
 {
-    public class HttpRequestMessage { } public class HttpResponseMessage { }
-    public abstract class HttpMessageHandler : IDisposable { protected abstract System.Threading.Tasks.Task<HttpResponseMessage> SendAsync(HttpRequestMessage r, System.Threading.CancellationToken c); public void Dispose() {} }
+    public class HttpRequestMessage { public Headers.HttpRequestHeaders Headers { get { return null; } } } public class HttpResponseMessage { }
+    public abstract class HttpMessageHandler : IDisposable { protected internal abstract System.Threading.Tasks.Task<HttpResponseMessage> SendAsync(HttpRequestMessage r, System.Threading.CancellationToken c); public void Dispose() {} }
+    public abstract class DelegatingHandler : HttpMessageHandler { protected DelegatingHandler(HttpMessageHandler inner) {} protected internal override System.Threading.Tasks.Task<HttpResponseMessage> SendAsync(HttpRequestMessage r, System.Threading.CancellationToken c) { return null; } }
+    namespace Headers { public sealed class HttpRequestHeaders { public bool Remove(string name) { return true; } public bool TryAddWithoutValidation(string name, string value) { return true; } } }
 }

@@ -74,6 +74,12 @@ namespace AvatarBridge.Device
 
         [Tooltip("http://host:port of the avatar-bridge server (cleartext HTTP/2), or https:// behind TLS.")]
         [SerializeField] string serverAddress = "http://127.0.0.1:50051";
+        [Tooltip("TLS: the CA certificate file (PEM) that signed the server's certificate; empty = plaintext. " +
+                 "With it, a bare host:port means https:// (docs/security.md).")]
+        [SerializeField] string tlsCaFile = "";
+        [Tooltip("File whose first line is the bearer token the server wants (serve --auth-token-file); empty = none. " +
+                 "Keep it out of the project's Assets so it is not built into the player.")]
+        [SerializeField] string authTokenFile = "";
         [Tooltip("The actor that shows the frames.")]
         [SerializeField] FaceActor actor;
         [SerializeField] AudioInput input = AudioInput.Clip;
@@ -140,6 +146,10 @@ namespace AvatarBridge.Device
         public double SecondsBuffered { get { return clock.IsRunning ? buffer.SecondsAhead(clock.StreamTime(AudioSettings.dspTime)) : 0; } }
         /// <summary>The server address.</summary>
         public string ServerAddress { get { return serverAddress; } set { serverAddress = value; } }
+        /// <summary>CA certificate file (PEM) of the server's TLS certificate; empty = plaintext (applies from the next connection).</summary>
+        public string TlsCaFile { get { return tlsCaFile; } set { tlsCaFile = value; } }
+        /// <summary>File holding the bearer token sent with every call; empty = none (applies from the next connection).</summary>
+        public string AuthTokenFile { get { return authTokenFile; } set { authTokenFile = value; } }
         /// <summary>The AudioSource that plays a clip in sync with the face.</summary>
         public AudioSource AudioSource { get { return audioSource; } set { audioSource = value; } }
         /// <summary>The actor frames go to.</summary>
@@ -219,7 +229,20 @@ namespace AvatarBridge.Device
                 SetStatus(BridgeStatus.Connecting, "connecting to " + serverAddress);
                 try
                 {
-                    if (channel == null) channel = new BridgeChannel(serverAddress);
+                    if (channel == null)
+                    {
+                        ConnectionSecurity security;
+                        try
+                        {
+                            security = ConnectionSecurity.FromFiles(tlsCaFile, authTokenFile);
+                        }
+                        catch (ArgumentException e)  // an unreadable CA or token file: retrying cannot help
+                        {
+                            StopStream(BridgeStatus.Failed, e.Message);
+                            return false;
+                        }
+                        channel = new BridgeChannel(serverAddress, security);
+                    }
                     var caps = await channel.GetCapabilitiesAsync(TimeSpan.FromSeconds(connectTimeoutSeconds), ct);
                     if (caps.ApiVersion != "avatarbridge.v1")
                     {
@@ -240,6 +263,12 @@ namespace AvatarBridge.Device
                     }
                     backoff.Reset();
                     return true;
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.Unauthenticated)
+                {
+                    StopStream(BridgeStatus.Failed, "server " + serverAddress + " refused the call (" + e.Status.Detail +
+                                                    "); set Auth Token File to a token the server accepts");
+                    return false;
                 }
                 catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable || e.StatusCode == StatusCode.DeadlineExceeded)
                 {

@@ -1,7 +1,9 @@
 using System;
 using System.Collections.Generic;
+using System.Net.Http;
 using System.Threading;
 using System.Threading.Tasks;
+using AvatarBridge.Core;
 using Cysharp.Net.Http;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -26,13 +28,25 @@ namespace AvatarBridge.Transport
         /// <summary>The server address this channel talks to.</summary>
         public string Address { get; private set; }
 
-        /// <summary>Opens a channel (no connection is made until the first call).</summary>
+        /// <summary>Opens a plaintext channel (no connection is made until the first call).</summary>
         /// <param name="address">e.g. <c>http://127.0.0.1:50051</c> (a bare host:port means http://).</param>
         /// <param name="maxReceiveMessageBytes">Largest response accepted (frame batches are small; 4 MiB is ample).</param>
         public BridgeChannel(string address, int maxReceiveMessageBytes = 4 * 1024 * 1024)
+            : this(address, ConnectionSecurity.None, maxReceiveMessageBytes)
         {
-            if (string.IsNullOrWhiteSpace(address)) throw new ArgumentException("server address is empty; e.g. http://127.0.0.1:50051", "address");
-            Address = address.Contains("://") ? address.Trim() : "http://" + address.Trim();
+        }
+
+        /// <summary>
+        /// Opens a channel with TLS (when <paramref name="security"/> has a CA: the server's certificate must chain to
+        /// it), a client certificate for mutual TLS, and the bearer token on every call (docs/security.md).
+        /// </summary>
+        /// <param name="address">e.g. <c>https://studio-gpu:50051</c>; a bare host:port means https:// with a CA, else http://.</param>
+        /// <param name="security">From <see cref="ConnectionSecurity.FromFiles"/>; <see cref="ConnectionSecurity.None"/> = plaintext.</param>
+        /// <param name="maxReceiveMessageBytes">Largest response accepted (frame batches are small; 4 MiB is ample).</param>
+        public BridgeChannel(string address, ConnectionSecurity security, int maxReceiveMessageBytes = 4 * 1024 * 1024)
+        {
+            if (security == null) security = ConnectionSecurity.None;
+            Address = security.ResolveAddress(address);
             Uri uri;
             if (!Uri.TryCreate(Address, UriKind.Absolute, out uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
                 throw new ArgumentException("server address '" + address + "' is not http(s)://host:port", "address");
@@ -40,9 +54,17 @@ namespace AvatarBridge.Transport
             {
                 Http2Only = uri.Scheme == "http",  // cleartext: HTTP/2 prior knowledge (h2c)
             };
+            if (security.CaPem != null) handler.RootCertificates = security.CaPem;  // trust only this CA
+            if (security.ClientCertificatePem != null)
+            {
+                handler.ClientAuthCertificates = security.ClientCertificatePem;
+                handler.ClientAuthKey = security.ClientKeyPem;
+            }
+            HttpMessageHandler outer = handler;
+            if (security.AuthorizationValue != null) outer = new AuthorizationHandler(handler, security.AuthorizationValue);
             channel = GrpcChannel.ForAddress(Address, new GrpcChannelOptions
             {
-                HttpHandler = handler,
+                HttpHandler = outer,
                 DisposeHttpClient = true,
                 MaxReceiveMessageSize = maxReceiveMessageBytes,
             });

@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <condition_variable>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "ProtoConvert.h"
@@ -137,6 +139,15 @@ struct ExpressionStream::Impl {
 };
 
 ExpressionStream::ExpressionStream(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<ExpressionStream> ExpressionStream::Failed(std::unique_ptr<Impl> impl, const CallStatus& status) {
+  Impl* raw = impl.get();  // ends at once, on the call's own thread like any other ending
+  impl->thread = std::thread([raw, status] {
+    raw->listener->OnClosed(status);
+    raw->end.Close(status);
+  });
+  return std::unique_ptr<ExpressionStream>(new ExpressionStream(std::move(impl)));
+}
 ExpressionStream::~ExpressionStream() = default;
 
 bool ExpressionStream::SendAudio(const void* data, size_t bytes) {
@@ -273,7 +284,7 @@ SpeakCall::~SpeakCall() = default;
 
 bool SpeakCall::Stop(double at_time) {
   std::lock_guard<std::mutex> lock(impl_->write_mu);
-  if (impl_->stop_sent || impl_->writes_done || Closed()) return false;
+  if (impl_->stop_sent || impl_->writes_done || !impl_->bidi || Closed()) return false;
   impl_->stop_sent = true;
   v1::SpeakRequest req;
   req.mutable_stop()->set_at_time(at_time < 0 ? 0.0 : at_time);
@@ -293,14 +304,71 @@ bool SpeakCall::WaitFor(std::chrono::milliseconds timeout, CallStatus* status) {
 bool SpeakCall::Closed() const { return impl_->end.Closed(); }
 
 // --------------------------------------------------------------------------------------------
+namespace {
+bool ReadWholeFile(const std::string& path, const char* what, std::string* out, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = std::string("cannot read ") + what + " " + path + " (missing or not readable)";
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// Reads the TLS files of `o` into SSL options; an error names the option and the file.
+bool SslOptions(const ClientOptions& o, grpc::SslCredentialsOptions* ssl, std::string* error) {
+  if (o.tls_client_cert_file.empty() != o.tls_client_key_file.empty()) {
+    *error = "tls_client_cert_file and tls_client_key_file go together (mutual TLS)";
+    return false;
+  }
+  if (!ReadWholeFile(o.tls_ca_file, "tls_ca_file", &ssl->pem_root_certs, error)) return false;
+  if (ssl->pem_root_certs.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    *error = "tls_ca_file " + o.tls_ca_file + " holds no PEM certificate (the CA that signed the server's)";
+    return false;
+  }
+  if (!o.tls_client_cert_file.empty() &&
+      (!ReadWholeFile(o.tls_client_cert_file, "tls_client_cert_file", &ssl->pem_cert_chain, error) ||
+       !ReadWholeFile(o.tls_client_key_file, "tls_client_key_file", &ssl->pem_private_key, error)))
+    return false;
+  return true;
+}
+}  // namespace
+
+bool ReadTokenFile(const std::string& path, std::string* token, std::string* error) {
+  std::string text;
+  if (!ReadWholeFile(path, "token file", &text, error)) return false;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t a = line.find_first_not_of(" \t\r");
+    if (a == std::string::npos || line[a] == '#') continue;
+    const size_t b = line.find_last_not_of(" \t\r");
+    *token = line.substr(a, b - a + 1);
+    return true;
+  }
+  *error = "token file " + path + " holds no token (one line with the token)";
+  return false;
+}
+
 struct BridgeClient::Impl {
   std::string target;
+  std::string auth_token;
+  std::string setup_error;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::AvatarBridge::Stub> stub;
+
+  // Every call carries the bearer token (if any) in its metadata.
+  void Prepare(grpc::ClientContext& ctx) const {
+    if (!auth_token.empty()) ctx.AddMetadata("authorization", "Bearer " + auth_token);
+  }
+  CallStatus SetupFailure() const { return CallStatus{StatusCode::FailedPrecondition, setup_error}; }
 };
 
 BridgeClient::BridgeClient(const std::string& target, ClientOptions options) : impl_(new Impl) {
   impl_->target = target;
+  impl_->auth_token = options.auth_token;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive.count()));
@@ -309,7 +377,14 @@ BridgeClient::BridgeClient(const std::string& target, ClientOptions options) : i
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  impl_->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca_file.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    if (SslOptions(options, &ssl, &impl_->setup_error)) creds = grpc::SslCredentials(ssl);
+  } else if (!options.tls_client_cert_file.empty() || !options.tls_client_key_file.empty()) {
+    impl_->setup_error = "tls_client_cert_file needs tls_ca_file too: mutual TLS is TLS plus a client certificate";
+  }
+  impl_->channel = grpc::CreateCustomChannel(target, creds, args);
   impl_->stub = v1::AvatarBridge::NewStub(impl_->channel);
 }
 
@@ -317,12 +392,17 @@ BridgeClient::~BridgeClient() = default;
 
 const std::string& BridgeClient::target() const { return impl_->target; }
 
+const std::string& BridgeClient::SetupError() const { return impl_->setup_error; }
+
 bool BridgeClient::WaitForConnected(std::chrono::milliseconds timeout) {
+  if (!impl_->setup_error.empty()) return false;
   return impl_->channel->WaitForConnected(std::chrono::system_clock::now() + timeout);
 }
 
 CallStatus BridgeClient::GetCapabilities(CapabilitiesInfo* out, std::chrono::milliseconds timeout) {
+  if (!impl_->setup_error.empty()) return impl_->SetupFailure();
   grpc::ClientContext ctx;
+  impl_->Prepare(ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   ctx.set_wait_for_ready(true);
   v1::Capabilities caps;
@@ -348,6 +428,8 @@ std::unique_ptr<ExpressionStream> BridgeClient::StartStream(const StreamSettings
   auto impl = std::make_unique<ExpressionStream::Impl>();
   impl->channel = impl_->channel;
   impl->listener = listener;
+  if (!impl_->setup_error.empty()) return ExpressionStream::Failed(std::move(impl), impl_->SetupFailure());
+  impl_->Prepare(impl->ctx);
   impl->bidi = impl_->stub->StreamExpression(&impl->ctx);
   v1::ExpressionRequest header;
   ToProto(settings, header.mutable_header());
@@ -368,6 +450,8 @@ std::unique_ptr<ExpressionStream> BridgeClient::AnimateClip(const std::vector<ui
   req.set_fps(fps);
   req.set_stream_id(stream_id);
   ToProto(style, req.mutable_style());
+  if (!impl_->setup_error.empty()) return ExpressionStream::Failed(std::move(impl), impl_->SetupFailure());
+  impl_->Prepare(impl->ctx);
   impl->reader = impl_->stub->AnimateClip(&impl->ctx, req);
   ExpressionStream::Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->ReadLoop(); });
@@ -377,6 +461,16 @@ std::unique_ptr<ExpressionStream> BridgeClient::AnimateClip(const std::vector<ui
 std::unique_ptr<SpeakCall> BridgeClient::Speak(const SpeakSettings& settings, SpeakListener* listener) {
   auto impl = std::make_unique<SpeakCall::Impl>();
   impl->listener = listener;
+  if (!impl_->setup_error.empty()) {  // ends at once, on the call's own thread like any other ending
+    const CallStatus failed = impl_->SetupFailure();
+    SpeakCall::Impl* raw = impl.get();
+    impl->thread = std::thread([raw, failed] {
+      raw->listener->OnClosed(failed);
+      raw->end.Close(failed);
+    });
+    return std::unique_ptr<SpeakCall>(new SpeakCall(std::move(impl)));
+  }
+  impl_->Prepare(impl->ctx);
   impl->bidi = impl_->stub->Speak(&impl->ctx);
   v1::SpeakRequest req;
   v1::SpeakStart* start = req.mutable_start();

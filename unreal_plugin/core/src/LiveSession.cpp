@@ -237,7 +237,11 @@ bool LiveSession::RunSegment(BridgeClient& client, CallStatus* status) {
 }
 
 void LiveSession::Run() {
-  BridgeClient client(options_.target);
+  BridgeClient client(options_.target, options_.client);
+  if (!client.SetupError().empty()) {  // an unreadable TLS file: retrying cannot help
+    SetState(SessionState::Failed, client.SetupError());
+    return;
+  }
   Backoff backoff(options_.backoff);
   while (true) {
     {

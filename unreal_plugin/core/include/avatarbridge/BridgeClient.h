@@ -30,7 +30,23 @@ class StreamListener {
 struct ClientOptions {
   std::chrono::milliseconds keepalive{10000};   // HTTP/2 pings (the server allows every 10 s)
   int max_receive_message_bytes = 64 * 1024 * 1024;
+  /**
+   * Transport security (docs/security.md). A CA certificate file (PEM) that signed the server's certificate turns
+   * TLS on; empty = plaintext. The server's certificate must name the host of `target`.
+   */
+  std::string tls_ca_file;
+  /** This client's certificate and key (PEM files) for a mutual-TLS server; both or neither, with tls_ca_file. */
+  std::string tls_client_cert_file;
+  std::string tls_client_key_file;
+  /** Bearer token sent as `authorization: Bearer <token>` on every call; empty = none. */
+  std::string auth_token;
 };
+
+/**
+ * Reads the first line of a token file that is neither blank nor a # comment into `token`; false (and `error`
+ * naming the file, never the token) if it cannot be read or holds none.
+ */
+bool ReadTokenFile(const std::string& path, std::string* token, std::string* error);
 
 /** One StreamExpression or AnimateClip call in flight. Destroying it cancels the call and joins. */
 class ExpressionStream {
@@ -53,6 +69,8 @@ class ExpressionStream {
 
   struct Impl;
   explicit ExpressionStream(std::unique_ptr<Impl> impl);
+  /** A call that ends at once with `status` (the client's options could not be used). */
+  static std::unique_ptr<ExpressionStream> Failed(std::unique_ptr<Impl> impl, const CallStatus& status);
 
  private:
   std::unique_ptr<Impl> impl_;
@@ -107,13 +125,19 @@ class SpeakCall {
 
 class BridgeClient {
  public:
-  /** `target` is host:port (e.g. "127.0.0.1:50051"); plaintext HTTP/2. */
+  /**
+   * `target` is host:port (e.g. "127.0.0.1:50051"); plaintext HTTP/2 unless options.tls_ca_file is set. If a TLS
+   * file cannot be read, SetupError() says which and why, and every call ends at once with FailedPrecondition
+   * and that message.
+   */
   explicit BridgeClient(const std::string& target, ClientOptions options = {});
   ~BridgeClient();
   BridgeClient(const BridgeClient&) = delete;
   BridgeClient& operator=(const BridgeClient&) = delete;
 
   const std::string& target() const;
+  /** Empty, or why the options cannot be used (an unreadable TLS file); calls then fail with this message. */
+  const std::string& SetupError() const;
 
   /** Waits until the channel is connected (or the timeout passes). */
   bool WaitForConnected(std::chrono::milliseconds timeout);

@@ -44,6 +44,7 @@ struct SessionOptions {
   BackoffPolicy backoff;
   std::chrono::milliseconds connect_timeout{2000};  // per attempt
   double max_buffered_seconds = 2.0;  // audio kept while disconnected; older audio is dropped
+  ClientOptions client;  // TLS CA file, client certificate, bearer token (docs/security.md)
 };
 
 class LiveSession {

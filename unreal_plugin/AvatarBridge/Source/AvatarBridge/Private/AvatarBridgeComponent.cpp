@@ -28,7 +28,7 @@ bool UAvatarBridgeComponent::OpenStream(EMode InMode, int32 SampleRate, int32 Nu
 			*SubjectName.ToString(), SampleRate, NumChannels);
 		return false;
 	}
-	Source = FAvatarBridgeModule::Get().GetOrCreateSource(ServerAddress);
+	Source = FAvatarBridgeModule::Get().GetOrCreateSource(ServerAddress, Security);
 	if (!Source.IsValid())
 	{
 		return false;

@@ -1,6 +1,7 @@
 #include "AvatarBridgeLiveLinkSource.h"
 
 #include "AvatarBridgeModule.h"
+#include "AvatarBridgeSecurity.h"
 #include "AvatarBridgeServerProbe.h"
 #include "AvatarBridgeSourceSettings.h"
 #include "AvatarBridgeStream.h"
@@ -9,10 +10,23 @@
 #define LOCTEXT_NAMESPACE "AvatarBridgeLiveLinkSource"
 
 FAvatarBridgeLiveLinkSource::FAvatarBridgeLiveLinkSource(const FString& InServerAddress,
-	const FAvatarBridgeStreamSettings& InDefaultStream)
-	: ServerAddress(InServerAddress), DefaultStream(InDefaultStream)
+	const FAvatarBridgeStreamSettings& InDefaultStream, const FAvatarBridgeSecurity& InSecurity)
+	: ServerAddress(InServerAddress), Security(InSecurity), DefaultStream(InDefaultStream)
 {
-	Probe = MakeUnique<FAvatarBridgeServerProbe>(ServerAddress);
+	Reconnect();
+}
+
+void FAvatarBridgeLiveLinkSource::Reconnect()
+{
+	avatarbridge::ClientOptions Options;
+	SecurityError.Reset();
+	if (!AvatarBridgeClientOptions(Security, Options, SecurityError))
+	{
+		UE_LOG(LogAvatarBridge, Error, TEXT("Avatar Bridge source %s: %s"), *ServerAddress, *SecurityError);
+		Probe.Reset();
+		return;
+	}
+	Probe = MakeUnique<FAvatarBridgeServerProbe>(ServerAddress, Options);
 }
 
 FAvatarBridgeLiveLinkSource::~FAvatarBridgeLiveLinkSource()
@@ -32,6 +46,7 @@ void FAvatarBridgeLiveLinkSource::InitializeSettings(ULiveLinkSourceSettings* Se
 	if (UAvatarBridgeSourceSettings* Ours = Cast<UAvatarBridgeSourceSettings>(Settings))
 	{
 		Ours->ServerAddress = ServerAddress;
+		Ours->Security = Security;
 		Ours->DefaultStream = DefaultStream;
 	}
 }
@@ -87,7 +102,7 @@ FText FAvatarBridgeLiveLinkSource::GetSourceMachineName() const
 
 FText FAvatarBridgeLiveLinkSource::GetSourceStatus() const
 {
-	FString Text = Probe ? Probe->GetStatus() : FString(TEXT("Stopped"));
+	FString Text = !SecurityError.IsEmpty() ? SecurityError : Probe ? Probe->GetStatus() : FString(TEXT("Stopped"));
 	FScopeLock Lock(&StreamsLock);
 	for (const TSharedPtr<FAvatarBridgeStream>& S : Streams)
 	{
@@ -107,10 +122,11 @@ void FAvatarBridgeLiveLinkSource::OnSettingsChanged(ULiveLinkSourceSettings* Set
 	if (const UAvatarBridgeSourceSettings* Ours = Cast<UAvatarBridgeSourceSettings>(Settings))
 	{
 		DefaultStream = Ours->DefaultStream;  // new streams use it; running ones keep theirs
-		if (Ours->ServerAddress != ServerAddress)
+		if (Ours->ServerAddress != ServerAddress || Ours->Security != Security)
 		{
 			ServerAddress = Ours->ServerAddress;  // new streams and the status probe go to the new address
-			Probe = MakeUnique<FAvatarBridgeServerProbe>(ServerAddress);
+			Security = Ours->Security;
+			Reconnect();
 		}
 	}
 }
@@ -124,8 +140,15 @@ TSharedPtr<FAvatarBridgeStream> FAvatarBridgeLiveLinkSource::OpenStream(FName Su
 			*ServerAddress, *SubjectName.ToString());
 		return nullptr;
 	}
+	avatarbridge::ClientOptions Options;
+	if (!AvatarBridgeClientOptions(Security, Options, SecurityError))
+	{
+		UE_LOG(LogAvatarBridge, Error, TEXT("Avatar Bridge source %s: %s; cannot open %s"), *ServerAddress, *SecurityError,
+			*SubjectName.ToString());
+		return nullptr;
+	}
 	TSharedPtr<FAvatarBridgeStream> Stream = MakeShared<FAvatarBridgeStream>(Client, SourceGuid, SubjectName, ServerAddress,
-		Settings, SampleRate, NumChannels, bFloat32, MaxBufferedSeconds);
+		Settings, SampleRate, NumChannels, bFloat32, MaxBufferedSeconds, Options);
 	{
 		FScopeLock Lock(&StreamsLock);
 		for (const TSharedPtr<FAvatarBridgeStream>& Old : Streams)

@@ -22,12 +22,19 @@ void FAvatarBridgeModule::ShutdownModule()
 
 TSharedPtr<FAvatarBridgeLiveLinkSource> FAvatarBridgeModule::GetOrCreateSource(const FString& ServerAddress)
 {
+	return GetOrCreateSource(ServerAddress, FAvatarBridgeSecurity());
+}
+
+TSharedPtr<FAvatarBridgeLiveLinkSource> FAvatarBridgeModule::GetOrCreateSource(const FString& ServerAddress,
+	const FAvatarBridgeSecurity& Security)
+{
 	{
 		FScopeLock Lock(&SourcesLock);
 		for (const TWeakPtr<FAvatarBridgeLiveLinkSource>& Weak : Sources)
 		{
 			TSharedPtr<FAvatarBridgeLiveLinkSource> Source = Weak.Pin();
-			if (Source.IsValid() && Source->GetServerAddress() == ServerAddress && Source->IsSourceStillValid())
+			if (Source.IsValid() && Source->GetServerAddress() == ServerAddress && Source->GetSecurity() == Security &&
+				Source->IsSourceStillValid())
 			{
 				return Source;
 			}
@@ -40,7 +47,8 @@ TSharedPtr<FAvatarBridgeLiveLinkSource> FAvatarBridgeModule::GetOrCreateSource(c
 		return nullptr;
 	}
 	ILiveLinkClient& Client = Features.GetModularFeature<ILiveLinkClient>(ILiveLinkClient::ModularFeatureName);
-	TSharedPtr<FAvatarBridgeLiveLinkSource> Source = MakeShared<FAvatarBridgeLiveLinkSource>(ServerAddress);
+	TSharedPtr<FAvatarBridgeLiveLinkSource> Source =
+		MakeShared<FAvatarBridgeLiveLinkSource>(ServerAddress, FAvatarBridgeStreamSettings(), Security);
 	Client.AddSource(Source);  // ReceiveClient() registers it with us
 	return Source;
 }

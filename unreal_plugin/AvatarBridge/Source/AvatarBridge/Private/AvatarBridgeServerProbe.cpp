@@ -5,8 +5,8 @@
 #include <chrono>
 #include <cstdio>
 
-FAvatarBridgeServerProbe::FAvatarBridgeServerProbe(const FString& ServerAddress)
-	: Target(TCHAR_TO_UTF8(*ServerAddress)), Status("Connecting to " + Target)
+FAvatarBridgeServerProbe::FAvatarBridgeServerProbe(const FString& ServerAddress, const avatarbridge::ClientOptions& InOptions)
+	: Target(TCHAR_TO_UTF8(*ServerAddress)), Options(InOptions), Status("Connecting to " + Target)
 {
 	Thread = std::thread([this] { Run(); });
 }
@@ -32,7 +32,7 @@ FString FAvatarBridgeServerProbe::GetStatus() const
 
 void FAvatarBridgeServerProbe::Run()
 {
-	avatarbridge::BridgeClient Client(Target);
+	avatarbridge::BridgeClient Client(Target, Options);
 	while (true)
 	{
 		avatarbridge::CapabilitiesInfo Caps;

@@ -3,6 +3,8 @@
 
 #include "CoreMinimal.h"
 
+#include "avatarbridge/BridgeClient.h"
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -12,7 +14,7 @@
 class FAvatarBridgeServerProbe
 {
 public:
-	explicit FAvatarBridgeServerProbe(const FString& ServerAddress);
+	explicit FAvatarBridgeServerProbe(const FString& ServerAddress, const avatarbridge::ClientOptions& InOptions = {});
 	~FAvatarBridgeServerProbe();  // stops and joins
 
 	/** "Connected: learned-v2, look-ahead 93 ms (server 0.1.0)" or why it is not. */
@@ -23,6 +25,7 @@ private:
 	void Run();
 
 	std::string Target;
+	avatarbridge::ClientOptions Options;
 	std::atomic<bool> bReachable{false};
 	mutable std::mutex Mutex;
 	std::condition_variable Wake;

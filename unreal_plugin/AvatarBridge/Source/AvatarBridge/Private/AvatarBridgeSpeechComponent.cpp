@@ -1,6 +1,7 @@
 #include "AvatarBridgeSpeechComponent.h"
 
 #include "AvatarBridgeModule.h"
+#include "AvatarBridgeSecurity.h"
 #include "Components/AudioComponent.h"
 #include "HAL/PlatformTime.h"
 #include "Sound/SoundWaveProcedural.h"
@@ -126,8 +127,21 @@ bool UAvatarBridgeSpeechComponent::SayLine(const FString& Text, const FString& V
 		UE_LOG(LogAvatarBridge, Error, TEXT("SayLine: the text is empty"));
 		return false;
 	}
+	avatarbridge::ClientOptions Options;
+	FString SecurityError;
+	if (!AvatarBridgeClientOptions(Security, Options, SecurityError))
+	{
+		UE_LOG(LogAvatarBridge, Error, TEXT("SayLine: %s"), *SecurityError);
+		return false;
+	}
 	Listener = MakeShared<FAvatarBridgeSpeechListener, ESPMode::ThreadSafe>();
-	Listener->Client = std::make_unique<avatarbridge::BridgeClient>(TCHAR_TO_UTF8(*ServerAddress));
+	Listener->Client = std::make_unique<avatarbridge::BridgeClient>(TCHAR_TO_UTF8(*ServerAddress), Options);
+	if (!Listener->Client->SetupError().empty())
+	{
+		UE_LOG(LogAvatarBridge, Error, TEXT("SayLine: %s"), UTF8_TO_TCHAR(Listener->Client->SetupError().c_str()));
+		Listener.Reset();
+		return false;
+	}
 	avatarbridge::SpeakSettings Settings;
 	Settings.text = TCHAR_TO_UTF8(*Text);
 	Settings.voice = TCHAR_TO_UTF8(*Voice);

@@ -99,7 +99,7 @@ private:
 
 FAvatarBridgeStream::FAvatarBridgeStream(ILiveLinkClient* InClient, FGuid InSourceGuid, FName InSubject,
 	const FString& ServerAddress, const FAvatarBridgeStreamSettings& InSettings, int32 InSampleRate, int32 NumChannels,
-	bool bFloat32, double MaxBufferedSeconds)
+	bool bFloat32, double MaxBufferedSeconds, const avatarbridge::ClientOptions& ClientOptions)
 	: Client(InClient), SubjectKey(InSourceGuid, InSubject), Settings(InSettings), SampleRate(InSampleRate)
 {
 	avatarbridge::StallPolicy Policy;
@@ -111,6 +111,7 @@ FAvatarBridgeStream::FAvatarBridgeStream(ILiveLinkClient* InClient, FGuid InSour
 	avatarbridge::SessionOptions Options;
 	Options.target = TCHAR_TO_UTF8(*ServerAddress);
 	Options.max_buffered_seconds = MaxBufferedSeconds;
+	Options.client = ClientOptions;  // TLS CA and bearer token of the source
 	avatarbridge::StreamSettings& S = Options.settings;
 	S.encoding = bFloat32 ? avatarbridge::AudioEncoding::Float32 : avatarbridge::AudioEncoding::Pcm16;
 	S.sample_rate = static_cast<uint32_t>(InSampleRate);

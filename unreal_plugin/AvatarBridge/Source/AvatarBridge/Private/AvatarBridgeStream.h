@@ -21,7 +21,7 @@ class FAvatarBridgeStream : public TSharedFromThis<FAvatarBridgeStream>
 public:
 	FAvatarBridgeStream(ILiveLinkClient* InClient, FGuid InSourceGuid, FName InSubject, const FString& ServerAddress,
 		const FAvatarBridgeStreamSettings& InSettings, int32 SampleRate, int32 NumChannels, bool bFloat32,
-		double MaxBufferedSeconds);
+		double MaxBufferedSeconds, const avatarbridge::ClientOptions& ClientOptions = {});
 	~FAvatarBridgeStream();
 
 	void Start();

@@ -31,6 +31,10 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge")
 	FString ServerAddress = TEXT("127.0.0.1:50051");
 
+	/** TLS CA file and bearer-token file for a secured server (docs/security.md); empty = plaintext, no token. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge")
+	FAvatarBridgeSecurity Security;
+
 	/** The Live Link subject this component's streams publish (select it as "LLink Face Subj"). */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge")
 	FName SubjectName = TEXT("AvatarBridge");

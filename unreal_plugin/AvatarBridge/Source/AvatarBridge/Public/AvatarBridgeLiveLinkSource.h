@@ -14,7 +14,8 @@ class AVATARBRIDGE_API FAvatarBridgeLiveLinkSource : public ILiveLinkSource, pub
 {
 public:
 	explicit FAvatarBridgeLiveLinkSource(const FString& InServerAddress,
-		const FAvatarBridgeStreamSettings& InDefaultStream = FAvatarBridgeStreamSettings());
+		const FAvatarBridgeStreamSettings& InDefaultStream = FAvatarBridgeStreamSettings(),
+		const FAvatarBridgeSecurity& InSecurity = FAvatarBridgeSecurity());
 	virtual ~FAvatarBridgeLiveLinkSource() override;
 
 	// ILiveLinkSource
@@ -30,6 +31,7 @@ public:
 	virtual void OnSettingsChanged(ULiveLinkSourceSettings* Settings, const FPropertyChangedEvent& PropertyChangedEvent) override;
 
 	const FString& GetServerAddress() const { return ServerAddress; }
+	const FAvatarBridgeSecurity& GetSecurity() const { return Security; }
 	const FAvatarBridgeStreamSettings& GetDefaultStreamSettings() const { return DefaultStream; }
 
 	/**
@@ -44,7 +46,12 @@ public:
 	void CloseStream(const TSharedPtr<FAvatarBridgeStream>& Stream);
 
 private:
+	/** (Re)starts the status probe with the current address and security; a bad token file is kept in SecurityError. */
+	void Reconnect();
+
 	FString ServerAddress;
+	FAvatarBridgeSecurity Security;
+	FString SecurityError;  // why Security cannot be used (an unreadable token file); streams are refused meanwhile
 	FAvatarBridgeStreamSettings DefaultStream;
 	ILiveLinkClient* Client = nullptr;
 	FGuid SourceGuid;

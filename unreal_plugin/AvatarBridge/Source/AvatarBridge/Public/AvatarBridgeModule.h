@@ -5,6 +5,7 @@
 #include "Modules/ModuleInterface.h"
 
 class FAvatarBridgeLiveLinkSource;
+struct FAvatarBridgeSecurity;
 
 DECLARE_LOG_CATEGORY_EXTERN(LogAvatarBridge, Log, All);
 
@@ -16,8 +17,9 @@ public:
 	virtual void StartupModule() override;
 	virtual void ShutdownModule() override;
 
-	/** The source connected to ServerAddress, added to the Live Link client if there is none yet. */
+	/** The source connected to ServerAddress (with Security), added to the Live Link client if there is none yet. */
 	TSharedPtr<FAvatarBridgeLiveLinkSource> GetOrCreateSource(const FString& ServerAddress);
+	TSharedPtr<FAvatarBridgeLiveLinkSource> GetOrCreateSource(const FString& ServerAddress, const FAvatarBridgeSecurity& Security);
 
 	/** Sources register themselves here when Live Link gives them a client (also the panel's ones). */
 	void RegisterSource(const TSharedPtr<FAvatarBridgeLiveLinkSource>& Source);

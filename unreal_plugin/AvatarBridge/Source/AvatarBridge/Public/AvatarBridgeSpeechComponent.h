@@ -4,6 +4,7 @@
 
 #include "CoreMinimal.h"
 #include "Components/ActorComponent.h"
+#include "AvatarBridgeTypes.h"
 #include "AvatarBridgeSpeechComponent.generated.h"
 
 class FAvatarBridgeSpeechListener;
@@ -23,6 +24,10 @@ public:
 	/** host:port of the avatar-bridge server. */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Speech")
 	FString ServerAddress = TEXT("127.0.0.1:50051");
+
+	/** TLS CA file and bearer-token file for a secured server (docs/security.md); empty = plaintext, no token. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Speech")
+	FAvatarBridgeSecurity Security;
 
 	/** 30 or 60. */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Speech")

@@ -30,6 +30,30 @@ enum class EAvatarBridgeStatus : uint8
 	Idle, Connecting, Streaming, Reconnecting, Finished, Failed,
 };
 
+/**
+ * How to reach a secured server (docs/security.md): serve --tls-cert/--tls-key (TLS) and/or --auth-token-file
+ * (bearer tokens). Both empty = plaintext without a token, as a server on this machine needs.
+ */
+USTRUCT(BlueprintType)
+struct AVATARBRIDGE_API FAvatarBridgeSecurity
+{
+	GENERATED_BODY()
+
+	/** CA certificate file (PEM) that signed the server's certificate: connect with TLS. Empty = plaintext. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Security")
+	FString TlsCaFile;
+
+	/** File whose first line is the bearer token the server accepts. Empty = no token. Keep it out of Content/. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Security")
+	FString AuthTokenFile;
+
+	bool operator==(const FAvatarBridgeSecurity& Other) const
+	{
+		return TlsCaFile == Other.TlsCaFile && AuthTokenFile == Other.AuthTokenFile;
+	}
+	bool operator!=(const FAvatarBridgeSecurity& Other) const { return !(*this == Other); }
+};
+
 /** What each stream asks the server for, and how the client plays it. */
 USTRUCT(BlueprintType)
 struct AVATARBRIDGE_API FAvatarBridgeStreamSettings
