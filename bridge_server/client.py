@@ -18,7 +18,12 @@ from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                   # A live call on a dead network path (cable pulled, NAT dropped it) fails UNAVAILABLE within
+                   # 15 + 5 s instead of hanging for TCP's retry time (~15 min); the server allows pings every
+                   # 10 s (docs/reliability.md "Faults across a network").
+                   ("grpc.keepalive_time_ms", 15_000),
+                   ("grpc.keepalive_timeout_ms", 5_000)]
 
 
 
