@@ -1,4 +1,4 @@
-"""`avatar-bridge` command line: serve, animate, capabilities, render, capture, train-expression, eval-expression."""
+"""`avatar-bridge` command line. Every command is listed below; `avatar-bridge COMMAND --help` for its flags."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,10 @@ import asyncio
 import sys
 from dataclasses import fields
 
-from bridge_server import cli_capture
+from bridge_server import cli_capture, cli_checks
 from bridge_server.cli_render import add_render_parser, run_render
 from bridge_server.config import ServerConfig
+from bridge_server.settings_help import SETTING_HELP
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
 from engine.rig.emotions import EMOTION_NAMES
 
@@ -27,8 +28,9 @@ def _add_serve(sub) -> None:
                             help="mirror target URL(s), comma-separated; repeat the flag to add more "
                                  f"(default none; env {ServerConfig.env_name(f.name)})")
             continue
+        what = SETTING_HELP.get(f.name, "")
         ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None,
-                        help=f"(default {f.default!r}; env {ServerConfig.env_name(f.name)})")
+                        help=f"{what} (default {f.default!r}; env {ServerConfig.env_name(f.name)})".lstrip())
 
 
 def _add_client(sub) -> None:
@@ -44,7 +46,10 @@ def _add_client(sub) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engine", default="", help="expression engine (default: the server's; see capabilities)")
     ap.add_argument("--stream", action="store_true",
-                    help="send the audio as a real-time StreamExpression (PCM16 chunks) instead of AnimateClip")
+                    help="send the audio as a StreamExpression of PCM16 chunks instead of AnimateClip; the chunks "
+                         "go as fast as the server takes them unless --realtime")
+    ap.add_argument("--realtime", action="store_true",
+                    help="with --stream: pace the chunks at real time, as a live microphone would")
     ap.add_argument("--transcript", metavar="FILE",
                     help="UTF-8 text file of what is said: the mouth follows its aligned phones (English; "
                          "docs/transcript.md)")
@@ -85,6 +90,22 @@ def main(argv: list[str] | None = None) -> int:
     from bridge_server.cli_video import add_video_commands, run_video_command
     add_video_commands(sub)
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed (render, video)
+        msg = cli_checks.missing_package_message(args.cmd, exc)
+        if msg is None:
+            raise
+        print(msg, file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    problem = cli_checks.frames_out_problem(getattr(args, "out", None)) if args.cmd in (
+        "animate", "speak", "capture") else ""
+    if problem:
+        print(f"avatar-bridge {args.cmd}: {problem}", file=sys.stderr)
+        return 2
     if args.cmd == "render":
         return run_render(args)
     if args.cmd in ("generate", "generate-batch"):
@@ -125,11 +146,14 @@ def _client(args) -> int:
     from google.protobuf import json_format
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, Animation, BridgeClient, embedded_server, report_client_error
 
     if args.cmd == "speak":
         return _speak(args)
     transcript = ""
+    if args.cmd == "animate" and args.realtime and not args.stream:
+        print("avatar-bridge animate: --realtime paces a stream; add --stream", file=sys.stderr)
+        return 2
     if args.cmd == "animate" and args.transcript is not None:
         transcript, problem = _read_transcript(args.transcript, args.stream)
         if problem:
@@ -147,12 +171,17 @@ def _client(args) -> int:
             style = pb.ExpressionStyle(emotion=pb.Emotion.Value("EMOTION_" + args.emotion.upper()),
                                        emotion_strength=args.emotion_strength, intensity=args.intensity,
                                        head_motion=args.head_motion, seed=args.seed)
-            if args.stream:
-                anim = _stream_file(client, data, args, style)
-            else:
-                anim = client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
-                                           timeout=args.timeout, engine=args.engine, transcript=transcript,
-                                           language=args.language)
+            anim = Animation()  # filled as frames arrive: an interrupt writes what is here
+            try:
+                with cli_checks.sigterm_raises():
+                    if args.stream:
+                        _stream_file(client, data, args, style, anim)
+                    else:
+                        client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
+                                            timeout=args.timeout, engine=args.engine, transcript=transcript,
+                                            language=args.language, into=anim)
+            except (cli_checks.Interrupted, KeyboardInterrupt) as why:
+                return cli_checks.write_partial(args.cmd, anim, args.out, why)
             anim.write(args.out)
             s = anim.status
             print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
@@ -234,7 +263,7 @@ def _read_transcript(path: str, stream: bool) -> tuple[str, str]:
     return _read_utf8(path, "--transcript")
 
 
-def _stream_file(client, data: bytes, args, style):
+def _stream_file(client, data: bytes, args, style, anim):
     import numpy as np
 
     from bridge_server.client import Animation, stream_requests
@@ -242,10 +271,23 @@ def _stream_file(client, data: bytes, args, style):
 
     x, sr, _ = decode_file(data)
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
-    reqs = list(stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio))
-    reqs[0].header.style.CopyFrom(style)
-    reqs[0].header.engine = args.engine
-    return Animation.collect(client.stream(reqs, timeout=args.timeout))
+    reqs = stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio, realtime=args.realtime)
+    first = next(reqs)
+    first.header.style.CopyFrom(style)
+    first.header.engine = args.engine
+
+    def announced(responses):
+        said = False
+        for r in responses:
+            if not said and r.WhichOneof("msg") == "frames":
+                print(f"receiving frames from {args.audio}"
+                      + (" at real time" if args.realtime else "") + " (SIGTERM or Ctrl-C writes what has arrived)",
+                      file=sys.stderr, flush=True)
+                said = True
+            yield r
+
+    import itertools
+    return Animation.collect(announced(client.stream(itertools.chain([first], reqs), timeout=args.timeout)), anim)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,12 @@ class Animation:
     header: pb.ExpressionHeader | None = None
     frames: list[pb.Frame] = field(default_factory=list)
     status: pb.StreamStatus | None = None
+    partial: bool = False  # interrupted before the final status (written with "partial": true)
 
     @classmethod
-    def collect(cls, responses: Iterable[pb.ExpressionResponse]) -> "Animation":
-        out = cls()
+    def collect(cls, responses: Iterable[pb.ExpressionResponse], into: "Animation | None" = None) -> "Animation":
+        """Gather a call's responses; `into` keeps what arrived if the call is interrupted half way."""
+        out = cls() if into is None else into
         for r in responses:
             which = r.WhichOneof("msg")
             if which == "header":
@@ -83,6 +85,7 @@ class Animation:
             **({"viseme_names": vnames} if vnames else {}),
             "rotation_convention": "quaternion xyzw, right-handed Y-up, subject faces +Z "
                                                         "(docs/conventions.md)",
+            **({"partial": True} if self.partial else {}),
             "frames": frames,
             "status": {"frames_sent": self.status.frames_sent, "audio_seconds": self.status.audio_seconds,
                        "warnings": list(self.status.warnings),
@@ -90,11 +93,15 @@ class Animation:
         }
 
     def write(self, path: str) -> None:
-        if path.endswith(".csv"):
+        """.json or .csv, by the extension (any other is a ValueError, not JSON under another name)."""
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".csv":
             self.write_csv(path)
-        else:
+        elif ext == ".json":
             with open(path, "w") as fh:
                 json.dump(self.to_json(), fh, indent=1)
+        else:
+            raise ValueError(f"cannot write frames to {path}: use a .json or .csv file name")
 
     def write_csv(self, path: str) -> None:
         names, bones = list(self.header.blendshape_names), list(self.header.bone_names)
@@ -123,11 +130,11 @@ class BridgeClient:
 
     def animate_clip(self, audio_file: bytes, fps: int = 30, stream_id: str = "", style=None,
                      timeout: float | None = None, engine: str = "", transcript: str = "",
-                     language: str = "") -> Animation:
+                     language: str = "", into: Animation | None = None) -> Animation:
         req = pb.AnimateClipRequest(audio_file=audio_file, fps=fps, stream_id=stream_id,
                                     style=style or pb.ExpressionStyle(), engine=engine, transcript=transcript,
                                     language=language)
-        return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True))
+        return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True), into)
 
     def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):
         return self.stub.StreamExpression(iter(requests), timeout=timeout, wait_for_ready=True)

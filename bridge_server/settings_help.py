@@ -1,0 +1,35 @@
+"""One line per server setting for `avatar-bridge serve --help` (the defaults and env names are added there).
+
+A setting missing here still gets its default and environment variable in the help; add its line here."""
+
+SETTING_HELP = {
+    "host": "address to listen on; 127.0.0.1 = this machine only, 0.0.0.0 = every interface",
+    "port": "gRPC port; 0 = any free port (written to --ready-file)",
+    "workers": "engine worker processes; 0 = one per CPU core this process may use",
+    "metrics_port": "Prometheus /metrics port; 0 = any free port, -1 = off",
+    "metrics_host": "address the /metrics endpoint listens on",
+    "max_message_bytes": "largest request message in bytes (AnimateClip files, audio chunks)",
+    "max_audio_seconds": "longest audio per stream or clip, in seconds",
+    "max_clip_seconds": "longest AnimateClip file, in seconds (it is decoded whole)",
+    "max_concurrent_streams": "calls served at once; more are refused with RESOURCE_EXHAUSTED (0 = unlimited)",
+    "max_pending_frames": "frames a stream may hold for a client that is not reading before it is ended",
+    "max_inflight_chunks": "audio chunks a stream may have inside its worker (backpressure)",
+    "header_timeout_s": "seconds a new stream has to send its header",
+    "idle_timeout_s": "seconds without audio that end a stream (DEADLINE_EXCEEDED)",
+    "grace_s": "on SIGTERM, seconds live streams get to flush before the server exits",
+    "worker_timeout_s": "a worker silent this long is killed and restarted; only its streams fail",
+    "batch_window_ms": "ms live audio may wait to share an engine call with other streams (0..50; 0 = off)",
+    "learned_weights": "folder of learned engine weights (train-expression --out); empty = the shipped ones",
+    "tts_plugins": "extra Speak TTS backends, comma-separated module:callable (docs/speak.md)",
+    "keepalive_time_s": "seconds between the server's HTTP/2 keepalive pings on each connection",
+    "keepalive_timeout_s": "seconds a ping may go unanswered before the connection and its streams are dropped",
+    "log_level": "debug, info, warning or error",
+    "log_format": "json (one object per line) or text",
+    "face_landmarker": "MediaPipe face_landmarker.task for capture; empty = look it up (avatar-bridge models list)",
+    "max_image_pixels": "capture: largest image or video frame, in pixels",
+    "max_video_bytes": "CaptureVideo: largest video file in bytes (held in memory while decoded)",
+    "video_ckpt_dir": "Wan2.2-S2V-14B folder; set = GenerateVideo on (docs/video.md)",
+    "video_lora": "LiveAvatar LoRA file or folder; set = causal streaming video mode",
+    "video_device": "device for the video engine: cuda, cuda:1 or cpu; empty = cuda when available",
+    "ready_file": "write {port, metrics_port, pid, worker_pids} as JSON here once serving",
+}
