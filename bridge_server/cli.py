@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_capture.add_parsers(sub)
     add_render_parser(sub)
     add_expression_commands(sub)
-    from bridge_server.cli_video import add_video_commands, run_video_command
+    from bridge_server.cli_video import add_video_commands
     add_video_commands(sub)
     args = parser.parse_args(argv)
     try:
@@ -109,6 +109,7 @@ def _run(args) -> int:
     if args.cmd == "render":
         return run_render(args)
     if args.cmd in ("generate", "generate-batch"):
+        from bridge_server.cli_video import run_video_command
         return run_video_command(args)
     if getattr(args, "run", None):
         return args.run(args)
