@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from dataclasses import fields
 
 from bridge_server import cli_capture, cli_checks
@@ -80,6 +81,18 @@ def _add_client(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed (render, video)
+        msg = cli_checks.missing_package_message(args.cmd, exc)
+        if msg is None:
+            raise
+        print(msg, file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar-bridge", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
@@ -89,15 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     add_expression_commands(sub)
     from bridge_server.cli_video import add_video_commands
     add_video_commands(sub)
-    args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except ModuleNotFoundError as exc:  # an optional extra that is not installed (render, video)
-        msg = cli_checks.missing_package_message(args.cmd, exc)
-        if msg is None:
-            raise
-        print(msg, file=sys.stderr)
-        return 2
+    return parser
 
 
 def _run(args) -> int:
@@ -173,6 +178,7 @@ def _client(args) -> int:
                                        emotion_strength=args.emotion_strength, intensity=args.intensity,
                                        head_motion=args.head_motion, seed=args.seed)
             anim = Animation()  # filled as frames arrive: an interrupt writes what is here
+            began = time.monotonic()
             try:
                 with cli_checks.sigterm_raises():
                     if args.stream:
@@ -185,8 +191,10 @@ def _client(args) -> int:
                 return cli_checks.write_partial(args.cmd, anim, args.out, why)
             anim.write(args.out)
             s = anim.status
-            print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
-                  f"-> {args.out}" + "".join(f"\nwarning: {w}" for w in s.warnings))
+            how = (f" streamed in {time.monotonic() - began:.2f} s"
+                   + (" (paced at real time)" if args.realtime else " (not paced)")) if args.stream else ""
+            print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio"
+                  f"{how} -> {args.out}" + "".join(f"\nwarning: {w}" for w in s.warnings))
             return 0
     except CLIENT_ERRORS as exc:
         return report_client_error(args.cmd, exc)
