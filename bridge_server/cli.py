@@ -276,9 +276,12 @@ def _stream_file(client, data: bytes, args, style, anim):
     import numpy as np
 
     from bridge_server.client import Animation, stream_requests
-    from engine.audio import decode_file
+    from engine.audio import AudioError, decode_file
 
-    x, sr, _ = decode_file(data)
+    try:
+        x, sr, _ = decode_file(data)  # decoded here: the stream carries PCM
+    except AudioError as exc:
+        raise RuntimeError(f"{args.audio}: {exc}") from None
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
     reqs = stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio, realtime=args.realtime)
     first = next(reqs)

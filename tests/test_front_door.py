@@ -156,11 +156,12 @@ def test_unknown_out_extension_is_refused_before_any_work(tmp_path):
 def test_text_file_as_audio_names_no_python_object(server, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("this is not audio\n" * 50)
-    r = cli("animate", str(text), "--server", server.target, "--out", str(tmp_path / "x.json"))
-    no_traceback(r)
-    assert r.returncode == 1
-    assert "is not a decodable audio file" in r.stderr, r.stderr
-    assert "_io." not in r.stderr and " object at 0x" not in r.stderr, r.stderr
+    for mode in ([], ["--stream"]):  # decoded by the server (AnimateClip) or by the CLI (a stream)
+        r = cli("animate", str(text), "--server", server.target, "--out", str(tmp_path / "x.json"), *mode)
+        no_traceback(r)
+        assert r.returncode == 1
+        assert "is not a decodable audio file" in r.stderr, r.stderr
+        assert "_io." not in r.stderr and " object at 0x" not in r.stderr, r.stderr
 
 
 def test_models_list_fails_when_a_model_is_missing(tmp_path):
