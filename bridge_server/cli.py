@@ -206,7 +206,7 @@ def _speak(args) -> int:
     import json
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, BridgeClient, SpeechResult, embedded_server, report_client_error
 
     text = args.text
     if not args.list_voices:
@@ -235,8 +235,15 @@ def _speak(args) -> int:
             style = pb.ExpressionStyle(emotion=pb.Emotion.Value("EMOTION_" + args.emotion.upper()),
                                        emotion_strength=args.emotion_strength, intensity=args.intensity,
                                        head_motion=args.head_motion, seed=args.seed)
-            res = client.speak(text, voice=args.voice, language=args.language, fps=args.fps, speaking_rate=args.rate,
-                               style=style, stream_id=args.text_file or "speak", timeout=args.timeout)
+            res = SpeechResult()  # filled as it arrives: an interrupt writes what is here
+            try:
+                with cli_checks.sigterm_raises():
+                    client.speak(text, voice=args.voice, language=args.language, fps=args.fps,
+                                 speaking_rate=args.rate, style=style, stream_id=args.text_file or "speak",
+                                 timeout=args.timeout, into=res)
+            except (cli_checks.Interrupted, KeyboardInterrupt) as why:
+                extra = [(args.audio_out, res.write_audio)] if args.audio_out and res.audio and res.header else []
+                return cli_checks.write_partial("speak", res.animation, args.out, why, extra)
             if args.audio_out:
                 res.write_audio(args.audio_out)
             if args.out:

@@ -38,7 +38,9 @@ def run(args) -> int | None:
 
 def _capture(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, BridgeClient, embedded_server, report_client_error
+    from bridge_server import cli_checks
+    from bridge_server.client import (CLIENT_ERRORS, BridgeClient, VideoCaptureResult, embedded_server,
+                                      report_client_error)
 
     settings = pb.CaptureSettings(max_faces=args.max_faces, mirrored=args.mirrored)
     if args.face_index is not None:
@@ -46,12 +48,16 @@ def _capture(args) -> int:
     if args.no_smoothing:
         settings.smoothing = False
     extra = ["--face-landmarker", args.model] if args.model else []
+    res = VideoCaptureResult()  # filled as it arrives: an interrupt writes what is here
     try:
         data = pathlib.Path(args.video).read_bytes()
         ctx = contextlib.nullcontext(args.server) if args.server else embedded_server(
             extra_args=[*extra, "--max-message-bytes", str(8 << 20)])
-        with ctx as target:
-            res = BridgeClient(target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
+        with ctx as target, cli_checks.sigterm_raises():
+            BridgeClient(target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout, into=res)
+    except (cli_checks.Interrupted, KeyboardInterrupt) as why:
+        extra = [(args.audio_out, res.write_audio)] if args.audio_out and res.audio else []
+        return cli_checks.write_partial("capture", res.animation, args.out, why, extra)
     except CLIENT_ERRORS as exc:
         return report_client_error("capture", exc)
     res.animation.write(args.out)

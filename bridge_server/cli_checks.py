@@ -61,18 +61,23 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, old)
 
 
-def write_partial(command: str, anim, out: str, why: BaseException) -> int:
-    """Write the frames received before the interrupt, say the file is partial; exit 143 (SIGTERM) or 130."""
+def write_partial(command: str, anim, out: str | None, why: BaseException, extra=()) -> int:
+    """Write the frames received before the interrupt (and any `extra` (path, writer) outputs that have data),
+    say they are partial; exit 143 (SIGTERM) or 130 (Ctrl-C)."""
     sig = "SIGTERM" if isinstance(why, Interrupted) else "Ctrl-C"
     rc = 143 if isinstance(why, Interrupted) else 130
-    if anim.header is None or not anim.frames:
-        print(f"avatar-bridge {command}: interrupted ({sig}) before any frames arrived; {out} was not written",
+    written = []
+    if out and anim.header is not None and anim.frames:
+        anim.partial = True
+        anim.write(out)
+        written.append(f"the {len(anim.frames)} frames received so far (up to {anim.frames[-1].time:.2f} s) to {out}")
+    for path, writer in extra:
+        writer(path)
+        written.append(f"the audio received so far to {path}")
+    if not written:
+        print(f"avatar-bridge {command}: interrupted ({sig}) before any frames arrived; nothing was written",
               file=sys.stderr)
         return rc
-    anim.partial = True
-    anim.write(out)
-    last = anim.frames[-1].time
-    print(f"avatar-bridge {command}: interrupted ({sig}): wrote the {len(anim.frames)} frames received so far "
-          f"(up to {last:.2f} s) to {out}; the file is PARTIAL (no final status; the rest of the audio is "
-          "missing)", file=sys.stderr)
+    print(f"avatar-bridge {command}: interrupted ({sig}): wrote {' and '.join(written)}; PARTIAL: no final "
+          "status, the rest is missing", file=sys.stderr)
     return rc

@@ -140,15 +140,16 @@ class BridgeClient:
         return self.stub.StreamExpression(iter(requests), timeout=timeout, wait_for_ready=True)
 
     def speak(self, text: str, voice: str = "", language: str = "", fps: int = 30, speaking_rate: float = 0.0,
-              style=None, stream_id: str = "", timeout: float | None = None) -> SpeechResult:
+              style=None, stream_id: str = "", timeout: float | None = None,
+              into: "SpeechResult | None" = None) -> SpeechResult:
         began = time.perf_counter()
         req = speak_start(text, voice, language, fps, speaking_rate, style, stream_id)
-        return SpeechResult.collect(self.stub.Speak(iter([req]), timeout=timeout, wait_for_ready=True), began)
+        return SpeechResult.collect(self.stub.Speak(iter([req]), timeout=timeout, wait_for_ready=True), began, into)
 
     def capture_video(self, data: bytes, settings=None, stream_id: str = "", skip_audio: bool = False,
-                      timeout: float | None = None) -> "VideoCaptureResult":
+                      timeout: float | None = None, into: "VideoCaptureResult | None" = None) -> "VideoCaptureResult":
         reqs = capture_video_requests(data, settings, stream_id, skip_audio)
-        return collect_video(self.stub.CaptureVideo(reqs, timeout=timeout, wait_for_ready=True))
+        return collect_video(self.stub.CaptureVideo(reqs, timeout=timeout, wait_for_ready=True), into)
 
 
 @dataclass
@@ -163,8 +164,9 @@ class SpeechResult:
     first_frames_s: float = 0.0  # ... and to the first frames of that audio
 
     @classmethod
-    def collect(cls, responses: Iterable[pb.SpeakResponse], began: float | None = None) -> "SpeechResult":
-        out = cls()
+    def collect(cls, responses: Iterable[pb.SpeakResponse], began: float | None = None,
+                into: "SpeechResult | None" = None) -> "SpeechResult":
+        out = cls() if into is None else into
         began = time.perf_counter() if began is None else began
         for r in responses:
             which = r.WhichOneof("msg")
@@ -245,8 +247,9 @@ def capture_video_requests(data: bytes, settings=None, stream_id: str = "", skip
         yield pb.CaptureVideoRequest(chunk=pb.FileChunk(data=data[off:off + chunk_bytes]))
 
 
-def collect_video(responses: Iterable[pb.CaptureVideoResponse]) -> VideoCaptureResult:
-    out = VideoCaptureResult()
+def collect_video(responses: Iterable[pb.CaptureVideoResponse],
+                  into: VideoCaptureResult | None = None) -> VideoCaptureResult:
+    out = VideoCaptureResult() if into is None else into
     anim = out.animation
     for r in responses:
         which = r.WhichOneof("msg")
