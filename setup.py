@@ -1,7 +1,9 @@
 """Build hook: generate the Python gRPC stubs from proto/ (never edited by hand).
 
-Runs on every build, wheel or editable, so the stubs always match the .proto
-that ships. The generated package is ``avatarbridge`` (git-ignored).
+Runs whenever setup.py runs (every build, wheel or editable), before setup() looks for packages, so the stubs
+always match the .proto that ships and a first `pip install -e .` on a clean clone already maps the generated
+``avatarbridge`` package (git-ignored): generated later, in build_py, an editable install left it out of its
+import map until a second install (tests/test_front_door.py checks one install is enough).
 """
 import pathlib
 
@@ -31,9 +33,10 @@ def generate_stubs() -> None:
 
 class BuildPyWithStubs(build_py):
     def run(self):
-        generate_stubs()
         self.packages = list(dict.fromkeys([*(self.packages or []), "avatarbridge", "avatarbridge.v1"]))
         super().run()
 
 
+if (ROOT / "proto").is_dir():
+    generate_stubs()
 setup(cmdclass={"build_py": BuildPyWithStubs})

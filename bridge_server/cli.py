@@ -1,15 +1,17 @@
-"""`avatar-bridge` command line: serve, animate, capabilities, render, capture, train-expression, eval-expression."""
+"""`avatar-bridge` command line. Every command is listed below; `avatar-bridge COMMAND --help` for its flags."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
 import sys
+import time
 from dataclasses import fields
 
-from bridge_server import cli_capture
+from bridge_server import cli_capture, cli_checks
 from bridge_server.cli_render import add_render_parser, run_render
 from bridge_server.config import ServerConfig
+from bridge_server.settings_help import SETTING_HELP
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
 from engine.rig.emotions import EMOTION_NAMES
 
@@ -22,9 +24,10 @@ def _add_serve(sub) -> None:
                                     "AVATAR_BRIDGE_<SETTING> environment variables < these flags.")
     ap.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
     for f in fields(ServerConfig):
+        what = SETTING_HELP.get(f.name, "")
         if f.type in (bool, "bool"):  # a switch: --insecure (off unless given; env AVATAR_BRIDGE_INSECURE=1)
             ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true", default=None,
-                            help=f"(default off; env {ServerConfig.env_name(f.name)}=1)")
+                            help=f"{what} (default off; env {ServerConfig.env_name(f.name)}=1)".lstrip())
             continue
         typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
         if f.name == "outputs":  # repeatable: each flag adds targets (argparse's default keeps only the last)
@@ -33,7 +36,7 @@ def _add_serve(sub) -> None:
                                  f"(default none; env {ServerConfig.env_name(f.name)})")
             continue
         ap.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=typ, default=None,
-                        help=f"(default {f.default!r}; env {ServerConfig.env_name(f.name)})")
+                        help=f"{what} (default {f.default!r}; env {ServerConfig.env_name(f.name)})".lstrip())
 
 
 def _add_client(sub) -> None:
@@ -52,7 +55,10 @@ def _add_client(sub) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--engine", default="", help="expression engine (default: the server's; see capabilities)")
     ap.add_argument("--stream", action="store_true",
-                    help="send the audio as a real-time StreamExpression (PCM16 chunks) instead of AnimateClip")
+                    help="send the audio as a StreamExpression of PCM16 chunks instead of AnimateClip; the chunks "
+                         "go as fast as the server takes them unless --realtime")
+    ap.add_argument("--realtime", action="store_true",
+                    help="with --stream: pace the chunks at real time, as a live microphone would")
     ap.add_argument("--transcript", metavar="FILE",
                     help="UTF-8 text file of what is said: the mouth follows its aligned phones (English; "
                          "docs/transcript.md)")
@@ -89,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         # gRPC core would print each failed TLS handshake attempt of a client on stderr; the CLI prints one line
         # that says why instead. Read when grpc is first imported, so set before the parsers import the client.
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed (render, video)
+        msg = cli_checks.missing_package_message(args.cmd, exc)
+        if msg is None:
+            raise
+        print(msg, file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar-bridge", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
@@ -96,12 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     cli_capture.add_parsers(sub)
     add_render_parser(sub)
     add_expression_commands(sub)
-    from bridge_server.cli_video import add_video_commands, run_video_command
+    from bridge_server.cli_video import add_video_commands
     add_video_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run(args) -> int:
+    problem = cli_checks.frames_out_problem(getattr(args, "out", None)) if args.cmd in (
+        "animate", "speak", "capture") else ""
+    if problem:
+        print(f"avatar-bridge {args.cmd}: {problem}", file=sys.stderr)
+        return 2
     if args.cmd == "render":
         return run_render(args)
     if args.cmd in ("generate", "generate-batch"):
+        from bridge_server.cli_video import run_video_command
         return run_video_command(args)
     if getattr(args, "run", None):
         return args.run(args)
@@ -139,11 +166,14 @@ def _client(args) -> int:
     from google.protobuf import json_format
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, cli_client, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, Animation, cli_client, embedded_server, report_client_error
 
     if args.cmd == "speak":
         return _speak(args)
     transcript = ""
+    if args.cmd == "animate" and args.realtime and not args.stream:
+        print("avatar-bridge animate: --realtime paces a stream; add --stream", file=sys.stderr)
+        return 2
     if args.cmd == "animate" and args.transcript is not None:
         transcript, problem = _read_transcript(args.transcript, args.stream)
         if problem:
@@ -161,16 +191,24 @@ def _client(args) -> int:
             style = pb.ExpressionStyle(emotion=pb.Emotion.Value("EMOTION_" + args.emotion.upper()),
                                        emotion_strength=args.emotion_strength, intensity=args.intensity,
                                        head_motion=args.head_motion, seed=args.seed)
-            if args.stream:
-                anim = _stream_file(client, data, args, style)
-            else:
-                anim = client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
-                                           timeout=args.timeout, engine=args.engine, transcript=transcript,
-                                           language=args.language)
+            anim = Animation()  # filled as frames arrive: an interrupt writes what is here
+            began = time.monotonic()
+            try:
+                with cli_checks.sigterm_raises():
+                    if args.stream:
+                        _stream_file(client, data, args, style, anim)
+                    else:
+                        client.animate_clip(data, fps=args.fps, stream_id=args.audio, style=style,
+                                            timeout=args.timeout, engine=args.engine, transcript=transcript,
+                                            language=args.language, into=anim)
+            except (cli_checks.Interrupted, KeyboardInterrupt) as why:
+                return cli_checks.write_partial(args.cmd, anim, args.out, why)
             anim.write(args.out)
             s = anim.status
-            print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio "
-                  f"-> {args.out}" + "".join(f"\nwarning: {w}" for w in s.warnings))
+            how = (f" streamed in {time.monotonic() - began:.2f} s"
+                   + (" (paced at real time)" if args.realtime else " (not paced)")) if args.stream else ""
+            print(f"{len(anim.frames)} frames at {anim.header.fps} fps for {s.audio_seconds:.2f} s of audio"
+                  f"{how} -> {args.out}" + "".join(f"\nwarning: {w}" for w in s.warnings))
             return 0
     except CLIENT_ERRORS as exc:
         return report_client_error(args.cmd, exc)
@@ -182,7 +220,7 @@ def _speak(args) -> int:
     import json
 
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, cli_client, embedded_server, report_client_error
+    from bridge_server.client import CLIENT_ERRORS, SpeechResult, cli_client, embedded_server, report_client_error
 
     text = args.text
     if not args.list_voices:
@@ -211,8 +249,15 @@ def _speak(args) -> int:
             style = pb.ExpressionStyle(emotion=pb.Emotion.Value("EMOTION_" + args.emotion.upper()),
                                        emotion_strength=args.emotion_strength, intensity=args.intensity,
                                        head_motion=args.head_motion, seed=args.seed)
-            res = client.speak(text, voice=args.voice, language=args.language, fps=args.fps, speaking_rate=args.rate,
-                               style=style, stream_id=args.text_file or "speak", timeout=args.timeout)
+            res = SpeechResult()  # filled as it arrives: an interrupt writes what is here
+            try:
+                with cli_checks.sigterm_raises():
+                    client.speak(text, voice=args.voice, language=args.language, fps=args.fps,
+                                 speaking_rate=args.rate, style=style, stream_id=args.text_file or "speak",
+                                 timeout=args.timeout, into=res)
+            except (cli_checks.Interrupted, KeyboardInterrupt) as why:
+                extra = [(args.audio_out, res.write_audio)] if args.audio_out and res.audio and res.header else []
+                return cli_checks.write_partial("speak", res.animation, args.out, why, extra)
             if args.audio_out:
                 res.write_audio(args.audio_out)
             if args.out:
@@ -248,18 +293,34 @@ def _read_transcript(path: str, stream: bool) -> tuple[str, str]:
     return _read_utf8(path, "--transcript")
 
 
-def _stream_file(client, data: bytes, args, style):
+def _stream_file(client, data: bytes, args, style, anim):
     import numpy as np
 
     from bridge_server.client import Animation, stream_requests
-    from engine.audio import decode_file
+    from engine.audio import AudioError, decode_file
 
-    x, sr, _ = decode_file(data)
+    try:
+        x, sr, _ = decode_file(data)  # decoded here: the stream carries PCM
+    except AudioError as exc:
+        raise RuntimeError(f"{args.audio}: {exc}") from None
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
-    reqs = list(stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio))
-    reqs[0].header.style.CopyFrom(style)
-    reqs[0].header.engine = args.engine
-    return Animation.collect(client.stream(reqs, timeout=args.timeout))
+    reqs = stream_requests(pcm, sr, fps=args.fps, stream_id=args.audio, realtime=args.realtime)
+    first = next(reqs)
+    first.header.style.CopyFrom(style)
+    first.header.engine = args.engine
+
+    def announced(responses):
+        said = False
+        for r in responses:
+            if not said and r.WhichOneof("msg") == "frames":
+                print(f"receiving frames from {args.audio}"
+                      + (" at real time" if args.realtime else "") + " (SIGTERM or Ctrl-C writes what has arrived)",
+                      file=sys.stderr, flush=True)
+                said = True
+            yield r
+
+    import itertools
+    return Animation.collect(announced(client.stream(itertools.chain([first], reqs), timeout=args.timeout)), anim)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def run(args) -> int | None:
 
 def _capture(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server.client import CLIENT_ERRORS, cli_client, embedded_server, report_client_error
+    from bridge_server import cli_checks
+    from bridge_server.client import (CLIENT_ERRORS, VideoCaptureResult, cli_client, embedded_server,
+                                      report_client_error)
 
     settings = pb.CaptureSettings(max_faces=args.max_faces, mirrored=args.mirrored)
     if args.face_index is not None:
@@ -49,13 +51,17 @@ def _capture(args) -> int:
     if args.no_smoothing:
         settings.smoothing = False
     extra = ["--face-landmarker", args.model] if args.model else []
+    res = VideoCaptureResult()  # filled as it arrives: an interrupt writes what is here
     try:
         data = pathlib.Path(args.video).read_bytes()
         ctx = contextlib.nullcontext(args.server) if args.server else embedded_server(
             extra_args=[*extra, "--max-message-bytes", str(8 << 20)])
-        with ctx as target:
-            client = cli_client(args, target)
-            res = client.capture_video(data, settings, stream_id=args.video, timeout=args.timeout)
+        with ctx as target, cli_checks.sigterm_raises():
+            cli_client(args, target).capture_video(data, settings, stream_id=args.video, timeout=args.timeout,
+                                                   into=res)
+    except (cli_checks.Interrupted, KeyboardInterrupt) as why:
+        extra = [(args.audio_out, res.write_audio)] if args.audio_out and res.audio else []
+        return cli_checks.write_partial("capture", res.animation, args.out, why, extra)
     except CLIENT_ERRORS as exc:
         return report_client_error("capture", exc)
     res.animation.write(args.out)
@@ -90,7 +96,7 @@ def _models(args) -> int:
             try:
                 path = m.fetch(model, pathlib.Path(args.dest) if args.dest else None, args.url)
             except (OSError, m.ModelMissing) as exc:
-                print(f"{name}: FAILED: {exc}", file=sys.stderr)
+                print(f"{name}: FAILED: {_fetch_problem(exc, model, args)}", file=sys.stderr)
                 rc = 1
                 continue
             print(f"{name}: ok {path} (sha256 {model.sha256[:12]}…)")
@@ -108,8 +114,22 @@ def _models(args) -> int:
             rc |= 1 if problem else 0
         if not found:
             print(f"{name}: missing; run `avatar-bridge models fetch {name}` ({model.url})")
-            rc |= 1 if args.action == "verify" else 0
+            rc = 1  # list and verify alike: scripts can test for a complete install
     return rc
+
+
+def _fetch_problem(exc: BaseException, model, args) -> str:
+    """A failed download, in words: no network gets how to place the file by hand."""
+    import urllib.error
+
+    from engine.capture.models import models_dir
+
+    if not isinstance(exc, urllib.error.URLError) or isinstance(exc, urllib.error.HTTPError):
+        return str(exc)
+    dest = pathlib.Path(args.dest) if args.dest else models_dir()
+    return (f"cannot download {args.url or model.url} ({exc.reason}): is this machine offline? On one with network, "
+            f"download that URL and copy the file to {dest / model.filename} (or to the folder named by "
+            f"AVATAR_BRIDGE_MODELS_DIR), then run `avatar-bridge models verify {model.name}`")
 
 
 def _video_checkpoint(args, name: str, ck) -> int:
@@ -128,7 +148,7 @@ def _video_checkpoint(args, name: str, ck) -> int:
         return 0
     if not dest.is_dir():
         print(f"{name}: absent  {dest}; run `avatar-bridge models fetch {name}` (~{entry.disk_gb:g} GB, {entry.repo_id})")
-        return 1 if args.action == "verify" else 0
+        return 1
     missing = ck.missing_files(str(dest)) if name == "s2v-14b" else [f for f in entry.files if not (dest / f).exists()]
     bad = ck.verify(str(dest)) if args.action == "verify" else []
     state = "BAD" if missing or bad else ("ok" if args.action == "verify" else "present")

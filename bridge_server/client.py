@@ -18,7 +18,12 @@ from avatarbridge.v1 import bridge_pb2 as pb
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                   ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                   # A live call on a dead network path (cable pulled, NAT dropped it) fails UNAVAILABLE within
+                   # 15 + 5 s instead of hanging for TCP's retry time (~15 min); the server allows pings every
+                   # 10 s (docs/reliability.md "Faults across a network").
+                   ("grpc.keepalive_time_ms", 15_000),
+                   ("grpc.keepalive_timeout_ms", 5_000)]
 
 
 
@@ -165,10 +170,12 @@ class Animation:
     header: pb.ExpressionHeader | None = None
     frames: list[pb.Frame] = field(default_factory=list)
     status: pb.StreamStatus | None = None
+    partial: bool = False  # interrupted before the final status (written with "partial": true)
 
     @classmethod
-    def collect(cls, responses: Iterable[pb.ExpressionResponse]) -> "Animation":
-        out = cls()
+    def collect(cls, responses: Iterable[pb.ExpressionResponse], into: "Animation | None" = None) -> "Animation":
+        """Gather a call's responses; `into` keeps what arrived if the call is interrupted half way."""
+        out = cls() if into is None else into
         for r in responses:
             which = r.WhichOneof("msg")
             if which == "header":
@@ -203,6 +210,7 @@ class Animation:
             **({"viseme_names": vnames} if vnames else {}),
             "rotation_convention": "quaternion xyzw, right-handed Y-up, subject faces +Z "
                                                         "(docs/conventions.md)",
+            **({"partial": True} if self.partial else {}),
             "frames": frames,
             "status": {"frames_sent": self.status.frames_sent, "audio_seconds": self.status.audio_seconds,
                        "warnings": list(self.status.warnings),
@@ -210,11 +218,15 @@ class Animation:
         }
 
     def write(self, path: str) -> None:
-        if path.endswith(".csv"):
+        """.json or .csv, by the extension (any other is a ValueError, not JSON under another name)."""
+        ext = os.path.splitext(path)[1].lower()
+        if ext == ".csv":
             self.write_csv(path)
-        else:
+        elif ext == ".json":
             with open(path, "w") as fh:
                 json.dump(self.to_json(), fh, indent=1)
+        else:
+            raise ValueError(f"cannot write frames to {path}: use a .json or .csv file name")
 
     def write_csv(self, path: str) -> None:
         names, bones = list(self.header.blendshape_names), list(self.header.bone_names)
@@ -300,25 +312,26 @@ class BridgeClient:
 
     def animate_clip(self, audio_file: bytes, fps: int = 30, stream_id: str = "", style=None,
                      timeout: float | None = None, engine: str = "", transcript: str = "",
-                     language: str = "") -> Animation:
+                     language: str = "", into: Animation | None = None) -> Animation:
         req = pb.AnimateClipRequest(audio_file=audio_file, fps=fps, stream_id=stream_id,
                                     style=style or pb.ExpressionStyle(), engine=engine, transcript=transcript,
                                     language=language)
-        return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True))
+        return Animation.collect(self.stub.AnimateClip(req, timeout=timeout, wait_for_ready=True), into)
 
     def stream(self, requests: Iterable[pb.ExpressionRequest], timeout: float | None = None):
         return self.stub.StreamExpression(iter(requests), timeout=timeout, wait_for_ready=True)
 
     def speak(self, text: str, voice: str = "", language: str = "", fps: int = 30, speaking_rate: float = 0.0,
-              style=None, stream_id: str = "", timeout: float | None = None) -> SpeechResult:
+              style=None, stream_id: str = "", timeout: float | None = None,
+              into: "SpeechResult | None" = None) -> SpeechResult:
         began = time.perf_counter()
         req = speak_start(text, voice, language, fps, speaking_rate, style, stream_id)
-        return SpeechResult.collect(self.stub.Speak(iter([req]), timeout=timeout, wait_for_ready=True), began)
+        return SpeechResult.collect(self.stub.Speak(iter([req]), timeout=timeout, wait_for_ready=True), began, into)
 
     def capture_video(self, data: bytes, settings=None, stream_id: str = "", skip_audio: bool = False,
-                      timeout: float | None = None) -> "VideoCaptureResult":
+                      timeout: float | None = None, into: "VideoCaptureResult | None" = None) -> "VideoCaptureResult":
         reqs = capture_video_requests(data, settings, stream_id, skip_audio)
-        return collect_video(self.stub.CaptureVideo(reqs, timeout=timeout, wait_for_ready=True))
+        return collect_video(self.stub.CaptureVideo(reqs, timeout=timeout, wait_for_ready=True), into)
 
 
 @dataclass
@@ -333,8 +346,9 @@ class SpeechResult:
     first_frames_s: float = 0.0  # ... and to the first frames of that audio
 
     @classmethod
-    def collect(cls, responses: Iterable[pb.SpeakResponse], began: float | None = None) -> "SpeechResult":
-        out = cls()
+    def collect(cls, responses: Iterable[pb.SpeakResponse], began: float | None = None,
+                into: "SpeechResult | None" = None) -> "SpeechResult":
+        out = cls() if into is None else into
         began = time.perf_counter() if began is None else began
         for r in responses:
             which = r.WhichOneof("msg")
@@ -415,8 +429,9 @@ def capture_video_requests(data: bytes, settings=None, stream_id: str = "", skip
         yield pb.CaptureVideoRequest(chunk=pb.FileChunk(data=data[off:off + chunk_bytes]))
 
 
-def collect_video(responses: Iterable[pb.CaptureVideoResponse]) -> VideoCaptureResult:
-    out = VideoCaptureResult()
+def collect_video(responses: Iterable[pb.CaptureVideoResponse],
+                  into: VideoCaptureResult | None = None) -> VideoCaptureResult:
+    out = VideoCaptureResult() if into is None else into
     anim = out.animation
     for r in responses:
         which = r.WhichOneof("msg")

@@ -65,7 +65,16 @@ async def serve(cfg: ServerConfig) -> int:
         raise SystemExit(f"cannot listen on {cfg.host}:{cfg.port} ({exc}); is another server running? "
                          "pick another --port") from None
     await server.start()
-    metrics_port = metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
+    try:
+        metrics_port = metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
+    except OSError as exc:
+        await server.stop(None)
+        await pool.stop()
+        if video_pool:
+            await video_pool.stop()
+        raise SystemExit(f"avatar-bridge serve: cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port} "
+                         f"({exc.strerror or exc}); pick another --metrics-port, 0 for any free port, or -1 "
+                         "to turn metrics off") from None
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": f"{cfg.host}:{port}", "metrics_port": metrics_port,

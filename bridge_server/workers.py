@@ -113,6 +113,7 @@ class WorkerHandle:
     pid: int = 0
     alive: bool = True
     outbox: list = field(default_factory=list)  # (sid, message) queued for the next flush (WorkerPool.send)
+    killed_why: str = ""  # set by the watchdog: why the worker's streams ended
 
 
 class WorkerPool:
@@ -210,8 +211,9 @@ class WorkerPool:
             return
         log.error("engine worker exited", extra={"worker": h.identity.decode(), "pid": h.pid, "returncode": rc,
                                                  "streams_lost": len(h.streams)})
+        why = h.killed_why or f"exited with code {rc}"
         err = StreamError(grpc.StatusCode.UNAVAILABLE,
-                          f"the engine worker serving this stream (pid {h.pid}) exited with code {rc}; "
+                          f"the engine worker serving this stream (pid {h.pid}) {why}; "
                           "the stream cannot continue — open a new stream and resend the audio")
         for ws in list(h.streams.values()):
             ws.fail(err)
@@ -238,6 +240,9 @@ class WorkerPool:
                         and now - h.last_seen > self.worker_timeout_s):
                     log.error("engine worker unresponsive; killing it", extra={"worker": h.identity.decode(),
                                                                                "pid": h.pid})
+                    # A stopped (SIGSTOP) or hung worker: only its own streams fail, with this reason.
+                    h.killed_why = (f"sent nothing for {now - h.last_seen:.1f} s (worker_timeout_s "
+                                    f"{self.worker_timeout_s:g}) and was killed")
                     h.proc.kill()
 
     def _spawn_task(self, coro) -> None:

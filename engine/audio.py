@@ -7,6 +7,7 @@ Resampling: soxr, a band-limited resampler, in streaming mode for live audio.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import soxr
@@ -20,6 +21,10 @@ class AudioError(ValueError):
     def __init__(self, message: str, field: str = "audio"):
         super().__init__(message)
         self.field = field
+
+
+class AudioTooLong(AudioError):
+    """decode_file passed its max_seconds."""
 
 
 MAX_FLOAT_SAMPLE = 1e6  # a float32 stream sample past this is garbage (full scale is 1; int16-scaled is 32768)
@@ -169,7 +174,9 @@ def decode_file(data: bytes, format_hint: str = "", max_seconds: float = MAX_DEC
     except AudioError:
         raise
     except Exception as exc:  # libsndfile reports format problems as RuntimeError/LibsndfileError
-        errors.append(f"libsndfile: {exc}")
+        # It names its input, here an in-memory buffer ("Error opening <_io.BytesIO object at 0x...>: ");
+        # that repr means nothing to the sender.
+        errors.append("libsndfile: " + re.sub(r"Error opening <[^>]*>: ", "", str(exc)))
     try:
         x, sr = _decode_with_pyav(data, max_seconds)
         return x, sr, []
@@ -189,7 +196,7 @@ def _looks_like_mp3(data: bytes, format_hint: str) -> bool:
 
 
 def _too_long(data: bytes, max_seconds: float) -> AudioError:
-    return AudioError(f"audio_file ({len(data)} bytes) decodes to more than {max_seconds:.0f} s of audio, the "
+    return AudioTooLong(f"audio_file ({len(data)} bytes) decodes to more than {max_seconds:.0f} s of audio, the "
                       "decoder's limit (a damaged header can also claim far more audio than the file holds); "
                       "split the file, or send the audio as a StreamExpression stream", "audio_file")
 

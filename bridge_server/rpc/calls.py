@@ -19,6 +19,7 @@ log = logging.getLogger("bridge_server.service")
 # this long (a client that does not read), the call ends at once instead.
 STALL_S = 1.0
 STALL_CHECK_S = 1.5
+STATUS_WAIT_S = 1.0  # how long an ended call waits to hand its status to a client that is not reading
 
 
 class LiveCall:
@@ -87,7 +88,14 @@ class Front:
             except asyncio.CancelledError:
                 if call.pending_error is not None:
                     call.code = call.pending_error.code.name
-                    await context.abort(call.pending_error.code, call.pending_error.message)
+                    # A client that stopped reading takes the status only when it reads again: it stays queued
+                    # behind the frames already sent (the client gets it then) and the call ends here instead
+                    # of holding its slot until the client reads, disconnects or passes its deadline.
+                    try:
+                        await asyncio.wait_for(context.abort(call.pending_error.code, call.pending_error.message),
+                                               STATUS_WAIT_S)
+                    except asyncio.TimeoutError:
+                        raise asyncio.CancelledError from None
                 call.code = "CANCELLED"
                 raise
         except Exception as exc:

@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 
-from engine.audio import AudioError, PcmDecoder, StreamResampler, decode_file, resample
+from engine.audio import MAX_DECODE_SECONDS, AudioError, AudioTooLong, PcmDecoder, StreamResampler, decode_file, resample
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, Frames, Style
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 
@@ -76,11 +76,20 @@ class ClipSession:
     BLOCK_SECONDS = 1.0
 
     def __init__(self, engine: ExpressionEngine, cfg: dict, data: bytes, tick=None):
-        x, self.sample_rate, decode_warnings = decode_file(data, cfg.get("format_hint", ""))
+        limit = float(cfg.get("max_audio_seconds", 0) or 0)
+        # Decoding stops a little past the server's limit (not at a fixed hour), so an over-long file costs
+        # only that much time and memory before the error below.
+        try:
+            x, self.sample_rate, decode_warnings = decode_file(
+                data, cfg.get("format_hint", ""), max_seconds=limit + 1.0 if limit else MAX_DECODE_SECONDS)
+        except AudioTooLong:
+            if not limit:
+                raise
+            raise AudioError(f"audio_file is longer than {limit + 1.0:g} s, over the server's limit of {limit:.0f} s "
+                             "(max_audio_seconds); split it or use StreamExpression", "audio_file") from None
         self.audio_seconds = x.shape[0] / self.sample_rate
         if x.shape[0] == 0:
             raise AudioError("audio_file decodes to zero samples; send a file that holds audio", "audio_file")
-        limit = float(cfg.get("max_audio_seconds", 0) or 0)
         if limit and self.audio_seconds > limit:
             raise AudioError(f"audio_file is {self.audio_seconds:.1f} s long, over the server's limit of "
                              f"{limit:.0f} s (max_audio_seconds); split it or use StreamExpression",
