@@ -46,9 +46,10 @@ def jpeg_frames(n: int) -> list[bytes]:
 def bench_pipeline(jpegs: list[bytes], rounds: int) -> dict:
     from engine.worker import protocol as p
     from engine.worker.capture_session import ImageSession
+    from engine.worker.specs import CaptureSpec
 
     os.sched_setaffinity(0, {0})
-    s = ImageSession({"model_path": MODEL})
+    s = ImageSession(CaptureSpec(model_path=MODEL))
     ts, times = 0, []
     for r in range(rounds):
         for data in jpegs:

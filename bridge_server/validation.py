@@ -6,6 +6,7 @@ import grpc
 from avatarbridge.v1 import bridge_pb2 as pb
 from bridge_server.workers import StreamError
 from engine.rig.emotions import EMOTION_NAMES
+from engine.worker.specs import CaptureSettingsSpec, CaptureSpec, ClipSpec, SpeakSpec, StreamSpec, StyleSpec
 
 SUPPORTED_FPS = (30, 60)
 MIN_RATE, MAX_RATE = 8000, 48000
@@ -34,7 +35,7 @@ def check_engine(name: str, engines: list[dict], field: str) -> str:
     return name
 
 
-def style_dict(style: pb.ExpressionStyle, field: str, stream_id: str) -> dict:
+def style_spec(style: pb.ExpressionStyle, field: str, stream_id: str) -> StyleSpec:
     if style.emotion not in EMOTIONS:
         raise invalid(f"{field}.emotion={style.emotion} is unknown; use one of {sorted(EMOTIONS)}")
     out = {"emotion": EMOTIONS[style.emotion]}
@@ -46,10 +47,10 @@ def style_dict(style: pb.ExpressionStyle, field: str, stream_id: str) -> dict:
         out[name] = value
     # Same stream id -> same blinks and idle motion, so takes are reproducible.
     out["seed"] = style.seed or (_stable_hash(stream_id) if stream_id else 0)
-    return out
+    return StyleSpec(**out)
 
 
-def stream_config(h: pb.StreamHeader, engines: list[dict]) -> dict:
+def stream_config(h: pb.StreamHeader, engines: list[dict]) -> StreamSpec:
     if h.encoding not in ENCODING_NAMES:
         raise invalid(f"header.encoding={pb.AudioEncoding.Name(h.encoding) if h.encoding in pb.AudioEncoding.values() else h.encoding} "
                       "is not supported; use AUDIO_ENCODING_PCM16 or AUDIO_ENCODING_FLOAT32")
@@ -61,28 +62,21 @@ def stream_config(h: pb.StreamHeader, engines: list[dict]) -> dict:
     check_fps(h.fps, "header.fps")
     if len(h.stream_id) > 128:
         raise invalid("header.stream_id is longer than 128 characters; use a shorter id")
-    return {
-        "encoding": ENCODING_NAMES[h.encoding], "sample_rate": h.sample_rate, "channels": h.channels,
-        "fps": h.fps, "engine": check_engine(h.engine, engines, "header.engine"),
-        "style": style_dict(h.style, "header.style", h.stream_id),
-    }
+    return StreamSpec(encoding=ENCODING_NAMES[h.encoding], sample_rate=h.sample_rate, channels=h.channels,
+                      fps=h.fps, engine=check_engine(h.engine, engines, "header.engine"),
+                      style=style_spec(h.style, "header.style", h.stream_id))
 
 
-def frame_bytes(cfg: dict) -> int:
-    """Bytes per interleaved sample frame of a validated stream config."""
-    return {"pcm16": 2, "float32": 4}[cfg["encoding"]] * cfg["channels"]
-
-
-def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: float) -> dict:
+def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: float) -> ClipSpec:
     if not r.audio_file:
         raise invalid("audio_file is empty; send the bytes of a wav/flac/ogg/mp3 file")
     check_fps(r.fps, "fps")
     if len(r.stream_id) > 128:
         raise invalid("stream_id is longer than 128 characters; use a shorter id")
-    return {"fps": r.fps, "engine": check_engine(r.engine, engines, "engine"), "format_hint": r.format_hint,
-            "style": style_dict(r.style, "style", r.stream_id), "max_audio_seconds": max_seconds,
-            **transcript_fields(r.transcript, r.language),
-            **({"phones": phone_list(r.phones)} if len(r.phones) else {})}
+    return ClipSpec(fps=r.fps, engine=check_engine(r.engine, engines, "engine"), format_hint=r.format_hint,
+                    style=style_spec(r.style, "style", r.stream_id), max_audio_seconds=max_seconds,
+                    **transcript_fields(r.transcript, r.language),
+                    phones=phone_list(r.phones) if len(r.phones) else [])
 
 
 MAX_TRANSCRIPT_BYTES = 100_000  # ~15 k words: far more than 10 minutes of speech
@@ -106,7 +100,7 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode()) or 1
 
 
-def capture_settings(s: pb.CaptureSettings, field: str) -> dict:
+def capture_settings(s: pb.CaptureSettings, field: str) -> CaptureSettingsSpec:
     max_faces = s.max_faces or 1
     if not 1 <= max_faces <= 4:
         raise invalid(f"{field}.max_faces={s.max_faces} is out of range; use 1..4 (0 = 1)")
@@ -117,14 +111,15 @@ def capture_settings(s: pb.CaptureSettings, field: str) -> dict:
             raise invalid(f"{field}.face_index={s.face_index} needs max_faces > {s.face_index} "
                           f"(it is {max_faces}); raise max_faces or leave face_index unset for the largest face")
         out["face_index"] = s.face_index
-    return out
+    return CaptureSettingsSpec(**out)
 
 
-def capture_config(h, field: str, server_cfg) -> dict:
+def capture_config(h, field: str, server_cfg, skip_audio: bool = False) -> CaptureSpec:
     if len(h.stream_id) > 128:
         raise invalid(f"{field}.stream_id is longer than 128 characters; use a shorter id")
-    return {"settings": capture_settings(h.settings, f"{field}.settings"), "model_path": server_cfg.face_landmarker,
-            "max_image_pixels": server_cfg.max_image_pixels}
+    return CaptureSpec(settings=capture_settings(h.settings, f"{field}.settings"),
+                       model_path=server_cfg.face_landmarker, max_image_pixels=server_cfg.max_image_pixels,
+                       skip_audio=skip_audio)
 
 
 MAX_SPEAK_TEXT_BYTES = 20_000  # ~3 000 words, ~20 minutes of speech: split longer texts into several calls
@@ -139,7 +134,7 @@ def control_char(text: str) -> int:
     return -1
 
 
-def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> dict:
+def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> SpeakSpec:
     """A SpeakStart -> the worker's config: the voice resolved here, so an unknown one fails before any work."""
     from engine.tts.registry import resolve
 
@@ -170,8 +165,8 @@ def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> d
     if voice["missing"]:
         raise StreamError(grpc.StatusCode.FAILED_PRECONDITION, f"voice {voice['id']!r} cannot speak: {voice['missing']}")
     default = next((e["name"] for e in engines if e["is_default"]), "")
-    return {"text": text, "voice": voice["id"], "speaking_rate": rate, "fps": r.fps, "engine": default,
-            "style": style_dict(r.style, "start.style", r.stream_id)}
+    return SpeakSpec(text=text, voice=voice["id"], speaking_rate=rate, fps=r.fps, engine=default,
+                     style=style_spec(r.style, "start.style", r.stream_id))
 
 
 MAX_PHONES = 200_000

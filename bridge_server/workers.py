@@ -21,6 +21,7 @@ import zmq
 from bridge_server import metrics
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 from engine.worker import protocol as p
+from engine.worker.specs import ErrorReply
 
 log = logging.getLogger("bridge_server.workers")
 # Plain ints: zmq's enum flags cost a Python-level __or__ on every call.
@@ -92,7 +93,8 @@ class WorkerStream:
         if isinstance(ev, StreamError):
             raise ev
         if ev.kind == p.ERROR:
-            raise StreamError(getattr(grpc.StatusCode, ev.meta.get("code", "INTERNAL")), ev.meta["message"])
+            err = ErrorReply.from_dict(ev.meta)
+            raise StreamError(getattr(grpc.StatusCode, err.code, grpc.StatusCode.INTERNAL), err.message)
         return ev
 
     def close(self) -> None:

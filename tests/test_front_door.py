@@ -235,13 +235,14 @@ def test_clip_decode_stops_at_the_servers_limit():
     """The worker decodes a clip only a little past max_audio_seconds (it used to decode up to an hour first)."""
     from engine.audio import AudioError
     from engine.worker.session import ClipSession
+    from engine.worker.specs import ClipSpec
 
     buf = io.BytesIO()
     with sf.SoundFile(buf, "w", 8000, 1, format="FLAC") as f:  # 62 min of silence, 92 kB
         for _ in range(62):
             f.write(np.zeros(8000 * 60, np.float32))
     with pytest.raises(AudioError) as err:
-        ClipSession(None, {"max_audio_seconds": 2, "fps": 30}, buf.getvalue())
+        ClipSession(None, ClipSpec(fps=30, max_audio_seconds=2.0), buf.getvalue())
     assert "over the server's limit of 2 s (max_audio_seconds)" in str(err.value)
     assert "3600" not in str(err.value)
 

@@ -6,9 +6,9 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# What the gRPC front may import from engine/: the wire protocol with the workers, the rig tables (ARKit names,
+# What the gRPC front may import from engine/: the seam (wire protocol and typed specs), the rig tables (ARKit names,
 # bones, visemes, emotions, axis conversions), logging setup and the engine registries.
-FRONT_MAY_IMPORT = ("engine.worker.protocol", "engine.rig", "engine.logjson", "engine.expression.registry",
+FRONT_MAY_IMPORT = ("engine.worker.protocol", "engine.worker.specs", "engine.rig", "engine.logjson", "engine.expression.registry",
                     "engine.tts.registry")
 # The offline commands (render, generate, train/eval, models, file decoding for CLI clients) run engine code in
 # the CLI process by design; they are the only front modules exempt from the rule above.

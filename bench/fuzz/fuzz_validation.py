@@ -33,10 +33,11 @@ SERVER = types.SimpleNamespace(face_landmarker="/nonexistent/face_landmarker.tas
 KINDS = (pb.ExpressionRequest, pb.AnimateClipRequest, pb.CaptureRequest, pb.CaptureVideoRequest)
 
 
-def check_style(st: dict) -> None:
-    assert st["emotion"] in validation.EMOTIONS.values()
+def check_style(st) -> None:
+    assert st.emotion in validation.EMOTIONS.values()
     for k, hi in (("emotion_strength", 1), ("intensity", 2), ("head_motion", 2)):
-        assert 0 <= st[k] <= hi and math.isfinite(st[k]), (k, st[k])
+        v = getattr(st, k)
+        assert 0 <= v <= hi and math.isfinite(v), (k, v)
 
 
 def one_input(data: bytes) -> None:
@@ -49,23 +50,24 @@ def one_input(data: bytes) -> None:
         return
     try:
         if isinstance(msg, pb.ExpressionRequest):
-            cfg = validation.stream_config(msg.header, ENGINES)
-            assert cfg["encoding"] in ("pcm16", "float32") and 8000 <= cfg["sample_rate"] <= 48000
-            assert cfg["channels"] in (1, 2) and cfg["fps"] in (30, 60)
-            assert validation.frame_bytes(cfg) in (2, 4, 8)
-            check_style(cfg["style"])
+            spec = validation.stream_config(msg.header, ENGINES)
+            assert spec.encoding in ("pcm16", "float32") and 8000 <= spec.sample_rate <= 48000
+            assert spec.channels in (1, 2) and spec.fps in (30, 60)
+            assert spec.frame_bytes in (2, 4, 8)
+            check_style(spec.style)
+            assert type(spec).from_json(spec.to_json()) == spec  # crosses the seam unchanged
         elif isinstance(msg, pb.AnimateClipRequest):
-            cfg = validation.clip_config(msg, ENGINES, 600.0)
-            assert cfg["fps"] in (30, 60)
-            check_style(cfg["style"])
-            if "transcript" in cfg:
-                assert cfg["transcript"] and len(cfg["transcript"].encode("utf-8")) <= validation.MAX_TRANSCRIPT_BYTES
-            for start, end, label in cfg.get("phones", []):
+            spec = validation.clip_config(msg, ENGINES, 600.0)
+            assert spec.fps in (30, 60)
+            check_style(spec.style)
+            assert len(spec.transcript.encode("utf-8")) <= validation.MAX_TRANSCRIPT_BYTES
+            for start, end, label in spec.phones:
                 assert 0 <= start < end and math.isfinite(end) and len(label) <= 16
         else:
-            cfg = validation.capture_config(msg.header, "header", SERVER)
-            s = cfg["settings"]
-            assert 1 <= s["max_faces"] <= 4 and -1 <= s["face_index"] < s["max_faces"]
+            spec = validation.capture_config(msg.header, "header", SERVER)
+            s = spec.settings
+            assert 1 <= s.max_faces <= 4 and -1 <= s.face_index < s.max_faces
+            assert type(spec).from_json(spec.to_json()) == spec
     except StreamError as exc:
         assert exc.code == grpc.StatusCode.INVALID_ARGUMENT and exc.message, (exc.code, exc.message)
 

@@ -14,15 +14,15 @@ from bridge_server.rpc.live import live_stream
 from bridge_server.rpc.messages import MICROS
 from bridge_server.workers import Event, WorkerStream
 from engine.worker import protocol as p
+from engine.worker.specs import CaptureSpec, Done, Opened
 
 
 async def capture_stream(front: Front, request_iterator, context) -> None:
     async with front.call(context, "CaptureStream") as call:
         first = await front.read_first(context, "CaptureHeader", "images")
-        cfg = validation.capture_config(first.header, "header", front.cfg)
-        cfg["sample_rate"] = MICROS
+        spec = validation.capture_config(first.header, "header", front.cfg)
         call.stream_id = first.header.stream_id
-        await live_stream(front, context, call, p.CAPTURE, cfg, first.header.fps, pump_images)
+        await live_stream(front, context, call, p.CAPTURE, spec, first.header.fps, MICROS, pump_images)
 
 
 class CaptureVideoSink(Sink):
@@ -30,7 +30,7 @@ class CaptureVideoSink(Sink):
 
     pull = True
 
-    def __init__(self, context, call: LiveCall, ws: WorkerStream, opened):
+    def __init__(self, context, call: LiveCall, ws: WorkerStream, opened: Opened):
         super().__init__(context, call, ws, MICROS, lambda batch: pb.CaptureVideoResponse(frames=batch))
         self.opened = opened
 
@@ -42,27 +42,26 @@ class CaptureVideoSink(Sink):
 
     async def done(self, ev: Event) -> None:
         await self.context.write(pb.CaptureVideoResponse(
-            status=messages.stream_status(self.sent, ev.meta, self.opened)))
+            status=messages.stream_status(self.sent, Done.from_dict(ev.meta), self.opened)))
 
 
 async def capture_video(front: Front, request_iterator, context) -> None:
     async with front.call(context, "CaptureVideo") as call:
         first = await front.read_first(context, "CaptureVideoHeader", "file chunks")
-        cfg = validation.capture_config(first.header, "header", front.cfg)
-        cfg["skip_audio"] = first.header.skip_audio
+        spec = validation.capture_config(first.header, "header", front.cfg, skip_audio=first.header.skip_audio)
         call.stream_id = first.header.stream_id
         data = await front.read_file(context)
         ws = front.pool.open_stream()
         try:
-            ws.send(p.VIDEO, 0, p.pack_clip(cfg, data))
+            ws.send(p.VIDEO, 0, p.pack_clip(spec.as_dict(), data))
             del data
-            opened = await ws.next_event()
-            info = opened.meta["video"]
+            opened = Opened.from_dict((await ws.next_event()).meta)
+            info = opened.video
             await context.write(pb.CaptureVideoResponse(video=pb.VideoInfo(
-                width=info["width"], height=info["height"], fps=info["fps"], duration=info["duration"],
-                codec=info["codec"], has_audio=info["has_audio"], audio_sample_rate=info["audio_sample_rate"],
-                audio_channels=info["audio_channels"])))
-            fps = round(info["fps"])
+                width=info.width, height=info.height, fps=info.fps, duration=info.duration, codec=info.codec,
+                has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
+                audio_channels=info.audio_channels)))
+            fps = round(info.fps)
             await context.write(pb.CaptureVideoResponse(
                 header=messages.expression_header(call.stream_id, fps, MICROS, opened)))
             call.outputs = front.open_outputs(call.stream_id, fps or 30)
@@ -72,7 +71,7 @@ async def capture_video(front: Front, request_iterator, context) -> None:
             outputs.close_all(call.outputs)
 
 
-async def pump_images(front: Front, context, call: LiveCall, ws: WorkerStream, cfg: dict,
+async def pump_images(front: Front, context, call: LiveCall, ws: WorkerStream, spec: CaptureSpec,
                       arrivals: dict[int, float]) -> None:
     """Client images -> worker, with the same credit-based backpressure as audio."""
     seq, count, last_ts = 0, 1, None

@@ -13,14 +13,15 @@ from bridge_server.rpc.forward import Sink, forward
 from bridge_server.rpc.live import expression_response, live_stream
 from bridge_server.workers import Event, StreamError, WorkerStream
 from engine.worker import protocol as p
+from engine.worker.specs import Done, Opened, StreamSpec
 
 
 async def stream_expression(front: Front, request_iterator, context) -> None:
     async with front.call(context, "StreamExpression") as call:
         first = await front.read_first(context, "StreamHeader", "audio", " (encoding, sample_rate, channels, fps)")
-        cfg = validation.stream_config(first.header, front.pool.engines)
+        spec = validation.stream_config(first.header, front.pool.engines)
         call.stream_id = first.header.stream_id
-        await live_stream(front, context, call, p.OPEN, cfg, cfg["fps"], pump_audio)
+        await live_stream(front, context, call, p.OPEN, spec, spec.fps, spec.sample_rate, pump_audio)
 
 
 class ClipSink(Sink):
@@ -29,7 +30,7 @@ class ClipSink(Sink):
 
     pull = True
 
-    def __init__(self, context, call: LiveCall, ws: WorkerStream, fps: int, opened):
+    def __init__(self, context, call: LiveCall, ws: WorkerStream, fps: int, opened: Opened):
         super().__init__(context, call, ws, 0, expression_response)
         self.fps, self.opened = fps, opened
 
@@ -41,32 +42,33 @@ class ClipSink(Sink):
         await super().frames(ev)
 
     async def done(self, ev: Event) -> None:
-        await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, ev.meta, self.opened)))
-        metrics.AUDIO_SECONDS.labels("AnimateClip").inc(ev.meta["audio_seconds"])
+        done = Done.from_dict(ev.meta)
+        await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, done, self.opened)))
+        metrics.AUDIO_SECONDS.labels("AnimateClip").inc(done.audio_seconds)
 
 
 async def animate_clip(front: Front, request, context) -> None:
     async with front.call(context, "AnimateClip") as call:
         call.stream_id = request.stream_id
         limit = min(front.cfg.max_clip_seconds, front.cfg.max_audio_seconds)
-        cfg = validation.clip_config(request, front.pool.engines, limit)
+        spec = validation.clip_config(request, front.pool.engines, limit)
         ws = front.pool.open_stream()
-        call.outputs = front.open_outputs(call.stream_id, cfg["fps"])
+        call.outputs = front.open_outputs(call.stream_id, spec.fps)
         try:
-            ws.send(p.CLIP, 0, p.pack_clip(cfg, request.audio_file))
-            opened = await ws.next_event()
-            await forward(ws, ClipSink(context, call, ws, cfg["fps"], opened))
+            ws.send(p.CLIP, 0, p.pack_clip(spec.as_dict(), request.audio_file))
+            opened = Opened.from_dict((await ws.next_event()).meta)
+            await forward(ws, ClipSink(context, call, ws, spec.fps, opened))
         finally:
             ws.close()
             outputs.close_all(call.outputs)
 
 
-async def pump_audio(front: Front, context, call: LiveCall, ws: WorkerStream, cfg: dict,
+async def pump_audio(front: Front, context, call: LiveCall, ws: WorkerStream, spec: StreamSpec,
                      arrivals: dict[int, float]) -> None:
     """Client -> worker, with credit-based backpressure. Errors go to the writer via call.fail()."""
-    frame_bytes = validation.frame_bytes(cfg)
+    frame_bytes = spec.frame_bytes
     max_seconds = front.cfg.max_audio_seconds
-    max_bytes = int(max_seconds * cfg["sample_rate"]) * frame_bytes
+    max_bytes = int(max_seconds * spec.sample_rate) * frame_bytes
     total, seq, count, last_phone = 0, 0, 1, 0.0
 
     async def read() -> None:

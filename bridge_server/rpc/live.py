@@ -13,7 +13,7 @@ from bridge_server.rpc import messages
 from bridge_server.rpc.calls import Front, LiveCall
 from bridge_server.rpc.forward import Sink, forward
 from bridge_server.workers import Event, StreamError, WorkerStream
-from engine.worker import protocol as p
+from engine.worker.specs import Done, Opened
 
 
 def expression_response(batch: pb.FrameBatch) -> pb.ExpressionResponse:
@@ -24,7 +24,7 @@ class LiveSink(Sink):
     """Frames of a live stream: latency metrics per input chunk, and the stream ends when its client stops
     reading while frames pile up past max_pending_frames."""
 
-    def __init__(self, front: Front, context, call: LiveCall, ws: WorkerStream, sample_rate: int, opened):
+    def __init__(self, front: Front, context, call: LiveCall, ws: WorkerStream, sample_rate: int, opened: Opened):
         super().__init__(context, call, ws, sample_rate, expression_response)
         self.front, self.opened = front, opened
         self.arrivals: dict[int, float] = {}  # input seq -> when it arrived (frame latency)
@@ -65,8 +65,9 @@ class LiveSink(Sink):
             metrics.WORKER_RTT.observe(ev.received - arrived)
 
     async def done(self, ev: Event) -> None:
-        await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, ev.meta, self.opened)))
-        metrics.AUDIO_SECONDS.labels(self.call.rpc).inc(ev.meta["audio_seconds"])
+        done = Done.from_dict(ev.meta)
+        await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, done, self.opened)))
+        metrics.AUDIO_SECONDS.labels(self.call.rpc).inc(done.audio_seconds)
         if self.call.drain.is_set():
             what = "images" if self.call.rpc == "CaptureStream" else "audio"
             raise StreamError(grpc.StatusCode.UNAVAILABLE,
@@ -74,18 +75,20 @@ class LiveSink(Sink):
                               f"and sent ({self.sent} frames) and the stream ended; reconnect and send the rest")
 
 
-async def live_stream(front: Front, context, call: LiveCall, open_kind: bytes, cfg: dict, fps: int, pump) -> None:
-    """Open the stream on a worker, send the header, then pump requests in (pump(front, context, call, ws,
-    cfg, arrivals)) and frames out until the final status."""
+async def live_stream(front: Front, context, call: LiveCall, open_kind: bytes, spec, fps: int, sample_rate: int,
+                      pump) -> None:
+    """Open the stream on a worker with its spec, send the header, then pump requests in (pump(front, context,
+    call, ws, spec, arrivals)) and frames out until the final status. sample_rate is the clock of the frames'
+    time codes (the audio's rate; 1e6 for capture, whose time codes are microseconds)."""
     ws = front.pool.open_stream()
     call.outputs = front.open_outputs(call.stream_id, fps or 30)
     try:
-        ws.send(open_kind, 0, p.dumps(cfg))
-        opened = await ws.next_event()
+        ws.send(open_kind, 0, spec.to_json())
+        opened = Opened.from_dict((await ws.next_event()).meta)
         await context.write(pb.ExpressionResponse(
-            header=messages.expression_header(call.stream_id, fps, cfg["sample_rate"], opened)))
-        sink = LiveSink(front, context, call, ws, cfg["sample_rate"], opened)
-        reader = call.reader = asyncio.create_task(pump(front, context, call, ws, cfg, sink.arrivals))
+            header=messages.expression_header(call.stream_id, fps, sample_rate, opened)))
+        sink = LiveSink(front, context, call, ws, sample_rate, opened)
+        reader = call.reader = asyncio.create_task(pump(front, context, call, ws, spec, sink.arrivals))
         try:
             await forward(ws, sink)
         finally:

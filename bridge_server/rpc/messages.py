@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from engine.rig import ARKIT_NAMES, BONE_NAMES
+from engine.worker.specs import Done, Opened
 
 API_VERSION = "avatarbridge.v1"
 MICROS = 1_000_000  # capture time codes: sample_index = timestamp in microseconds
@@ -30,18 +31,16 @@ def frame_batch(block, sample_rate: int) -> pb.FrameBatch:
     return pb.FrameBatch(frames=frames)
 
 
-def expression_header(stream_id: str, fps: int, sample_rate: int, opened) -> pb.ExpressionHeader:
+def expression_header(stream_id: str, fps: int, sample_rate: int, opened: Opened) -> pb.ExpressionHeader:
     """The header of every stream of frames (expression, capture, Speak), from the worker's OPENED reply."""
     return pb.ExpressionHeader(
         stream_id=stream_id, blendshape_names=ARKIT_NAMES, bone_names=BONE_NAMES, fps=fps,
-        lookahead_ms=opened.meta["lookahead_s"] * 1000.0, sample_rate=sample_rate,
-        engine=opened.meta["engine"], api_version=API_VERSION,
-        unmeasured_blendshapes=opened.meta.get("unmeasured_blendshapes", []),
-        viseme_names=opened.meta.get("viseme_names", []))
+        lookahead_ms=opened.lookahead_s * 1000.0, sample_rate=sample_rate, engine=opened.engine,
+        api_version=API_VERSION, unmeasured_blendshapes=opened.unmeasured_blendshapes,
+        viseme_names=opened.viseme_names)
 
 
-def stream_status(sent: int, meta: dict, opened) -> pb.StreamStatus:
+def stream_status(sent: int, done: Done, opened: Opened) -> pb.StreamStatus:
     """The final status of a stream of frames, from the worker's DONE reply."""
-    return pb.StreamStatus(frames_sent=sent, audio_seconds=meta["audio_seconds"],
-                           warnings=meta.get("warnings", []), engine=opened.meta["engine"],
-                           face_lost_frames=meta.get("face_lost_frames", 0))
+    return pb.StreamStatus(frames_sent=sent, audio_seconds=done.audio_seconds, warnings=done.warnings,
+                           engine=opened.engine, face_lost_frames=done.face_lost_frames)

@@ -13,6 +13,7 @@ from bridge_server.rpc.calls import Front, LiveCall, run_reader
 from bridge_server.rpc.forward import Sink, forward
 from bridge_server.workers import Event, WorkerStream
 from engine.worker import protocol as p
+from engine.worker.specs import Done, Hush, Opened
 
 
 class SpeakSink(Sink):
@@ -36,30 +37,30 @@ class SpeakSink(Sink):
             sample_index=round(start * self.sample_rate), time=start, pcm16=pcm)))
 
     async def done(self, ev: Event) -> None:
-        m = ev.meta
+        done = Done.from_dict(ev.meta)
         await self.context.write(pb.SpeakResponse(status=pb.SpeakStatus(
-            frames_sent=self.sent, audio_seconds=m["audio_seconds"], warnings=m["warnings"],
-            sentences=m["sentences"], synthesis_seconds=m["synthesis_seconds"], stopped=m["stopped_at"] >= 0)))
-        metrics.AUDIO_SECONDS.labels("Speak").inc(m["audio_seconds"])
+            frames_sent=self.sent, audio_seconds=done.audio_seconds, warnings=done.warnings,
+            sentences=done.sentences, synthesis_seconds=done.synthesis_seconds, stopped=done.stopped_at >= 0)))
+        metrics.AUDIO_SECONDS.labels("Speak").inc(done.audio_seconds)
 
 
 async def speak(front: Front, request_iterator, context) -> None:
     async with front.call(context, "Speak") as call:
         first = await front.read_first(context, "SpeakStart", "stop", " (text, voice, language, fps)", kind="start")
-        cfg = validation.speak_config(first.start, front.pool.voices, front.pool.engines)
+        spec = validation.speak_config(first.start, front.pool.voices, front.pool.engines)
         call.stream_id = first.start.stream_id
         ws = front.pool.open_stream()
-        call.outputs = front.open_outputs(call.stream_id, cfg["fps"])
+        call.outputs = front.open_outputs(call.stream_id, spec.fps)
         stopped = asyncio.Event()
         call.reader = asyncio.create_task(run_reader(call, ws, lambda: _read_stops(front, context, ws, stopped)))
         try:
-            ws.send(p.SPEAK, 0, p.dumps(cfg))
-            opened = await ws.next_event()
-            rate = opened.meta["sample_rate"]
+            ws.send(p.SPEAK, 0, spec.to_json())
+            opened = Opened.from_dict((await ws.next_event()).meta)
+            rate = opened.sample_rate
             await context.write(pb.SpeakResponse(header=pb.SpeakHeader(
-                stream_id=call.stream_id, voice=opened.meta["voice"], language=opened.meta["language"],
-                tts_engine=opened.meta["tts_engine"], sample_rate=rate, lookahead_ms=0.0,
-                expression=messages.expression_header(call.stream_id, cfg["fps"], rate, opened))))
+                stream_id=call.stream_id, voice=opened.voice, language=opened.language,
+                tts_engine=opened.tts_engine, sample_rate=rate, lookahead_ms=0.0,
+                expression=messages.expression_header(call.stream_id, spec.fps, rate, opened))))
             await forward(ws, SpeakSink(context, call, ws, rate, stopped))
         finally:
             call.reader.cancel()
@@ -82,7 +83,7 @@ async def _read_stops(front: Front, context, ws: WorkerStream, stopped: asyncio.
                                          "send seconds >= 0 on the stream's clock")
             if not stopped.is_set():
                 stopped.set()
-                ws.send(p.HUSH, 0, p.dumps({"at_time": at}))
+                ws.send(p.HUSH, 0, Hush(at_time=at).to_json())
             continue
         raise validation.invalid(f"message #{count} is {req.WhichOneof('msg') or 'empty'}; after the "
                                  "SpeakStart send only a SpeakStop (or half-close)")

@@ -13,6 +13,7 @@ from bridge_server.rpc.calls import Front
 from bridge_server.rpc.forward import Sink, forward
 from bridge_server.rpc.messages import MICROS
 from bridge_server.workers import StreamError, WorkerPool
+from engine.worker.specs import Done, Opened
 from engine.worker import protocol as p
 
 log = logging.getLogger("bridge_server.video")
@@ -141,13 +142,13 @@ class _ExpressionTap:
 
     def __init__(self, front: Front, call):
         self.call = call
-        self.cfg = validation.capture_config(pb.CaptureHeader(stream_id=call.stream_id), "header", front.cfg)
+        self.spec = validation.capture_config(pb.CaptureHeader(stream_id=call.stream_id), "header", front.cfg)
         self.ws = front.pool.open_stream()
         self.seq = 0
 
     async def open(self) -> pb.ExpressionHeader:
-        self.ws.send(p.CAPTURE, 0, p.dumps(self.cfg))
-        self.opened = await self.ws.next_event()
+        self.ws.send(p.CAPTURE, 0, self.spec.to_json())
+        self.opened = Opened.from_dict((await self.ws.next_event()).meta)
         return messages.expression_header(self.call.stream_id, 0, MICROS, self.opened)
 
     async def frames(self, batch, encoding, width: int, height: int) -> pb.FrameBatch:
@@ -170,4 +171,4 @@ class _ExpressionTap:
         while True:
             ev = await self.ws.next_event()
             if ev.kind == p.DONE:
-                return [f"expression: {w}" for w in ev.meta.get("warnings", [])]
+                return [f"expression: {w}" for w in Done.from_dict(ev.meta).warnings]

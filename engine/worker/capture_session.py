@@ -8,29 +8,31 @@ from engine.capture.images import ImageError, decode_image
 from engine.rig import NUM_BLENDSHAPES
 from engine.capture.video import VideoReader
 from engine.rig import NUM_BONES
+from engine.worker.specs import CaptureSpec, Done, Opened
 
 CAPTURE_ENGINE = "mediapipe-face-landmarker"
 # What the worker tells the front about the capture engine (its READY info and each capture stream's OPENED).
 CAPTURE_ENGINE_INFO = {"name": CAPTURE_ENGINE, "kind": "capture", "is_default": True, "lookahead_s": 0.0,
                        "description": "MediaPipe Face Landmarker: images/video -> 51 measured ARKit weights "
                                       "(tongueOut unmeasured), head pose, eye rotations"}
-CAPTURE_OPENED = {"engine": CAPTURE_ENGINE, "lookahead_s": 0.0, "unmeasured_blendshapes": list(UNMEASURED)}
+CAPTURE_OPENED = Opened(engine=CAPTURE_ENGINE, lookahead_s=0.0, unmeasured_blendshapes=list(UNMEASURED))
 
 MICROS = 1_000_000  # capture time codes are microseconds: sample_rate = 1e6
 _model_cache: dict[str, bytes] = {}
 
 
-def load_model(cfg: dict) -> bytes:
+def load_model(spec: CaptureSpec) -> bytes:
     """The verified Face Landmarker bundle, read once per worker (ModelMissing names where it looked)."""
-    path = models.locate(models.FACE_LANDMARKER, cfg.get("model_path") or None)
+    path = models.locate(models.FACE_LANDMARKER, spec.model_path or None)
     key = str(path)
     if key not in _model_cache:
         _model_cache[key] = path.read_bytes()
     return _model_cache[key]
 
 
-def settings_from(cfg: dict) -> CaptureSettings:
-    return CaptureSettings.from_dict(cfg.get("settings") or {})
+def settings_from(spec: CaptureSpec) -> CaptureSettings:
+    """The validated settings of a spec as the capture engine's CaptureSettings (the same fields)."""
+    return CaptureSettings(**spec.settings.as_dict())
 
 
 class Block:
@@ -53,9 +55,9 @@ class ImageSession:
     sample_rate = MICROS
     audio_seconds = 0.0
 
-    def __init__(self, cfg: dict):
-        self.capture = FaceCapture(load_model(cfg), settings_from(cfg))
-        self.max_pixels = int(cfg.get("max_image_pixels", 4096 * 4096))
+    def __init__(self, spec: CaptureSpec):
+        self.capture = FaceCapture(load_model(spec), settings_from(spec))
+        self.max_pixels = spec.max_image_pixels
         self.count = 0
         self.lost = 0
         self.last_us: int | None = None
@@ -73,11 +75,11 @@ class ImageSession:
         self.lost += int(frame.face_lost)
         return block
 
-    def done_meta(self) -> dict:
+    def done(self) -> Done:
         if self.count and self.lost == self.count:
             self.warnings.append(f"no face was found in any of the {self.count} images; check lighting, framing "
                                  "and that the face is at least ~80 px tall")
-        return {"audio_seconds": 0.0, "warnings": self.warnings, "face_lost_frames": self.lost}
+        return Done(audio_seconds=0.0, warnings=self.warnings, face_lost_frames=self.lost)
 
     def close(self) -> None:
         self.capture.close()
@@ -90,13 +92,13 @@ class VideoSession:
     BLOCK_FRAMES = 10
     AUDIO_CHUNK_S = 1.0
 
-    def __init__(self, cfg: dict, data: bytes):
-        max_pixels = int(cfg.get("max_image_pixels", 4096 * 4096))
+    def __init__(self, spec: CaptureSpec, data: bytes):
+        max_pixels = spec.max_image_pixels
         self.reader = VideoReader(data, max_pixels)
-        self.capture = FaceCapture(load_model(cfg), settings_from(cfg))
+        self.capture = FaceCapture(load_model(spec), settings_from(spec))
         self.info = self.reader.info
         self.track: list[tuple[float, int, int, bytes]] = []
-        if self.info.has_audio and not cfg.get("skip_audio"):
+        if self.info.has_audio and not spec.skip_audio:
             pcm, rate, start = self.reader.audio()
             step = int(rate * self.AUDIO_CHUNK_S)
             for i in range(0, len(pcm), step):
@@ -130,14 +132,13 @@ class VideoSession:
         self.lost += int(block.face_lost.sum())
         return ("frames", block, last)
 
-    def done_meta(self) -> dict:
+    def done(self) -> Done:
         if self.count == 0:
             self.warnings.append("the video stream holds no decodable frames")
         elif self.lost / self.count > 0.05:
             self.warnings.append(f"no face in {self.lost} of {self.count} frames; those frames hold or ease to rest "
                                  "(face_lost)")
-        return {"audio_seconds": self.audio_seconds, "warnings": self.warnings, "face_lost_frames": self.lost,
-                "video": self.info.__dict__}
+        return Done(audio_seconds=self.audio_seconds, warnings=self.warnings, face_lost_frames=self.lost)
 
     def close(self) -> None:
         self.capture.close()

@@ -8,6 +8,7 @@ when its parent process goes away.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import time
@@ -27,6 +28,8 @@ from engine.worker import protocol as p
 from engine.worker.capture_session import CAPTURE_ENGINE_INFO, CAPTURE_OPENED, ImageSession, VideoSession
 from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
 from engine.worker.speak_session import SpeakSession
+from engine.worker.specs import (CaptureSpec, ClipSpec, Done, ErrorReply, Hush, Opened, SpeakSpec, StreamSpec,
+                                 VideoInfoSpec)
 from engine.tts.base import TtsError, VoiceMissing
 from engine.tts.registry import load_backends
 
@@ -150,25 +153,25 @@ class Worker:
         """Every message but AUDIO (those go through _audio_batch)."""
         try:
             if kind == p.OPEN:
-                cfg = p.loads(body)
-                s = self.sessions[sid] = LiveSession(self._engine(cfg), cfg)
-                self._opened(sid, cfg, s.resampler.delay_s)
+                spec = StreamSpec.from_json(body)
+                s = self.sessions[sid] = LiveSession(self._engine(spec.engine), spec)
+                self._opened(sid, spec.engine, s.resampler.delay_s)
             elif kind == p.CAPTURE:
-                self.sessions[sid] = ImageSession(p.loads(body))
-                self._send_opened(sid, dict(CAPTURE_OPENED))
+                self.sessions[sid] = ImageSession(CaptureSpec.from_json(body))
+                self._send_opened(sid, CAPTURE_OPENED)
             elif kind == p.IMAGE:
                 s = self.sessions[sid]
                 b = s.image(*p.unpack_image(body))
                 self._send_block(sid, seq, s, b, False)
             elif kind == p.VIDEO:
                 cfg, data = p.unpack_clip(body)
-                s = self.sessions[sid] = VideoSession(cfg, data)
-                self._send_opened(sid, {**CAPTURE_OPENED, "video": s.info.__dict__})
+                s = self.sessions[sid] = VideoSession(CaptureSpec.from_dict(cfg), data)
+                self._send_opened(sid, dataclasses.replace(CAPTURE_OPENED, video=VideoInfoSpec(**vars(s.info))))
                 self._video_item(sid, seq, s)
             elif kind == p.END and isinstance(self.sessions.get(sid), ImageSession):
                 s = self.sessions.pop(sid)
                 s.close()
-                self._send(p.pack(p.DONE, sid, seq, p.dumps(s.done_meta())))
+                self._send(p.pack(p.DONE, sid, seq, s.done().to_json()))
             elif kind == p.END:
                 s = self._live(sid)
                 self._send_frames(sid, seq, s, s.end(), True)
@@ -176,18 +179,19 @@ class Worker:
                 self._done(sid, seq, s)
             elif kind == p.CLIP:
                 cfg, data = p.unpack_clip(body)
-                s = ClipSession(self._engine(cfg), cfg, data, tick=self._beat_if_due)
+                spec = ClipSpec.from_dict(cfg)
+                s = ClipSession(self._engine(spec.engine), spec, data, tick=self._beat_if_due)
                 self.sessions[sid] = s
-                self._opened(sid, cfg, 0.0)
+                self._opened(sid, spec.engine, 0.0)
                 self._clip_block(sid, seq, s)
             elif kind == p.SPEAK:
-                cfg = p.loads(body)
-                backend, voice = self.voices[cfg["voice"]]
-                s = self.sessions[sid] = SpeakSession(self._engine(cfg), backend, voice, cfg)
-                self._send_opened(sid, {"engine": s.stream.engine.name, "lookahead_s": 0.0,
-                                        "viseme_names": list(s.stream.engine.viseme_names), "voice": voice.id,
-                                        "language": voice.language, "tts_engine": voice.engine,
-                                        "sample_rate": voice.sample_rate})
+                spec = SpeakSpec.from_json(body)
+                backend, voice = self.voices[spec.voice]
+                s = self.sessions[sid] = SpeakSession(self._engine(spec.engine), backend, voice, spec)
+                self._send_opened(sid, Opened(engine=s.stream.engine.name, lookahead_s=0.0,
+                                              viseme_names=list(s.stream.engine.viseme_names), voice=voice.id,
+                                              language=voice.language, tts_engine=voice.engine,
+                                              sample_rate=voice.sample_rate))
                 self._flush()  # the header leaves before the first sentence is synthesised
                 self._deferred.append((sid, seq))  # synthesised by deadline with the others (_next_deferred)
             elif kind == p.PHONES:
@@ -195,7 +199,7 @@ class Worker:
             elif kind == p.HUSH:
                 s = self.sessions.pop(sid, None)
                 if isinstance(s, SpeakSession):
-                    at = float(p.loads(body)["at_time"])
+                    at = Hush.from_json(body).at_time
                     self._send_frames(sid, seq, s, s.stop(at), True)
                     self._speak_done(sid, seq, s, stopped_at=s.audio_seconds)
             elif kind == p.NEXT:
@@ -264,8 +268,8 @@ class Worker:
         if isinstance(s, (ImageSession, VideoSession)):
             s.close()  # MediaPipe graphs hold threads and memory
 
-    def _send_opened(self, sid: int, meta: dict) -> None:
-        self._send(p.pack(p.OPENED, sid, 0, p.dumps(meta)))
+    def _send_opened(self, sid: int, opened: Opened) -> None:
+        self._send(p.pack(p.OPENED, sid, 0, opened.to_json()))
 
     def _send_block(self, sid: int, seq: int, s, b, last: bool) -> None:
         body = p.pack_frames(b.first_index, b.sample_index, b.weights, b.rotations, b.translation, s.audio_seconds,
@@ -281,7 +285,7 @@ class Worker:
         self._send_block(sid, seq, s, block, last)
         if last:
             self.sessions.pop(sid, None)
-            self._send(p.pack(p.DONE, sid, seq, p.dumps(s.done_meta())))
+            self._send(p.pack(p.DONE, sid, seq, s.done().to_json()))
 
     def _next_deferred(self) -> tuple[int, int]:
         """Earliest deadline first: a stream's next sentence is due when the audio it was sent finishes
@@ -312,19 +316,18 @@ class Worker:
             self._speak_done(sid, seq, s)
 
     def _speak_done(self, sid: int, seq: int, s: SpeakSession, stopped_at: float = -1.0) -> None:
-        self._send(p.pack(p.DONE, sid, seq, p.dumps({
-            "audio_seconds": s.audio_seconds, "warnings": s.warnings, "sentences": s.sentences,
-            "synthesis_seconds": s.synthesis_s, "stopped_at": stopped_at})))
+        self._send(p.pack(p.DONE, sid, seq, Done(
+            audio_seconds=s.audio_seconds, warnings=s.warnings, sentences=s.sentences,
+            synthesis_seconds=s.synthesis_s, stopped_at=stopped_at).to_json()))
 
-    def _engine(self, cfg: dict):
-        return self.engines[cfg.get("engine") or DEFAULT_ENGINE]
+    def _engine(self, name: str):
+        return self.engines[name or DEFAULT_ENGINE]
 
-    def _opened(self, sid: int, cfg: dict, extra_delay_s: float) -> None:
-        eng = self._engine(cfg)
+    def _opened(self, sid: int, engine: str, extra_delay_s: float) -> None:
+        eng = self._engine(engine)
         # The look-ahead a client sees includes the resampler's delay for its rate.
-        self._send(p.pack(p.OPENED, sid, 0, p.dumps({"engine": eng.name,
-                                                          "lookahead_s": eng.lookahead_s + extra_delay_s,
-                                                          "viseme_names": list(eng.viseme_names)})))
+        self._send_opened(sid, Opened(engine=eng.name, lookahead_s=eng.lookahead_s + extra_delay_s,
+                                      viseme_names=list(eng.viseme_names)))
 
     def _live(self, sid: int) -> LiveSession:
         s = self.sessions.get(sid)
@@ -347,11 +350,10 @@ class Worker:
         self._send(p.pack(p.FRAMES, sid, seq, body))
 
     def _done(self, sid: int, seq: int, s) -> None:
-        self._send(p.pack(p.DONE, sid, seq, p.dumps({"audio_seconds": s.audio_seconds,
-                                                         "warnings": s.warnings})))
+        self._send(p.pack(p.DONE, sid, seq, Done(audio_seconds=s.audio_seconds, warnings=s.warnings).to_json()))
 
     def _error(self, sid: int, seq: int, code: str, message: str) -> None:
-        self._send(p.pack(p.ERROR, sid, seq, p.dumps({"code": code, "message": message})))
+        self._send(p.pack(p.ERROR, sid, seq, ErrorReply(message=message, code=code).to_json()))
 
 
 def main(argv: list[str] | None = None) -> int:

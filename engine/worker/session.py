@@ -8,6 +8,7 @@ import numpy as np
 from engine.audio import MAX_DECODE_SECONDS, AudioError, AudioTooLong, PcmDecoder, StreamResampler, decode_file, resample
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, Frames, Style
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
+from engine.worker.specs import ClipSpec, StreamSpec, StyleSpec
 
 log = logging.getLogger("engine.worker")
 
@@ -18,23 +19,21 @@ def frame_sample_indices(first: int, n: int, sample_rate: int, fps: int) -> np.n
     return (2 * k * np.uint64(sample_rate) + np.uint64(fps)) // np.uint64(2 * fps)
 
 
-def style_from(cfg: dict) -> Style:
-    s = cfg.get("style") or {}
-    return Style(emotion=s.get("emotion", "neutral"), emotion_strength=float(s.get("emotion_strength", 0.5)),
-                 intensity=float(s.get("intensity", 1.0)), head_motion=float(s.get("head_motion", 1.0)),
-                 seed=int(s.get("seed", 0)))
+def style_from(spec: StyleSpec) -> Style:
+    """The validated style of a spec as the engines' Style (the same fields)."""
+    return Style(**spec.as_dict())
 
 
 class LiveSession:
     """A StreamExpression stream: PCM chunks in, frames out as soon as they are complete."""
 
-    def __init__(self, engine: ExpressionEngine, cfg: dict):
-        self.sample_rate = int(cfg["sample_rate"])
-        self.fps = int(cfg["fps"])
-        self.decoder = PcmDecoder(cfg["encoding"], int(cfg["channels"]))
+    def __init__(self, engine: ExpressionEngine, spec: StreamSpec):
+        self.sample_rate = spec.sample_rate
+        self.fps = spec.fps
+        self.decoder = PcmDecoder(spec.encoding, spec.channels)
         self.resampler = StreamResampler(self.sample_rate, SAMPLE_RATE)
         self.engine = engine
-        self.stream = engine.open(self.fps, style_from(cfg))
+        self.stream = engine.open(self.fps, style_from(spec.style))
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.warnings: list[str] = []
         self.phones = LivePhones()
@@ -75,13 +74,13 @@ class ClipSession:
 
     BLOCK_SECONDS = 1.0
 
-    def __init__(self, engine: ExpressionEngine, cfg: dict, data: bytes, tick=None):
-        limit = float(cfg.get("max_audio_seconds", 0) or 0)
+    def __init__(self, engine: ExpressionEngine, spec: ClipSpec, data: bytes, tick=None):
+        limit = spec.max_audio_seconds
         # Decoding stops a little past the server's limit (not at a fixed hour), so an over-long file costs
         # only that much time and memory before the error below.
         try:
             x, self.sample_rate, decode_warnings = decode_file(
-                data, cfg.get("format_hint", ""), max_seconds=limit + 1.0 if limit else MAX_DECODE_SECONDS)
+                data, spec.format_hint, max_seconds=limit + 1.0 if limit else MAX_DECODE_SECONDS)
         except AudioTooLong:
             if not limit:
                 raise
@@ -96,18 +95,17 @@ class ClipSession:
                              "audio_file")
         if not np.isfinite(x).all():
             raise AudioError("audio_file decodes to non-finite samples (NaN/Inf); re-encode the file", "audio_file")
-        self.fps = int(cfg["fps"])
+        self.fps = spec.fps
         self.samples = x.shape[0]
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.audio16k = resample(x, self.sample_rate, SAMPLE_RATE)
-        self.stream = engine.open(self.fps, style_from(cfg))
+        self.stream = engine.open(self.fps, style_from(spec.style))
         self.pos = 0
         self.warnings: list[str] = list(decode_warnings)
-        if cfg.get("phones"):  # external phone timings win over a transcript: they need no aligner
-            self.warnings.extend(apply_phones(self.stream, self.audio16k, cfg["phones"]))
-        elif cfg.get("transcript"):
-            self.warnings.extend(apply_transcript(self.stream, self.audio16k, cfg["transcript"],
-                                                  cfg.get("language", ""), tick))
+        if spec.phones:  # external phone timings win over a transcript: they need no aligner
+            self.warnings.extend(apply_phones(self.stream, self.audio16k, spec.phones))
+        elif spec.transcript:
+            self.warnings.extend(apply_transcript(self.stream, self.audio16k, spec.transcript, spec.language, tick))
 
     def next_block(self) -> tuple[Frames, bool]:
         """Frames for the next block of audio, and whether this was the last one."""

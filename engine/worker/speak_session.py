@@ -20,6 +20,7 @@ from engine.rig import NUM_BONES
 from engine.tts.base import TtsBackend, Voice
 from engine.tts.text import Piece, pieces
 from engine.worker.session import FrameCounter, ShiftedTrack, _concat, style_from
+from engine.worker.specs import SpeakSpec
 
 EASE_S = 0.25  # barge-in: the face goes from where it was to rest over this long
 SENTENCE_GAP_S = 0.3  # = timing.SIL_FULL_S: a pause this long brings the mouth fully to rest
@@ -42,15 +43,15 @@ def _pad_to_rest(audio: np.ndarray, rate: int, phones: list[Phone], first: bool)
 
 
 class SpeakSession:
-    def __init__(self, engine: ExpressionEngine, backend: TtsBackend, voice: Voice, cfg: dict):
+    def __init__(self, engine: ExpressionEngine, backend: TtsBackend, voice: Voice, spec: SpeakSpec):
         self.backend, self.voice = backend, voice
         self.sample_rate = voice.sample_rate
-        self.fps = int(cfg["fps"])
-        self.rate = float(cfg.get("speaking_rate", 1.0))
-        self.stream = engine.open(self.fps, style_from(cfg))
+        self.fps = spec.fps
+        self.rate = spec.speaking_rate
+        self.stream = engine.open(self.fps, style_from(spec.style))
         if not hasattr(self.stream, "set_mouth_track"):
             raise ValueError(f"engine {engine.name} cannot take phone timings; Speak needs learned-v2 or learned-v1")
-        self.pieces, self.warnings = pieces(cfg["text"])
+        self.pieces, self.warnings = pieces(spec.text)
         if not self.pieces:
             self.warnings.append("the text has nothing to say once markup is removed; a short pause was sent")
             self.pieces = [Piece(pause_s=0.2)]

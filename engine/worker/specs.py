@@ -1,0 +1,179 @@
+"""Typed messages that cross the process seam, beside the wire format (protocol.py).
+
+The front builds a spec once from a validated request; it crosses as JSON once (``as_dict`` / ``from_dict``,
+field by field) and the worker reads attributes. The worker answers with ``Opened`` and ``Done`` the same way.
+Nothing on either side looks settings up by string, and nothing is validated twice: the front's validation
+(bridge_server/validation.py) is the one check, the worker trusts a spec.
+
+This module imports nothing from the engines, so the front may import it (tests/test_layering.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+class Spec:
+    """as_dict / from_dict / to_json / from_json for a dataclass whose fields are JSON values or other Specs."""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.as_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        kw = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue  # the field's default (a newer front may omit it; an older worker ignores extras)
+            value = d[f.name]
+            nested = _NESTED.get((cls.__name__, f.name))
+            kw[f.name] = nested.from_dict(value) if nested is not None and value is not None else value
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, body):
+        return cls.from_dict(json.loads(bytes(body)))
+
+
+@dataclass(frozen=True)
+class StyleSpec(Spec):
+    """ExpressionStyle, validated: the fields of engine.expression.base.Style."""
+
+    emotion: str = "neutral"
+    emotion_strength: float = 0.5
+    intensity: float = 1.0
+    head_motion: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StreamSpec(Spec):
+    """OPEN: a live StreamExpression stream."""
+
+    encoding: str  # pcm16 | float32
+    sample_rate: int
+    channels: int
+    fps: int
+    engine: str = ""  # empty = the default engine
+    style: StyleSpec = field(default_factory=StyleSpec)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per interleaved sample frame."""
+        return {"pcm16": 2, "float32": 4}[self.encoding] * self.channels
+
+
+@dataclass(frozen=True)
+class ClipSpec(Spec):
+    """CLIP: a whole audio file (AnimateClip), optionally with its transcript or phone timings."""
+
+    fps: int
+    engine: str = ""
+    format_hint: str = ""
+    style: StyleSpec = field(default_factory=StyleSpec)
+    max_audio_seconds: float = 0.0  # 0 = no limit
+    transcript: str = ""
+    language: str = ""
+    phones: list = field(default_factory=list)  # [[start, end, label], ...]
+
+
+@dataclass(frozen=True)
+class CaptureSettingsSpec(Spec):
+    """CaptureSettings, validated: the fields of engine.capture.CaptureSettings that a client sets."""
+
+    max_faces: int = 1
+    smoothing: bool = True
+    mirrored: bool = False
+    face_index: int = -1
+
+
+@dataclass(frozen=True)
+class CaptureSpec(Spec):
+    """CAPTURE (camera images) and VIDEO (a video file)."""
+
+    settings: CaptureSettingsSpec = field(default_factory=CaptureSettingsSpec)
+    model_path: str = ""  # empty = look the model up
+    max_image_pixels: int = 4096 * 4096
+    skip_audio: bool = False  # VIDEO: do not send the file's audio track back
+
+
+@dataclass(frozen=True)
+class SpeakSpec(Spec):
+    """SPEAK: text to speak with a resolved voice."""
+
+    text: str
+    voice: str
+    fps: int
+    speaking_rate: float = 1.0
+    engine: str = ""
+    style: StyleSpec = field(default_factory=StyleSpec)
+
+
+@dataclass(frozen=True)
+class VideoInfoSpec(Spec):
+    """What a captured video file is (CaptureVideo's VideoInfo)."""
+
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    duration: float = 0.0
+    frame_count: int = 0
+    codec: str = ""
+    has_audio: bool = False
+    audio_sample_rate: int = 0
+    audio_channels: int = 0
+
+
+@dataclass(frozen=True)
+class Opened(Spec):
+    """OPENED: the worker took the stream; what its header says."""
+
+    engine: str
+    lookahead_s: float = 0.0
+    viseme_names: list = field(default_factory=list)
+    unmeasured_blendshapes: list = field(default_factory=list)
+    # Speak
+    voice: str = ""
+    language: str = ""
+    tts_engine: str = ""
+    sample_rate: int = 0
+    # CaptureVideo
+    video: VideoInfoSpec | None = None
+
+
+@dataclass(frozen=True)
+class Done(Spec):
+    """DONE: the stream's totals and warnings, for its final status."""
+
+    audio_seconds: float = 0.0
+    warnings: list = field(default_factory=list)
+    face_lost_frames: int = 0
+    # Speak
+    sentences: int = 0
+    synthesis_seconds: float = 0.0
+    stopped_at: float = -1.0  # a barge-in's position in seconds; -1 = spoke to the end
+
+
+@dataclass(frozen=True)
+class Hush(Spec):
+    """HUSH: a barge-in on a Speak stream at this playback position (seconds on the stream's clock)."""
+
+    at_time: float
+
+
+@dataclass(frozen=True)
+class ErrorReply(Spec):
+    """ERROR: the stream is over; code is a gRPC status code name."""
+
+    message: str
+    code: str = "INTERNAL"
+
+
+_NESTED: dict[tuple[str, str], type[Spec]] = {
+    ("StreamSpec", "style"): StyleSpec, ("ClipSpec", "style"): StyleSpec, ("SpeakSpec", "style"): StyleSpec,
+    ("CaptureSpec", "settings"): CaptureSettingsSpec, ("Opened", "video"): VideoInfoSpec,
+}
