@@ -99,13 +99,22 @@ class VideoEngine:
         if self.speed.quant == "fp8":
             speed_mod.check_fp8(self.device)  # before loading 32 GB: a clear error on CPU / pre-Hopper GPUs
         self.check_files()
-        self.dit = load_dit(self.ckpt_dir, self.device, self.dtype, rope_max_pos=45000 if self.lora else None)
+        streamed = self.speed.offload != "none"
+        if streamed:
+            # The DiT is read onto the host (each block then moved into pinned memory by the LayerStreamer):
+            # it needs about the shards' size of free host memory first.
+            from engine.video.offload import check_host_memory
+            idx = ck.read_index(os.path.join(self.ckpt_dir, ck.DIT_INDEX))
+            need = sum(os.path.getsize(os.path.join(self.ckpt_dir, f)) for f in set(idx.values()))
+            check_host_memory(need, "the DiT weights")
+        self.dit = load_dit(self.ckpt_dir, "cpu" if streamed else self.device, self.dtype,
+                            rope_max_pos=45000 if self.lora else None)
         if self.lora:
             merge_lora(self.dit, self.lora, scale=self.lora_scale)
         vae_dtype = self.dtype if self.lora else torch.float32  # LiveAvatar runs the VAE in bf16, Wan2.2 in fp32
         self.vae = vae_mod.load_vae(os.path.join(self.ckpt_dir, ck.VAE_FILE), self.device, vae_dtype,
                                     self.component_cfg.get("vae"))
-        tdev = "cpu" if self.offload_model else self.device
+        tdev = "cpu" if self.offload_model or streamed else self.device
         self.text = TextEncoder(self.ckpt_dir, tdev, self.dtype, self.component_cfg.get("t5"),
                                 self.dit.config.text_len)
         # Wan2.2 runs wav2vec2 on CPU in fp32.
@@ -117,7 +126,11 @@ class VideoEngine:
         if not sp.enabled and not sp.vae_compiled:
             return
         if sp.quant == "fp8":
-            speed_mod.quantize_dit(self.dit, emulate=sp._fp8_emulate)
+            speed_mod.quantize_dit(self.dit, emulate=sp._fp8_emulate, memory=sp.kv_cache == "fp8" or
+                                   sp.offload != "none", work_device=self.device)
+        if sp.offload != "none":
+            from engine.video.offload import LayerStreamer
+            LayerStreamer(self.dit, self.device)
         self.regions = make_regions(sp)
         if sp.vae_compiled:
             speed_mod.compile_vae_decoder(self.vae, sp.compile_backend)
@@ -186,8 +199,16 @@ class VideoEngine:
         euler = EulerFlow(sig, ts)
         lat_per_clip = p.infer_frames // 4
         if fast:
-            caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, ccache.k[0].shape[1], cfg.num_heads,
-                                  cfg.head_dim, self.dtype, self.device) for _ in range(p.sample_steps)]
+            store, home = speed_mod.kv_placement(self.speed, self.device)
+            n_cond = ccache.k[0].shape[1]
+            if home is not None:
+                from engine.video.offload import check_host_memory
+                check_host_memory(p.sample_steps * FastKVCache.host_bytes(
+                    cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
+                    torch.empty(0, dtype=store or self.dtype).element_size(), store is not None), "the KV caches")
+            caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
+                                  self.dtype, self.device, store, home) for _ in range(p.sample_steps)]
+            ccache.bind_all(dit, caches)
         else:
             caches = [BlockKVCache(cfg.num_layers, 1, lat_per_clip * fsl, cfg.num_heads, cfg.head_dim, self.dtype,
                                    self.device) for _ in range(p.sample_steps)]
@@ -206,6 +227,8 @@ class VideoEngine:
                 if r == 1 and p.rolling_sink and first_latent is not None:
                     # Rolling sink: the first generated latent frame becomes the reference (TPP path).
                     ccache = prefill(Cond(context, first_latent, motion))
+                    if fast:
+                        ccache.bind_all(dit, caches)
             x = noise[:, :, b * p.block_frames:(b + 1) * p.block_frames]
             n = r * lat_per_clip + b * p.block_frames
             a0 = r * p.infer_frames + b * fpb
@@ -245,6 +268,9 @@ class VideoEngine:
         if self.speed.quant == "fp8":
             raise speed_mod.SpeedConfigError("--quant fp8 applies to the LiveAvatar causal mode only; "
                                              "the S2V offline mode runs the bf16 reference path")
+        if self.speed.offload != "none" or self.speed.kv_cache != "model":
+            raise speed_mod.SpeedConfigError("--offload_dit / --kv_cache fp8 apply to the LiveAvatar causal mode "
+                                             "only; the S2V offline mode keeps the DiT and its tokens on the GPU")
         if self.speed.compile or self.speed.fast:
             log.warning("speed path (%s) applies to LiveAvatar mode; S2V runs the reference path", self.speed.label)
         if p.infer_frames % 4:
