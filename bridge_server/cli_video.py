@@ -68,6 +68,11 @@ def _common(ap) -> None:
                          "once); implied by --compile / --quant fp8")
     sp.add_argument("--no_compile_vae", action="store_true", default=None,
                     help="with --compile: keep the VAE decoder eager")
+    sp.add_argument("--kv_cache", choices=["model", "fp8"], default=None,
+                    help="fp8: KV caches in FP8 e4m3 with per-token scales (half their memory; any device)")
+    sp.add_argument("--offload_dit", choices=["none", "weights", "weights+kv"], default=None,
+                    help="stream the DiT layers' weights (and with weights+kv the KV caches) from pinned host "
+                         "memory; implies --offload_model; for GPUs of 24 GB or less")
     ap.add_argument("--no-progress", action="store_true")
 
 
@@ -123,7 +128,8 @@ def speed_options(args):
     from engine.video.speed import SpeedOptions
     return SpeedOptions.from_env(fast=getattr(args, "fast_eager", None), compile=getattr(args, "compile", None),
                                  quant=getattr(args, "quant", None),
-                                 compile_vae=False if getattr(args, "no_compile_vae", None) else None)
+                                 compile_vae=False if getattr(args, "no_compile_vae", None) else None,
+                                 kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None))
 
 
 def _engine(args, k):

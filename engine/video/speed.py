@@ -206,6 +206,8 @@ def quantize_dit(dit, emulate: bool = False, drop_weights: bool = True, memory: 
     Returns bytes of FP8 weights."""
     total = 0
     for mod in fp8_targets(dit, memory):
+        if getattr(mod, "_fp8", None) is not None:  # quantised already (memory=True after a plain call)
+            continue
         w8, sw = quantize_rowwise(mod.weight, work_device)
         mod._fp8 = (w8, sw, mod.bias.detach(), emulate)
         total += w8.numel()
