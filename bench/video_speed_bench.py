@@ -125,6 +125,7 @@ def main() -> int:
         keep = set(args.modes.split(",")) | {"reference"}
         modes = [m for m in modes if m[0] in keep]
     ref_lat = ref_frames = None
+    mode_lats = {}
     for name, opts in modes:
         if time.perf_counter() - T_START > args.budget_s:
             res["modes"][name] = {"skipped": "time budget"}
@@ -154,7 +155,7 @@ def main() -> int:
                 r["memory_cap_gib"] = args.cap_gib
             regions = make_regions(opts) if opts is not None else None
             t0 = time.perf_counter()
-            _, secs1, _ = sp.causal_latents(m, opts, ctx, ref, motion, audio, noises, regions=regions,
+            lats1, secs1, _ = sp.causal_latents(m, opts, ctx, ref, motion, audio, noises, regions=regions,
                                             sync=torch.cuda.synchronize)
             r["first_pass_s"] = time.perf_counter() - t0  # includes compilation for compile modes
             gc.collect()
@@ -163,6 +164,13 @@ def main() -> int:
             lats, secs, prefill = sp.causal_latents(m, opts, ctx, ref, motion, audio, noises, regions=regions,
                                                     sync=torch.cuda.synchronize)
             r["peak_gib"] = gib(torch.cuda.max_memory_allocated())
+            # run-to-run spread of this mode (GPU kernels may pick other algorithms for other addresses)
+            r["rerun_max_rel_err"] = max(sp.rel_err(a, b) for a, b in zip(lats, lats1))
+            del lats1
+            mode_lats[name] = lats
+            if opts is not None and opts.offload != "none" and "compile+fp8+fp8kv" in mode_lats:
+                r["max_rel_err_vs_resident"] = max(sp.rel_err(a, b) for a, b in
+                                                   zip(lats, mode_lats["compile+fp8+fp8kv"]))
             r["peak_reserved_gib"] = gib(torch.cuda.max_memory_reserved())
             steady = sum(secs[3:]) / max(1, len(secs[3:]))
             r.update(s_per_block=[round(s, 4) for s in secs], first_pass_s_per_block=[round(s, 3) for s in secs1],
@@ -195,7 +203,6 @@ def main() -> int:
                 r["clip48_fps_vae_eager"] = 48 / r["clip48_s_vae_eager"]
                 r["dit_vae_fps_vae_eager"] = 12 / (steady + vae_eager_s)
                 r["ttff_s_vae_eager"] = prefill + secs[0] + vae_eager_s
-            del lats
         except Exception as exc:  # keep the other modes' numbers
             import traceback
             traceback.print_exc()

@@ -707,8 +707,9 @@ class FastKVCache:
     each layer's window is copied in, all on the compute stream (ordered, no host sync)."""
 
     def __init__(self, num_layers: int, batch: int, length: int, n_cond: int, heads: int, head_dim: int,
-                 dtype: torch.dtype, device, store_dtype: torch.dtype | None = None, home=None):
-        from engine.video.speed import FP8
+                 dtype: torch.dtype, device, store_dtype: torch.dtype | None = None, home=None, codec=None):
+        from engine.video.speed import FP8, kv_codec
+        self.codec = codec if codec is not None else (kv_codec(None) if store_dtype == FP8 else None)
         self.length, self.n_cond = length, n_cond
         self.dtype, self.device = dtype, torch.device(device)
         self.store_dtype = store_dtype or dtype
@@ -740,8 +741,7 @@ class FastKVCache:
     def _put(self, store, scales, layer: int, lo: int, x: torch.Tensor) -> None:
         n = x.shape[1]
         if self.fp8:
-            from engine.video.speed import quant_tokens
-            x8, sc = quant_tokens(x)
+            x8, sc = self.codec("quant", x)
             store[layer][:, lo:lo + n].copy_(x8, non_blocking=True)
             scales[layer][:, lo:lo + n].copy_(sc, non_blocking=True)
         else:
@@ -754,7 +754,7 @@ class FastKVCache:
         x = x.to(self.device, non_blocking=True)
         if not self.fp8:
             return x
-        return x.to(self.dtype).mul_(scales[layer][:, :end].to(self.device, non_blocking=True).to(self.dtype))
+        return self.codec("dequant", x, scales[layer][:, :end].to(self.device, non_blocking=True), self.dtype)
 
     def bind(self, dit: WanS2VTransformer, cond: CondCache) -> None:
         """Copy a (new) sink cache in: motion keys roped at their fixed positions, all values."""

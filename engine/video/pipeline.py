@@ -206,8 +206,11 @@ class VideoEngine:
                 check_host_memory(p.sample_steps * FastKVCache.host_bytes(
                     cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
                     torch.empty(0, dtype=store or self.dtype).element_size(), store is not None), "the KV caches")
+            if store is not None and getattr(self, "kv_codec", None) is None:
+                self.kv_codec = speed_mod.kv_codec(self.speed)  # compiled once per engine
             caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
-                                  self.dtype, self.device, store, home) for _ in range(p.sample_steps)]
+                                  self.dtype, self.device, store, home, self.kv_codec if store else None)
+                      for _ in range(p.sample_steps)]
             ccache.bind_all(dit, caches)
         else:
             caches = [BlockKVCache(cfg.num_layers, 1, lat_per_clip * fsl, cfg.num_heads, cfg.head_dim, self.dtype,
