@@ -121,6 +121,13 @@ def run_video_command(args) -> int:
         field = f"{exc.field}: " if isinstance(exc, InputError) else ""
         print(f"avatar-bridge {args.cmd}: {field}{exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+        print(f"avatar-bridge {args.cmd}: GPU out of memory ({first}); lower --size or --infer_frames, or use "
+              f"--quant fp8, --kv_cache fp8, --offload_dit weights+kv (docs/video.md)", file=sys.stderr)
+        return 2
 
 
 def speed_options(args):

@@ -44,6 +44,7 @@ class ServerConfig:
     video_ckpt_dir: str = ""  # Wan2.2-S2V-14B folder; set = GenerateVideo on (docs/video.md)
     video_lora: str = ""  # LiveAvatar liveavatar.safetensors (file or folder); set = causal streaming mode
     video_device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
+    video_warmup: str = ""  # a size (704*384): the video worker loads, compiles and runs once at start; empty = off
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
 
     @staticmethod

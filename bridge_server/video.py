@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import grpc
 
@@ -32,6 +33,8 @@ async def start_video_pool(cfg) -> WorkerPool | None:
         args += ["--lora", os.path.abspath(cfg.video_lora)]
     if cfg.video_device:
         args += ["--device", cfg.video_device]
+    if getattr(cfg, "video_warmup", ""):
+        args += ["--warmup", cfg.video_warmup]
     # Heartbeats come from the worker's main thread while another thread loads/computes; a long unpickle
     # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
     pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,
@@ -94,6 +97,7 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                               "video generation is off on this server: start it with --video-ckpt-dir DIR "
                               "(the Wan2.2-S2V-14B files; fetch with `avatar-bridge models fetch s2v-14b`) and "
                               "optionally --video-lora liveavatar.safetensors")
+        t_request = time.monotonic()
         cfg = video_config(request, min(service.cfg.max_clip_seconds, service.cfg.max_audio_seconds))
         ws = pool.open_stream()
         measure = _ExpressionTap(service, call) if request.with_expression else None
@@ -119,8 +123,11 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                         if measure:
                             expr = await measure.frames(batch, enc, opened["width"], opened["height"])
                             await context.write(pb.GenerateVideoResponse(expression=expr))
+                    if sent == 0 and len(block):  # request in -> first frame written to the client
+                        metrics.VIDEO_TTFF.observe(time.monotonic() - t_request)
                     sent += len(block)
                     metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
+                    metrics.video_block(call.stream_id, block.meta.get("stats") or {})
                 elif ev.kind == p.DONE:
                     m = ev.meta
                     warnings = list(m["warnings"]) + (await measure.close() if measure else [])
@@ -129,6 +136,7 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                         generation_seconds=m["generation_seconds"], warnings=warnings)))
                     return
         finally:
+            metrics.video_stream_ended(call.stream_id)
             ws.close()  # also cancels a generation the client walked away from
             if measure:
                 measure.ws.close()

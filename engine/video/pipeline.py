@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ NEGATIVE_PROMPT = ("画面模糊，最差质量，画面模糊，细节模糊不
 # Optional, NOT part of the release: lets a directory declare non-default VAE / T5 constructor
 # arguments (the tests' tiny checkpoints). The released models use the defaults.
 COMPONENT_CONFIGS = "component_configs.json"
+ENCODE_CACHE = 8  # portraits (with their prompt) whose encodes are kept
 
 
 @dataclass
@@ -62,6 +64,8 @@ class VideoChunk:
     times_s: np.ndarray  # presentation time of each frame on the input audio's clock
     last: bool = False
     warnings: list[str] = field(default_factory=list)
+    # LiveAvatar: per-block timings and memory (dit_s, vae_s, fps, gpu_mem_bytes, gpu_peak_bytes, block)
+    stats: dict = field(default_factory=dict)
 
 
 def default_device() -> str:
@@ -85,6 +89,7 @@ class VideoEngine:
         self.vae = self.text = self.audio = None
         p = os.path.join(ckpt_dir, COMPONENT_CONFIGS)
         self.component_cfg = json.load(open(p)) if os.path.isfile(p) else {}
+        self._encodes: dict = {}  # (portrait bytes hash, size, prompt) -> reference / motion latents, text context
 
     def check_files(self) -> None:
         ck.require_files(self.ckpt_dir)
@@ -166,6 +171,44 @@ class VideoEngine:
                 feats = torch.nn.functional.pad(feats, (0, need - feats.shape[-1]))
         return ref, feats.to(self.device), clips
 
+    def _portrait_encodes(self, ref_img: np.ndarray, prompt: str):
+        """Text context and the VAE encodes of the portrait (reference latent; motion latents of the still
+        image), cached per (portrait, size, prompt): a returning portrait skips T5 and two VAE encodes
+        (part of the time to first frame)."""
+        import hashlib
+        key = (hashlib.sha1(np.ascontiguousarray(ref_img).tobytes()).hexdigest(), ref_img.shape, prompt)
+        hit = self._encodes.get(key)
+        if hit is not None:
+            self._encodes[key] = self._encodes.pop(key)  # most recent last
+            return hit
+        cfg = self.dit.config
+        context = self._context(prompt)
+        # Reference: the single-GPU pipeline encodes the image x5 and keeps the second latent.
+        ref_lat = vae_mod.encode(self.vae, self._image_video(ref_img, 5))[:, :, 1:2].to(self.dtype)
+        motion = vae_mod.encode(self.vae, self._image_video(ref_img, cfg.motion_frames[0])).to(self.dtype)
+        self._encodes[key] = (context, ref_lat, motion)
+        while len(self._encodes) > ENCODE_CACHE:
+            self._encodes.pop(next(iter(self._encodes)))
+        return context, ref_lat, motion
+
+    def warmup(self, size: str = "704*384", seconds: float = 1.0) -> float:
+        """Load, compile and run every kernel of a LiveAvatar stream once on a synthetic portrait and tone
+        (``--video-warmup`` at server start), so the first request pays none of it. Returns seconds."""
+        import time
+        t0 = time.perf_counter()
+        from engine.video.inputs import parse_size
+        parse_size(size)  # a clear error for a bad size
+        w, h = (int(v) for v in size.lower().replace("x", "*").split("*"))
+        rng = np.random.default_rng(0)
+        img = (128 + 40 * rng.standard_normal((h, w, 3))).clip(0, 255).astype(np.uint8)
+        t = np.arange(int(16000 * seconds)) / 16000
+        audio = (0.2 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+        p = GenParams(size=size, infer_frames=12, num_clip=1)
+        for _ in self.stream_liveavatar(img, audio, "", p):
+            pass
+        self._encodes.clear()
+        return time.perf_counter() - t0
+
     # -- LiveAvatar -----------------------------------------------------------------------------------
     @torch.no_grad()
     def stream_liveavatar(self, image: np.ndarray, audio16k: np.ndarray, prompt: str, p: GenParams,
@@ -179,10 +222,7 @@ class VideoEngine:
         oh, ow = ref_img.shape[:2]
         hl, wl = oh // 8, ow // 8
         fsl = (hl // 2) * (wl // 2)
-        context = self._context(prompt)
-        # Reference: the single-GPU pipeline encodes the image x5 and keeps the second latent.
-        ref_lat = vae_mod.encode(self.vae, self._image_video(ref_img, 5))[:, :, 1:2].to(self.dtype)
-        motion = vae_mod.encode(self.vae, self._image_video(ref_img, cfg.motion_frames[0])).to(self.dtype)
+        context, ref_lat, motion = self._portrait_encodes(ref_img, prompt)
         fast = self.speed.enabled
         tkv = TextKV(dit, context) if fast else None  # text K/V once per clip (speed path)
 
@@ -222,6 +262,7 @@ class VideoEngine:
         fpb = 4 * p.block_frames  # video frames per block
         total_blocks = min(clips * blocks_per_clip, -(-(audio_frames + 3) // fpb))
         out_index, first_latent = 0, None
+        sync = torch.cuda.synchronize if str(self.device).startswith("cuda") else (lambda: None)
         graphs_after_first = 0
         for blk in range(total_blocks):
             r, b = divmod(blk, blocks_per_clip)
@@ -236,6 +277,7 @@ class VideoEngine:
             n = r * lat_per_clip + b * p.block_frames
             a0 = r * p.infer_frames + b * fpb
             af = feats[..., a0:a0 + fpb]
+            t_blk = time.perf_counter()
             for i in range(p.sample_steps):
                 t = torch.full((1,), ts[i], device=self.device)
                 if fast:
@@ -251,7 +293,18 @@ class VideoEngine:
                 graphs_after_first = self.regions.graphs
             if first_latent is None:
                 first_latent = x[:, :, :1].clone()
+            sync()
+            t_dec = time.perf_counter()
             frames = self._to_uint8(dec.decode(x))
+            t_end = time.perf_counter()
+            cuda = str(self.device).startswith("cuda")
+            stats = {"block": blk, "dit_s": t_dec - t_blk, "vae_s": t_end - t_dec,
+                     "fps": len(frames) / max(t_end - t_blk, 1e-9),
+                     "gpu_mem_bytes": torch.cuda.memory_allocated(self.device) if cuda else 0,
+                     "gpu_peak_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else 0}
+            log.info("video block %d: DiT %.3f s, VAE %.3f s, %.1f fps, GPU memory %.1f GiB (peak %.1f)", blk,
+                     stats["dit_s"], stats["vae_s"], stats["fps"], stats["gpu_mem_bytes"] / 2**30,
+                     stats["gpu_peak_bytes"] / 2**30, extra={"video_block": stats})
             drop = 3 if blk == 0 else 0
             frames = frames[drop:]
             audio_idx = np.arange(len(frames)) + blk * fpb + drop
@@ -260,7 +313,7 @@ class VideoEngine:
             last = blk == total_blocks - 1
             if progress:
                 progress(blk + 1, total_blocks)
-            yield VideoChunk(frames, out_index, audio_idx / p.fps, last)
+            yield VideoChunk(frames, out_index, audio_idx / p.fps, last, stats=stats)
             out_index += len(frames)
 
     # -- Wan2.2-S2V offline clips -----------------------------------------------------------------------
