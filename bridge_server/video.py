@@ -15,6 +15,7 @@ from engine.worker import protocol as p
 log = logging.getLogger("bridge_server.video")
 _MODELS = {pb.VIDEO_MODEL_UNSPECIFIED: "", pb.VIDEO_MODEL_LIVEAVATAR: "liveavatar", pb.VIDEO_MODEL_S2V: "s2v"}
 _SOLVERS = ("", "unipc", "dpm++", "euler")
+MAX_INFER_FRAMES = 240
 
 
 async def start_video_pool(cfg) -> WorkerPool | None:
@@ -63,6 +64,9 @@ def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict
         raise bad("sample_steps", f"{req.sample_steps} is too many; 4 (LiveAvatar) to 40 (S2V) are typical")
     if req.infer_frames and req.infer_frames % 4:
         raise bad("infer_frames", f"{req.infer_frames} must be a multiple of 4 (48 or 80 are typical)")
+    if req.infer_frames > MAX_INFER_FRAMES:  # the KV window / clip grows with it: memory, not quality
+        raise bad("infer_frames", f"{req.infer_frames} is out of range: at most {MAX_INFER_FRAMES} "
+                                  f"(48 for LiveAvatar, 80 for S2V are typical)")
     if req.jpeg_quality > 100:
         raise bad("jpeg_quality", "must be 1..100 (0 = 90)")
     if req.model not in _MODELS or req.frame_encoding not in (0, 1, 2):

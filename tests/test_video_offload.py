@@ -208,3 +208,24 @@ def test_engine_stream_offloaded_matches_fast(ckpt):
     with pytest.raises(ValueError, match="LiveAvatar causal mode only"):
         list(VideoEngine(ckpt, device="cpu", speed=SpeedOptions(offload="weights")).stream(
             img, audio, "x", GenParams(mode="s2v", size="64*64", infer_frames=12, num_clip=1, sample_steps=1)))
+
+
+def test_fp8_stored_checkpoint_is_refused_with_the_fix(ckpt, tmp_path):
+    """FP8 copies are made at load from the released bf16 shards; a shard holding FP8 tensors (someone's
+    export, scales unknown) is refused naming the key and what to do, not silently cast."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from engine.video.checkpoints import DIT_INDEX, CheckpointError
+    from engine.video.loader import load_dit
+    bad = tmp_path / "fp8_ckpt"
+    shutil.copytree(ckpt, bad)
+    key = "blocks.0.self_attn.q.weight"
+    shard = bad / json.load(open(bad / DIT_INDEX))["weight_map"][key]
+    tensors = load_file(str(shard))
+    tensors[key] = tensors[key].to(torch.float8_e4m3fn)
+    save_file(tensors, str(shard))
+    with pytest.raises(CheckpointError, match=r"blocks\.0\.self_attn\.q\.weight .* stored as F8_E4M3.*--quant fp8"):
+        load_dit(str(bad), "cpu", torch.float32)

@@ -88,7 +88,8 @@ def _png(w: int, h: int) -> bytes:
 
 @pytest.mark.parametrize("case,field", [
     ("empty_image", "image"), ("not_an_image", "image"), ("wrong_aspect", "aspect"), ("tiny_image", "64 px"),
-    ("bad_size", "size"), ("bad_audio", "audio"), ("bad_solver", "sample_solver"), ("odd_frames", "infer_frames")])
+    ("bad_size", "size"), ("bad_audio", "audio"), ("bad_solver", "sample_solver"), ("odd_frames", "infer_frames"),
+    ("too_many_frames", "infer_frames"), ("frames_not_blocks", "multiple of 12")])
 def test_bad_input_is_named_and_server_keeps_serving(video_server, speech_44k_stereo, case, field):
     kw: dict = {}
     audio, image = speech_44k_stereo, None
@@ -108,6 +109,10 @@ def test_bad_input_is_named_and_server_keeps_serving(video_server, speech_44k_st
         kw["sample_solver"] = "ddim"
     elif case == "odd_frames":
         kw["infer_frames"] = 50
+    elif case == "too_many_frames":
+        kw["infer_frames"] = 4000
+    elif case == "frames_not_blocks":  # LiveAvatar generates 12-frame blocks
+        kw["infer_frames"] = 40
     req = request(audio, image, **kw)
     with pytest.raises(grpc.RpcError) as err:
         list(video_server.stub.GenerateVideo(req, timeout=120))
