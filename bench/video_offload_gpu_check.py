@@ -20,17 +20,13 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 import video_ckpt as vc  # noqa: E402
 from engine.video.loader import load_dit  # noqa: E402
-from engine.video.offload import LayerStreamer, _Unit  # noqa: E402
+from engine.video.offload import LayerStreamer, _Unit, layer_units  # noqa: E402
 from engine.video.speed import SpeedOptions, causal_latents, rel_err  # noqa: E402
 
 
 def flat_resident(dit, device):
-    inj = dit.audio_injector
-    for blk in dit.blocks:
-        mods = [blk]
-        j = inj.block_to_slot.get(blk.index)
-        if j is not None:
-            mods += [inj.injector[j], inj.injector_adain_layers[j]]
+    """Every layer's tensors copied into one device buffer at the streamer's offsets, and left there."""
+    for mods in layer_units(dit):
         u = _Unit(mods)
         flat = torch.empty(u.nbytes, dtype=torch.uint8, device=device)
         for t, (shape, dtype, off, nb) in zip(list(u.tensors()), u.specs):

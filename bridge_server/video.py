@@ -127,7 +127,7 @@ async def generate_video(service, request: pb.GenerateVideoRequest, context) -> 
                         if measure:
                             expr = await measure.frames(batch, enc, opened["width"], opened["height"])
                             await context.write(pb.GenerateVideoResponse(expression=expr))
-                    if sent == 0 and len(block):  # request in -> first frame written to the client
+                    if sent == 0 and len(block):  # request in -> first frame written to the client (above)
                         metrics.VIDEO_TTFF.observe(time.monotonic() - t_request)
                     sent += len(block)
                     metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))

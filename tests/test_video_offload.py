@@ -13,55 +13,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-import video_ckpt as vc  # noqa: E402
-
-torch.set_num_threads(1)
-BLOCKS = 5  # blocks 0..3 fill the 4-block window, block 4 wraps the ring
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return vc.write_all(str(tmp_path_factory.mktemp("video_offload_ckpt")))
-
-
-def _dit(ckpt):
-    from engine.video.loader import load_dit
-    return load_dit(ckpt, "cpu", torch.float32, rope_max_pos=45000)
-
-
-@pytest.fixture(scope="module")
-def dit(ckpt):
-    return _dit(ckpt)
-
-
-@pytest.fixture(scope="module")
-def inputs(dit):
-    cfg = dit.config
-    g = torch.Generator().manual_seed(0)
-    hl = wl = 8
-    with torch.no_grad():
-        ctx = dit.embed_text(torch.randn(1, 5, cfg.text_dim, generator=g))
-    return dict(context=ctx, ref=torch.randn(1, 16, 1, hl, wl, generator=g),
-                motion=torch.randn(1, 16, 4, hl, wl, generator=g),
-                audio=torch.randn(1, 25, cfg.audio_dim, 12 * BLOCKS, generator=g),
-                noises=[torch.randn(1, 16, 3, hl, wl, generator=g) for _ in range(BLOCKS)])
-
-
-@pytest.fixture(scope="module")
-def reference(dit, inputs):
-    from engine.video.speed import causal_latents
-    return causal_latents(dit, None, **inputs)[0]
+# The tiny checkpoint, its DiT, the block inputs and the reference latents: the speed-path tests' fixtures.
+from test_video_speed import BLOCKS, _dit, _errs, ckpt, dit, inputs, reference  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
 def fast(dit, inputs):
     from engine.video.speed import SpeedOptions, causal_latents
     return causal_latents(dit, SpeedOptions(fast=True), **inputs)[0]
-
-
-def _errs(a, b):
-    from engine.video.speed import rel_err
-    return [rel_err(x, y) for x, y in zip(a, b)]
 
 
 def test_fp8_kv_cache_stores_e4m3_and_halves_memory(dit, inputs):

@@ -45,6 +45,20 @@ def check_host_memory(need: int, what: str, available: int | None = None) -> Non
             f"--kv_cache fp8, --offload_dit weights (KV caches stay on the GPU), a smaller --size or --infer_frames")
 
 
+def layer_units(dit) -> list[list[torch.nn.Module]]:
+    """The modules each streamed unit holds: block i, plus the audio injector (attention + AdaLN) that runs
+    right after it."""
+    inj = dit.audio_injector
+    units = []
+    for blk in dit.blocks:
+        mods = [blk]
+        j = inj.block_to_slot.get(blk.index)
+        if j is not None:
+            mods += [inj.injector[j], inj.injector_adain_layers[j]]
+        units.append(mods)
+    return units
+
+
 class _Unit:
     """One unit's tensor slots: (setter, shape, dtype, offset, nbytes) and its pinned host buffer."""
 
@@ -99,15 +113,7 @@ class LayerStreamer:
     def __init__(self, dit, device, check_memory: bool = True):
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
-        inj = dit.audio_injector
-        groups = []
-        for blk in dit.blocks:
-            mods = [blk]
-            j = inj.block_to_slot.get(blk.index)
-            if j is not None:
-                mods += [inj.injector[j], inj.injector_adain_layers[j]]
-            groups.append(mods)
-        self.units = [_Unit(m) for m in groups]
+        self.units = [_Unit(m) for m in layer_units(dit)]
         total = sum(u.nbytes for u in self.units)
         already_host = all(t.device.type == "cpu" for u in self.units for t in u.tensors())
         if check_memory:
