@@ -381,13 +381,22 @@ class VideoEngine:
         return gen(image, audio16k, prompt, p, progress)
 
 
-def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, lora: bool, fp8: bool = False) -> int:
-    """Rough peak for one GPU (spec sizes): DiT weights + KV caches + activations + T5 + VAE."""
+def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, lora: bool, fp8: bool = False,
+                       speed: "speed_mod.SpeedOptions | None" = None) -> int:
+    """Rough peak for one GPU (spec sizes): DiT weights + KV caches + activations + T5 + VAE. ``speed``: the memory
+    modes (FP8 weights ~16.6 GiB measured; FP8 KV ~half; ``offload`` keeps ~0.6 GB of the DiT plus two layer slots,
+    and with ``weights+kv`` one layer's window on the device)."""
     fsl = (h // 16) * (w // 16)
-    weights = 16.3e9 * (1 if fp8 else 2)
-    t5 = 0 if offload_model else 11.4e9
-    if params.mode == "liveavatar":
-        kv = params.sample_steps * (params.infer_frames // 4) * fsl * 40 * 2 * 5120 * 2
+    sp = speed or speed_mod.SpeedOptions()
+    fp8 = fp8 or sp.quant == "fp8"
+    live = params.mode == "liveavatar"
+    offload = sp.offload if live else "none"
+    weights = 3e9 if offload != "none" else 16.3e9 * (1.1 if fp8 else 2)
+    t5 = 0 if offload_model or offload != "none" else 11.4e9
+    if live:
+        rows = (params.infer_frames // 4) * fsl + (2.5 * fsl if sp.enabled else 0)  # the speed path holds the sink
+        kv_bytes = 5120 * (1 + 4 / 128 if sp.kv_cache == "fp8" else 2)
+        kv = (2 * rows * 2 * 5120 * 2 if offload == "weights+kv" else params.sample_steps * rows * 40 * 2 * kv_bytes)
         tokens = (params.block_frames + 2.5) * fsl
     else:
         kv = 0
@@ -397,20 +406,30 @@ def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, l
     return int(weights + t5 + kv + act + vae)
 
 
-def fit_advice(h: int, w: int, params: GenParams, free: int, offload_model: bool, lora: bool) -> str | None:
-    need = estimate_gpu_bytes(h, w, params, offload_model, lora)
+def fit_advice(h: int, w: int, params: GenParams, free: int, offload_model: bool, lora: bool,
+               speed: "speed_mod.SpeedOptions | None" = None) -> str | None:
+    sp = speed or speed_mod.SpeedOptions()
+    need = estimate_gpu_bytes(h, w, params, offload_model, lora, speed=sp)
     if need <= free:
         return None
     tips = []
-    if not offload_model:
+    if not offload_model and sp.offload == "none":
         tips.append("--offload_model (T5 on CPU saves ~11 GB)")
     for size in ("704*384", "512*512", "480*256"):
         a = [int(v) for v in size.split("*")]
-        if a[0] * a[1] < h * w and estimate_gpu_bytes(a[1], a[0], params, True, lora) <= free:
+        if a[0] * a[1] < h * w and estimate_gpu_bytes(a[1], a[0], params, True, lora, speed=sp) <= free:
             tips.append(f"size {size}")
             break
     if params.infer_frames > 48:
         tips.append("--infer_frames 48")
-    tips.append("--quant fp8 (LiveAvatar, Hopper GPUs: FP8 copies of the big linears, ~15 GB less)")
+    if params.mode == "liveavatar":
+        if sp.quant != "fp8":
+            tips.append("--quant fp8 / AVATAR_VIDEO_QUANT=fp8 (Hopper GPUs: FP8 copies of the big linears, "
+                        "~13 GiB less)")
+        if sp.kv_cache != "fp8":
+            tips.append("--kv_cache fp8 / AVATAR_VIDEO_KV_CACHE=fp8 (half the KV caches)")
+        if sp.offload != "weights+kv":
+            tips.append("--offload_dit weights+kv / AVATAR_VIDEO_OFFLOAD=weights+kv (DiT and KV caches streamed "
+                        "from host memory: 704*384 ran in 5.3 GiB)")
     return (f"{h}x{w} needs about {need / 2**30:.0f} GiB of GPU memory, {free / 2**30:.0f} GiB are free; "
             f"try: {', '.join(tips)}")

@@ -206,7 +206,7 @@ class VideoWorker:
         oh, ow = choose_size(img.shape[0], img.shape[1], parse_size(params.size))
         if str(eng.device).startswith("cuda"):
             free = torch.cuda.mem_get_info()[0] + (torch.cuda.memory_allocated() if eng.dit is not None else 0)
-            advice = fit_advice(oh, ow, params, free, eng.offload_model, bool(self.lora))
+            advice = fit_advice(oh, ow, params, free, eng.offload_model, bool(self.lora), eng.speed)
             if advice:
                 raise MemoryError(advice)
         eng.load()  # lazy: the first request pays for it
