@@ -2,7 +2,7 @@
 the tiny released-layout checkpoint (tests/video_ckpt.py): real inductor compile, real FP8 ``_scaled_mm``.
 Prints frame differences, compiled graph counts and fallbacks per mode.
 
-  python bench/video_speed_gpu_check.py
+  python bench/video_speed_gpu_check.py [MODE,MODE,...]   (a subset; the reference always runs)
 """
 from __future__ import annotations
 
@@ -27,9 +27,18 @@ def main() -> int:
     lora = os.path.join(ck, "liveavatar.safetensors")
     p = GenParams(size="128*128", seed=1, infer_frames=24, num_clip=2)
     frames = {}
+    only = set(sys.argv[1].split(",")) | {"reference"} if len(sys.argv) > 1 else None
     for name, opts in (("reference", SpeedOptions()), ("fast", SpeedOptions(fast=True)),
+                       ("fast-again", SpeedOptions(fast=True)),
                        ("compile", SpeedOptions(compile=True)),
-                       ("compile+fp8", SpeedOptions(compile=True, quant="fp8"))):
+                       ("compile+fp8", SpeedOptions(compile=True, quant="fp8")),
+                       ("fast+offload", SpeedOptions(fast=True, offload="weights+kv")),
+                       ("compile+fp8+fp8kv", SpeedOptions(compile=True, quant="fp8", kv_cache="fp8",
+                                                          compile_vae=False)),
+                       ("compile+fp8+fp8kv+offload", SpeedOptions(compile=True, quant="fp8", kv_cache="fp8",
+                                                                  offload="weights+kv", compile_vae=False))):
+        if only and name not in only:
+            continue
         eng = VideoEngine(ck, lora=lora, device="cuda", speed=opts)
         t0 = time.perf_counter()
         frames[name] = np.concatenate([c.frames for c in eng.stream(img, audio, "a woman is talking", p)])
@@ -41,6 +50,11 @@ def main() -> int:
         a, b = frames["reference"].astype(np.float64), frames[name].astype(np.float64)
         mse = ((a - b) ** 2).mean()
         psnr = float("inf") if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+        if name == "fast-again":
+            info += f" max |fast-again - fast| = {np.abs(frames['fast'].astype(int) - b.astype(int)).max()}"
+        if name.endswith("offload"):  # streaming moves bytes only: equal to the same mode resident
+            base = frames["fast" if name.startswith("fast") else "compile+fp8+fp8kv"]
+            info += f" max |{name} - resident| = {np.abs(base.astype(int) - frames[name].astype(int)).max()}"
         print(f"{name}: {frames[name].shape} in {time.perf_counter() - t0:.1f} s; mean |ref - {name}| = "
               f"{np.abs(a - b).mean():.3f}/255, PSNR {psnr:.1f} dB{info}", flush=True)
         del eng

@@ -68,6 +68,11 @@ def _common(ap) -> None:
                          "once); implied by --compile / --quant fp8")
     sp.add_argument("--no_compile_vae", action="store_true", default=None,
                     help="with --compile: keep the VAE decoder eager")
+    sp.add_argument("--kv_cache", choices=["model", "fp8"], default=None,
+                    help="fp8: KV caches in FP8 e4m3 with per-token scales (half their memory; any device)")
+    sp.add_argument("--offload_dit", choices=["none", "weights", "weights+kv"], default=None,
+                    help="stream the DiT layers' weights (and with weights+kv the KV caches) from pinned host "
+                         "memory; implies --offload_model; for GPUs of 24 GB or less")
     ap.add_argument("--no-progress", action="store_true")
 
 
@@ -114,6 +119,13 @@ def run_video_command(args) -> int:
         field = f"{exc.field}: " if isinstance(exc, InputError) else ""
         print(f"avatar-bridge {args.cmd}: {field}{exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+        print(f"avatar-bridge {args.cmd}: GPU out of memory ({first}); lower --size or --infer_frames, or use "
+              f"--quant fp8, --kv_cache fp8, --offload_dit weights+kv (docs/video.md)", file=sys.stderr)
+        return 2
 
 
 def speed_options(args):
@@ -121,7 +133,8 @@ def speed_options(args):
     from engine.video.speed import SpeedOptions
     return SpeedOptions.from_env(fast=getattr(args, "fast_eager", None), compile=getattr(args, "compile", None),
                                  quant=getattr(args, "quant", None),
-                                 compile_vae=False if getattr(args, "no_compile_vae", None) else None)
+                                 compile_vae=False if getattr(args, "no_compile_vae", None) else None,
+                                 kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None))
 
 
 def _engine(args, k):

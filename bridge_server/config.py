@@ -43,6 +43,7 @@ class ServerConfig:
     video_ckpt_dir: str = ""  # Wan2.2-S2V-14B folder; set = GenerateVideo on (docs/video.md)
     video_lora: str = ""  # LiveAvatar liveavatar.safetensors (file or folder); set = causal streaming mode
     video_device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
+    video_warmup: str = ""  # a size (704*384): the video worker loads, compiles and runs once at start; empty = off
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
     # Transport security (bridge_server/security.py, docs/security.md). A non-loopback --host needs TLS, tokens or
     # insecure = true; metrics_host stays 127.0.0.1 unless set.

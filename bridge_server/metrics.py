@@ -23,6 +23,34 @@ WORKERS_ALIVE = Gauge("avatar_bridge_workers_alive", "Engine workers connected a
 WORKER_RESTARTS = Counter("avatar_bridge_worker_restarts_total", "Engine workers restarted after dying",
                           registry=REGISTRY)
 
+# GenerateVideo (docs/video.md "Monitoring"): from the video worker's per-block stats.
+VIDEO_GPU_MEMORY = Gauge("avatar_bridge_video_gpu_memory_bytes", "Video engine GPU memory after the last block",
+                         ["kind"], registry=REGISTRY)
+VIDEO_STREAM_FPS = Gauge("avatar_bridge_video_stream_fps", "Frames per second of the last block, per live video stream",
+                         ["stream"], registry=REGISTRY)
+VIDEO_BLOCK_SECONDS = Gauge("avatar_bridge_video_block_seconds", "Seconds of the last block's DiT and VAE decode",
+                            ["part"], registry=REGISTRY)
+VIDEO_TTFF = Histogram("avatar_bridge_video_ttff_seconds", "GenerateVideo: request received until its first frame "
+                       "was written to the client", buckets=(0.25, 0.5, 0.75, 1.0, 1.2, 1.5, 2, 3, 5, 10, 30, 120),
+                       registry=REGISTRY)
+
+
+def video_block(stream: str, stats: dict) -> None:
+    if not stats:
+        return
+    VIDEO_GPU_MEMORY.labels("allocated").set(stats.get("gpu_mem_bytes", 0))
+    VIDEO_GPU_MEMORY.labels("peak").set(stats.get("gpu_peak_bytes", 0))
+    VIDEO_STREAM_FPS.labels(stream or "-").set(stats.get("fps", 0.0))
+    VIDEO_BLOCK_SECONDS.labels("dit").set(stats.get("dit_s", 0.0))
+    VIDEO_BLOCK_SECONDS.labels("vae").set(stats.get("vae_s", 0.0))
+
+
+def video_stream_ended(stream: str) -> None:
+    try:
+        VIDEO_STREAM_FPS.remove(stream or "-")
+    except KeyError:
+        pass
+
 
 def serve_metrics(host: str, port: int) -> int:
     """Start the /metrics HTTP endpoint; return the bound port (-1 when disabled)."""

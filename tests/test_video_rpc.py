@@ -34,7 +34,7 @@ def video_ckpt(tmp_path_factory):
 def video_server(tmp_path_factory, video_ckpt):
     srv = Server(tmp_path_factory.mktemp("video_server"), workers=1,
                  extra=["--video-ckpt-dir", video_ckpt, "--video-lora", os.path.join(video_ckpt, "liveavatar.safetensors"),
-                        "--video-device", "cpu"])
+                        "--video-device", "cpu", "--video-warmup", "64*64"])
     yield srv
     srv.stop()
 
@@ -88,7 +88,8 @@ def _png(w: int, h: int) -> bytes:
 
 @pytest.mark.parametrize("case,field", [
     ("empty_image", "image"), ("not_an_image", "image"), ("wrong_aspect", "aspect"), ("tiny_image", "64 px"),
-    ("bad_size", "size"), ("bad_audio", "audio"), ("bad_solver", "sample_solver"), ("odd_frames", "infer_frames")])
+    ("bad_size", "size"), ("bad_audio", "audio"), ("bad_solver", "sample_solver"), ("odd_frames", "infer_frames"),
+    ("too_many_frames", "infer_frames"), ("frames_not_blocks", "multiple of 12")])
 def test_bad_input_is_named_and_server_keeps_serving(video_server, speech_44k_stereo, case, field):
     kw: dict = {}
     audio, image = speech_44k_stereo, None
@@ -108,6 +109,10 @@ def test_bad_input_is_named_and_server_keeps_serving(video_server, speech_44k_st
         kw["sample_solver"] = "ddim"
     elif case == "odd_frames":
         kw["infer_frames"] = 50
+    elif case == "too_many_frames":
+        kw["infer_frames"] = 4000
+    elif case == "frames_not_blocks":  # LiveAvatar generates 12-frame blocks
+        kw["infer_frames"] = 40
     req = request(audio, image, **kw)
     with pytest.raises(grpc.RpcError) as err:
         list(video_server.stub.GenerateVideo(req, timeout=120))
@@ -161,3 +166,22 @@ def test_generate_video_with_expression_measures_every_frame(video_server, speec
     assert any("no face was found" in w for w in resp[-1].status.warnings)
     # Each expression batch follows the video batch it measures.
     assert kinds.index("expression") > kinds.index("frames")
+
+
+def test_warmup_at_start_and_video_metrics(video_server, speech_44k_stereo):
+    """--video-warmup ran in the worker before any request; a generation leaves its TTFF (request in -> first
+    frame written), the last block's DiT/VAE seconds and the GPU memory gauges in /metrics; the per-stream fps
+    gauge goes away with its stream."""
+    before = video_server.metric("avatar_bridge_video_ttff_seconds_count")
+    hdr, frames, status = collect(list(video_server.stub.GenerateVideo(
+        request(speech_44k_stereo, stream_id="metrics-probe"), timeout=300)))
+    assert len(frames) == status.frames_sent > 0
+    logs = video_server.logs()
+    assert "video warm-up done" in logs and "video block 0: DiT" in logs
+    assert video_server.metric("avatar_bridge_video_ttff_seconds_count") == before + 1
+    assert 0 < video_server.metric("avatar_bridge_video_ttff_seconds_sum") < 300
+    assert video_server.metric("avatar_bridge_video_block_seconds", 'part="dit"') > 0
+    assert video_server.metric("avatar_bridge_video_block_seconds", 'part="vae"') > 0
+    text = video_server.metrics()
+    assert 'avatar_bridge_video_gpu_memory_bytes{kind="allocated"}' in text  # 0 on this CPU-only machine
+    assert 'stream="metrics-probe"' not in text

@@ -25,8 +25,7 @@ def ckpt(tmp_path_factory):
 
 
 def _dit(ckpt):
-    from engine.video.loader import load_dit
-    return load_dit(ckpt, "cpu", torch.float32, rope_max_pos=45000)
+    return vc.tiny_dit(ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +35,7 @@ def dit(ckpt):
 
 @pytest.fixture(scope="module")
 def inputs(dit):
-    cfg = dit.config
-    g = torch.Generator().manual_seed(0)
-    hl = wl = 8
-    with torch.no_grad():
-        ctx = dit.embed_text(torch.randn(1, 5, cfg.text_dim, generator=g))
-    return dict(context=ctx, ref=torch.randn(1, 16, 1, hl, wl, generator=g),
-                motion=torch.randn(1, 16, 4, hl, wl, generator=g),
-                audio=torch.randn(1, 25, cfg.audio_dim, 12 * BLOCKS, generator=g),
-                noises=[torch.randn(1, 16, 3, hl, wl, generator=g) for _ in range(BLOCKS)])
+    return vc.causal_inputs(dit, BLOCKS)
 
 
 @pytest.fixture(scope="module")

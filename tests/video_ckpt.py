@@ -251,3 +251,23 @@ def sample_inputs(seconds: float) -> tuple[np.ndarray, np.ndarray]:
     t = np.arange(int(16000 * seconds)) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
     return img, audio
+
+
+def tiny_dit(ckpt: str):
+    """The tiny DiT of a `write_all` folder on the CPU in fp32, RoPE table long enough for LiveAvatar."""
+    from engine.video.loader import load_dit
+    return load_dit(ckpt, "cpu", torch.float32, rope_max_pos=45000)
+
+
+def causal_inputs(dit, blocks: int, seed: int = 0) -> dict:
+    """Keyword inputs of `engine.video.speed.causal_latents` for the tiny DiT: text context, ref and motion
+    latents (8x8), audio features and one noise block (3 latents) per block."""
+    cfg = dit.config
+    g = torch.Generator().manual_seed(seed)
+    hl = wl = 8
+    with torch.no_grad():
+        ctx = dit.embed_text(torch.randn(1, 5, cfg.text_dim, generator=g))
+    return dict(context=ctx, ref=torch.randn(1, 16, 1, hl, wl, generator=g),
+                motion=torch.randn(1, 16, 4, hl, wl, generator=g),
+                audio=torch.randn(1, 25, cfg.audio_dim, 12 * blocks, generator=g),
+                noises=[torch.randn(1, 16, 3, hl, wl, generator=g) for _ in range(blocks)])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import grpc
 
@@ -19,6 +20,7 @@ from engine.worker import protocol as p
 log = logging.getLogger("bridge_server.video")
 _MODELS = {pb.VIDEO_MODEL_UNSPECIFIED: "", pb.VIDEO_MODEL_LIVEAVATAR: "liveavatar", pb.VIDEO_MODEL_S2V: "s2v"}
 _SOLVERS = ("", "unipc", "dpm++", "euler")
+MAX_INFER_FRAMES = 240
 
 
 async def start_video_pool(cfg) -> WorkerPool | None:
@@ -32,6 +34,8 @@ async def start_video_pool(cfg) -> WorkerPool | None:
         args += ["--lora", os.path.abspath(cfg.video_lora)]
     if cfg.video_device:
         args += ["--device", cfg.video_device]
+    if getattr(cfg, "video_warmup", ""):
+        args += ["--warmup", cfg.video_warmup]
     # Heartbeats come from the worker's main thread while another thread loads/computes; a long unpickle
     # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
     pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,
@@ -54,6 +58,9 @@ def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict
         raise bad("sample_steps", f"{req.sample_steps} is too many; 4 (LiveAvatar) to 40 (S2V) are typical")
     if req.infer_frames and req.infer_frames % 4:
         raise bad("infer_frames", f"{req.infer_frames} must be a multiple of 4 (48 or 80 are typical)")
+    if req.infer_frames > MAX_INFER_FRAMES:  # the KV window / clip grows with it: memory, not quality
+        raise bad("infer_frames", f"{req.infer_frames} is out of range: at most {MAX_INFER_FRAMES} "
+                                  f"(48 for LiveAvatar, 80 for S2V are typical)")
     if req.jpeg_quality > 100:
         raise bad("jpeg_quality", "must be 1..100 (0 = 90)")
     if req.model not in _MODELS or req.frame_encoding not in (0, 1, 2):
@@ -83,9 +90,11 @@ class VideoSink(Sink):
     """Encoded video frames, split under the message size limit, each batch followed by its measured expression
     frames when asked for; the worker makes the next block only when given credit (NEXT)."""
 
-    def __init__(self, front: Front, context, call, ws, opened: dict, enc: int, measure: "_ExpressionTap | None"):
+    def __init__(self, front: Front, context, call, ws, opened: dict, enc: int, measure: "_ExpressionTap | None",
+                 t_request: float):
         super().__init__(context, call, ws, 0, None)
         self.front, self.opened, self.enc, self.measure = front, opened, enc, measure
+        self.t_request = t_request  # TTFF: request in -> first frame written to the client
 
     async def frames(self, ev) -> None:
         block = ev.frames
@@ -96,8 +105,11 @@ class VideoSink(Sink):
             if self.measure:
                 expr = await self.measure.frames(batch, self.enc, self.opened["width"], self.opened["height"])
                 await self.context.write(pb.GenerateVideoResponse(expression=expr))
+        if self.sent == 0 and len(block):
+            metrics.VIDEO_TTFF.observe(time.monotonic() - self.t_request)
         self.sent += len(block)
         metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
+        metrics.video_block(self.call.stream_id, block.meta.get("stats") or {})
 
     async def done(self, ev) -> None:
         m = ev.meta
@@ -116,6 +128,7 @@ async def generate_video(front: Front, request: pb.GenerateVideoRequest, context
                               "video generation is off on this server: start it with --video-ckpt-dir DIR "
                               "(the Wan2.2-S2V-14B files; fetch with `avatar-bridge models fetch s2v-14b`) and "
                               "optionally --video-lora liveavatar.safetensors")
+        t_request = time.monotonic()
         cfg = video_config(request, min(front.cfg.max_clip_seconds, front.cfg.max_audio_seconds))
         ws = pool.open_stream()
         measure = _ExpressionTap(front, call) if request.with_expression else None
@@ -129,8 +142,9 @@ async def generate_video(front: Front, request: pb.GenerateVideoRequest, context
                 warnings=opened["warnings"])))
             if measure:
                 await context.write(pb.GenerateVideoResponse(expression_header=await measure.open()))
-            await forward(ws, VideoSink(front, context, call, ws, opened, enc, measure))
+            await forward(ws, VideoSink(front, context, call, ws, opened, enc, measure, t_request))
         finally:
+            metrics.video_stream_ended(call.stream_id)
             ws.close()  # also cancels a generation the client walked away from
             if measure:
                 measure.ws.close()

@@ -372,7 +372,7 @@ class TextKV:
         eps = dit.config.eps
         self.k, self.v = [], []
         with torch.no_grad():
-            for blk in dit.blocks:
+            for blk in dit.streamed_blocks():
                 ca = blk.cross_attn
                 self.k.append(rms(flin(context, pack(ca.k)), ca.norm_k.weight, eps).unflatten(-1, (ca.num_heads, -1)))
                 self.v.append(flin(context, pack(ca.v)).unflatten(-1, (ca.num_heads, -1)))
@@ -577,6 +577,20 @@ class WanS2VTransformer(nn.Module):
 
 
     # -- speed path (engine/video/speed.py): same math as prefill_cond / forward_block -------------------
+    def streamed_blocks(self):
+        """The blocks in order; with a ``LayerStreamer`` attached (``engine/video/offload.py``) each block's
+        weights (and its audio injector's) are on the device only while the loop body runs."""
+        st = getattr(self, "_streamer", None)
+        for blk in self.blocks:
+            if st is None:
+                yield blk
+                continue
+            st.acquire(blk.index)
+            try:
+                yield blk
+            finally:
+                st.release(blk.index)
+
     def _pre_args(self, blk: DiTBlock, x, e0, cos, sin):
         a = blk.self_attn
         return (x, e0, blk.modulation, pack(a.q), pack(a.k), pack(a.v), a.norm_q.weight, a.norm_k.weight,
@@ -605,7 +619,7 @@ class WanS2VTransformer(nn.Module):
         tokens, grids, n_ref = self.cond_tokens(cond.ref, cond.motion)
         cos, sin = rope_tables(self.grid_freqs(grids, tokens.device))
         _, e0 = self.time_vectors(torch.zeros(tokens.shape[0], device=tokens.device))
-        for blk in self.blocks:
+        for blk in self.streamed_blocks():
             q_r, k_n, k_r, v = region_pre(*self._pre_args(blk, tokens, e0, cos, sin))
             cache.k[blk.index], cache.v[blk.index] = k_n.to(cache.dtype), v.to(cache.dtype)
             tokens = region_post(*self._post_args(blk, tokens, sdpa(q_r, k_r, v), e0, tkv))
@@ -629,7 +643,7 @@ class WanS2VTransformer(nn.Module):
         e, e0 = self.time_vectors(t)
         start = frame0 * fsl
         g, a = self.audio_tokens(audio_feats)
-        for blk in self.blocks:
+        for blk in self.streamed_blocks():
             i = blk.index
             q_r, _, k_r, v = regions("pre", *self._pre_args(blk, tokens, e0, cos, sin))
             kv.write_ref(i, rope_fp32(cond.k[i][:, :cond.n_ref], rcos, rsin))
@@ -649,6 +663,14 @@ class CondCache:
         self.dtype = dtype
         self.grids = None
         self.n_ref = 0
+
+    def bind_all(self, dit: "WanS2VTransformer", caches: list) -> None:
+        """Speed path: copy the sink into every step's ``FastKVCache``, then keep only the reference keys (the
+        only part re-roped per call): the values and motion keys now live in the caches (saves ~1.6 GiB)."""
+        for c in caches:
+            c.bind(dit, self)
+        self.k = [k[:, :self.n_ref].clone() for k in self.k]
+        self.v = [None] * len(self.v)
 
 
 class BlockKVCache:
@@ -677,20 +699,69 @@ class FastKVCache:
     """One denoising step's cache for the speed path: ``[sink | ring window]`` per layer. The sink region holds
     the ref + motion keys (motion roped once at ``bind``, ref re-roped every call) and values, so attention reads
     one contiguous slice: no per-layer concatenation. The sink sits at the front, so the partly filled first
-    window (blocks 0..2) is contiguous too. Costs one copy of the sink K/V per step cache (~2 GiB at 704*384)."""
+    window (blocks 0..2) is contiguous too. Costs one copy of the sink K/V per step cache (~2 GiB at 704*384).
+
+    ``store_dtype`` FP8 (``--kv_cache fp8``): rows stored as e4m3 with one fp32 scale per token and head
+    (``speed.quant_tokens``), dequantised into the model dtype per layer for attention. ``home`` "cpu" with a CUDA
+    ``device`` (``--offload_dit weights+kv``): the rows live in pinned host memory; writes are copied there and
+    each layer's window is copied in, all on the compute stream (ordered, no host sync)."""
 
     def __init__(self, num_layers: int, batch: int, length: int, n_cond: int, heads: int, head_dim: int,
-                 dtype: torch.dtype, device):
+                 dtype: torch.dtype, device, store_dtype: torch.dtype | None = None, home=None, codec=None):
+        from engine.video.speed import FP8, kv_codec
+        self.codec = codec if codec is not None else (kv_codec(None) if store_dtype == FP8 else None)
         self.length, self.n_cond = length, n_cond
+        self.dtype, self.device = dtype, torch.device(device)
+        self.store_dtype = store_dtype or dtype
+        self.fp8 = self.store_dtype == FP8
+        self.home = torch.device(home) if home is not None else self.device
+        pin = self.home.type == "cpu" and self.device.type == "cuda"
         shape = (batch, n_cond + length, heads, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+
+        def buf(shp, dt):
+            return torch.zeros(shp, dtype=dt, device=self.home, pin_memory=pin)
+
+        self.k = [buf(shape, self.store_dtype) for _ in range(num_layers)]
+        self.v = [buf(shape, self.store_dtype) for _ in range(num_layers)]
+        sshape = (batch, n_cond + length, heads, 1)
+        self.ks = [buf(sshape, torch.float32) for _ in range(num_layers)] if self.fp8 else None
+        self.vs = [buf(sshape, torch.float32) for _ in range(num_layers)] if self.fp8 else None
         self._bound = None
+
+    @staticmethod
+    def host_bytes(num_layers: int, batch: int, length: int, n_cond: int, heads: int, head_dim: int,
+                   store_bytes: int, fp8: bool) -> int:
+        rows = batch * (n_cond + length) * heads
+        return 2 * num_layers * rows * (head_dim * store_bytes + (4 if fp8 else 0))
+
+    def nbytes(self) -> int:
+        n = sum(t.numel() * t.element_size() for t in self.k + self.v)
+        return n + (sum(t.numel() * 4 for t in self.ks + self.vs) if self.fp8 else 0)
+
+    def _put(self, store, scales, layer: int, lo: int, x: torch.Tensor) -> None:
+        n = x.shape[1]
+        if self.fp8:
+            x8, sc = self.codec("quant", x)
+            store[layer][:, lo:lo + n].copy_(x8, non_blocking=True)
+            scales[layer][:, lo:lo + n].copy_(sc, non_blocking=True)
+        else:
+            store[layer][:, lo:lo + n].copy_(x.to(self.store_dtype), non_blocking=True)
+
+    def _get(self, store, scales, layer: int, end: int) -> torch.Tensor:
+        x = store[layer][:, :end]
+        if not self.fp8 and self.home == self.device:
+            return x  # a view: attention reads the cache in place
+        x = x.to(self.device, non_blocking=True)
+        if not self.fp8:
+            return x
+        return self.codec("dequant", x, scales[layer][:, :end].to(self.device, non_blocking=True), self.dtype)
 
     def bind(self, dit: WanS2VTransformer, cond: CondCache) -> None:
         """Copy a (new) sink cache in: motion keys roped at their fixed positions, all values."""
         if self._bound is cond:
             return
+        if cond.v[0] is None:
+            raise ValueError("this sink cache was compacted by bind_all; bind every step cache before compacting")
         if cond.k[0].shape[1] != self.n_cond:
             raise ValueError(f"sink has {cond.k[0].shape[1]} tokens, the cache was sized for {self.n_cond}")
         n_ref = cond.n_ref
@@ -698,13 +769,13 @@ class FastKVCache:
         if len(cond.grids) > 1:
             mcos, msin = rope_tables(dit.grid_freqs(cond.grids[1:], cond.k[0].device))
         for i in range(len(self.k)):
-            self.v[i][:, :self.n_cond] = cond.v[i].to(self.v[i].dtype)
+            self._put(self.v, self.vs, i, 0, cond.v[i][:, :self.n_cond])
             if mcos is not None:
-                self.k[i][:, n_ref:self.n_cond] = rope_fp32(cond.k[i][:, n_ref:], mcos, msin).to(self.k[i].dtype)
+                self._put(self.k, self.ks, i, n_ref, rope_fp32(cond.k[i][:, n_ref:], mcos, msin).to(self.dtype))
         self._bound = cond
 
     def write_ref(self, layer: int, k_ref: torch.Tensor) -> None:
-        self.k[layer][:, :k_ref.shape[1]] = k_ref.to(self.k[layer].dtype)
+        self._put(self.k, self.ks, layer, 0, k_ref)
 
     def write_and_window(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
         n = k.shape[1]
@@ -712,9 +783,7 @@ class FastKVCache:
         if slot + n > self.length:
             raise ValueError("block does not divide the KV window; window frames must be a multiple of block frames")
         o = self.n_cond + slot
-        self.k[layer][:, o:o + n] = k.to(self.k[layer].dtype)
-        self.v[layer][:, o:o + n] = v.to(self.v[layer].dtype)
-        if start < self.length:
-            end = self.n_cond + start + n
-            return self.k[layer][:, :end], self.v[layer][:, :end]
-        return self.k[layer], self.v[layer]
+        self._put(self.k, self.ks, layer, o, k)
+        self._put(self.v, self.vs, layer, o, v)
+        end = self.n_cond + start + n if start < self.length else self.n_cond + self.length
+        return self._get(self.k, self.ks, layer, end), self._get(self.v, self.vs, layer, end)

@@ -79,6 +79,12 @@ def read_shard(path: str, keys: list[str], expected: dict[str, tuple], device: s
                 raise CheckpointError(f"DiT shard {shard} lacks keys the index puts there: {_list(absent)}; "
                                       f"the download is incomplete or corrupt; {FETCH_HINT}")
             for k in keys:
+                stored = f.get_slice(k).get_dtype()
+                if stored.startswith("F8"):  # an FP8 export: no scales we know how to apply
+                    raise CheckpointError(
+                        f"DiT key {k} in {shard} is stored as {stored}; this loader reads the released bf16 "
+                        f"weights and makes its own FP8 copies at load with --quant fp8 (AVATAR_VIDEO_QUANT=fp8): "
+                        f"point --ckpt_dir at the original Wan2.2-S2V-14B shards; {FETCH_HINT}")
                 shape = tuple(f.get_slice(k).get_shape())
                 if shape != expected[k]:
                     raise CheckpointError(f"DiT key {k} in {shard} has shape {list(shape)}, the model built from "

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ NEGATIVE_PROMPT = ("画面模糊，最差质量，画面模糊，细节模糊不
 # Optional, NOT part of the release: lets a directory declare non-default VAE / T5 constructor
 # arguments (the tests' tiny checkpoints). The released models use the defaults.
 COMPONENT_CONFIGS = "component_configs.json"
+ENCODE_CACHE = 8  # portraits (with their prompt) whose encodes are kept
 
 
 DEFAULT_SIZE = "704*384"
@@ -84,6 +86,8 @@ class VideoChunk:
     times_s: np.ndarray  # presentation time of each frame on the input audio's clock
     last: bool = False
     warnings: list[str] = field(default_factory=list)
+    # LiveAvatar: per-block timings and memory (dit_s, vae_s, fps, gpu_mem_bytes, gpu_peak_bytes, block)
+    stats: dict = field(default_factory=dict)
 
 
 def default_device() -> str:
@@ -107,6 +111,7 @@ class VideoEngine:
         self.vae = self.text = self.audio = None
         p = os.path.join(ckpt_dir, COMPONENT_CONFIGS)
         self.component_cfg = json.load(open(p)) if os.path.isfile(p) else {}
+        self._encodes: dict = {}  # (portrait bytes hash, size, prompt) -> reference / motion latents, text context
 
     def check_files(self) -> None:
         ck.require_files(self.ckpt_dir)
@@ -121,13 +126,22 @@ class VideoEngine:
         if self.speed.quant == "fp8":
             speed_mod.check_fp8(self.device)  # before loading 32 GB: a clear error on CPU / pre-Hopper GPUs
         self.check_files()
-        self.dit = load_dit(self.ckpt_dir, self.device, self.dtype, rope_max_pos=45000 if self.lora else None)
+        streamed = self.speed.offload != "none"
+        if streamed:
+            # The DiT is read onto the host (each block then moved into pinned memory by the LayerStreamer):
+            # it needs about the shards' size of free host memory first.
+            from engine.video.offload import check_host_memory
+            idx = ck.read_index(os.path.join(self.ckpt_dir, ck.DIT_INDEX))
+            need = sum(os.path.getsize(os.path.join(self.ckpt_dir, f)) for f in set(idx.values()))
+            check_host_memory(need, "the DiT weights")
+        self.dit = load_dit(self.ckpt_dir, "cpu" if streamed else self.device, self.dtype,
+                            rope_max_pos=45000 if self.lora else None)
         if self.lora:
             merge_lora(self.dit, self.lora, scale=self.lora_scale)
         vae_dtype = self.dtype if self.lora else torch.float32  # LiveAvatar runs the VAE in bf16, Wan2.2 in fp32
         self.vae = vae_mod.load_vae(os.path.join(self.ckpt_dir, ck.VAE_FILE), self.device, vae_dtype,
                                     self.component_cfg.get("vae"))
-        tdev = "cpu" if self.offload_model else self.device
+        tdev = "cpu" if self.offload_model or streamed else self.device
         self.text = TextEncoder(self.ckpt_dir, tdev, self.dtype, self.component_cfg.get("t5"),
                                 self.dit.config.text_len)
         # Wan2.2 runs wav2vec2 on CPU in fp32.
@@ -139,7 +153,11 @@ class VideoEngine:
         if not sp.enabled and not sp.vae_compiled:
             return
         if sp.quant == "fp8":
-            speed_mod.quantize_dit(self.dit, emulate=sp._fp8_emulate)
+            speed_mod.quantize_dit(self.dit, emulate=sp._fp8_emulate, memory=sp.kv_cache == "fp8" or
+                                   sp.offload != "none", work_device=self.device)
+        if sp.offload != "none":
+            from engine.video.offload import LayerStreamer
+            LayerStreamer(self.dit, self.device)
         self.regions = make_regions(sp)
         if sp.vae_compiled:
             speed_mod.compile_vae_decoder(self.vae, sp.compile_backend)
@@ -175,6 +193,47 @@ class VideoEngine:
                 feats = torch.nn.functional.pad(feats, (0, need - feats.shape[-1]))
         return ref, feats.to(self.device), clips
 
+    def _portrait_encodes(self, ref_img: np.ndarray, prompt: str):
+        """Text context and the VAE encodes of the portrait (reference latent; motion latents of the still
+        image), cached per (portrait, size, prompt): a returning portrait skips T5 and two VAE encodes
+        (part of the time to first frame)."""
+        import hashlib
+        key = (hashlib.sha1(np.ascontiguousarray(ref_img).tobytes()).hexdigest(), ref_img.shape, prompt)
+        hit = self._encodes.get(key)
+        if hit is not None:
+            self._encodes[key] = self._encodes.pop(key)  # most recent last
+            return hit
+        cfg = self.dit.config
+        context = self._context(prompt)
+        # Reference: the single-GPU pipeline encodes the image x5 and keeps the second latent.
+        ref_lat = vae_mod.encode(self.vae, self._image_video(ref_img, 5))[:, :, 1:2].to(self.dtype)
+        motion = vae_mod.encode(self.vae, self._image_video(ref_img, cfg.motion_frames[0])).to(self.dtype)
+        self._encodes[key] = (context, ref_lat, motion)
+        while len(self._encodes) > ENCODE_CACHE:
+            self._encodes.pop(next(iter(self._encodes)))
+        return context, ref_lat, motion
+
+    def warmup(self, size: str = "704*384", seconds: float = 1.0) -> float:
+        """Load, compile and run every kernel of a LiveAvatar stream once on a synthetic portrait and tone
+        (``--video-warmup`` at server start), so the first request pays none of it. Returns seconds."""
+        import time
+        t0 = time.perf_counter()
+        from engine.video.inputs import parse_size
+        parse_size(size)  # a clear error for a bad size
+        w, h = (int(v) for v in size.lower().replace("x", "*").split("*"))
+        rng = np.random.default_rng(0)
+        img = (128 + 40 * rng.standard_normal((h, w, 3))).clip(0, 255).astype(np.uint8)
+        t = np.arange(int(16000 * seconds)) / 16000
+        audio = (0.2 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+        p = GenParams(size=size, infer_frames=12, num_clip=1)
+        # Twice: on an H200 the compiled VAE decoder compiled more graph variants on an engine's SECOND
+        # stream (bench/video_warmup_gpu_check.py); a second pass takes those too.
+        for _ in range(2):
+            for _ in self.stream_liveavatar(img, audio, "", p):
+                pass
+        self._encodes.clear()
+        return time.perf_counter() - t0
+
     # -- LiveAvatar -----------------------------------------------------------------------------------
     @torch.no_grad()
     def stream_liveavatar(self, image: np.ndarray, audio16k: np.ndarray, prompt: str, p: GenParams,
@@ -188,10 +247,7 @@ class VideoEngine:
         oh, ow = ref_img.shape[:2]
         hl, wl = oh // 8, ow // 8
         fsl = (hl // 2) * (wl // 2)
-        context = self._context(prompt)
-        # Reference: the single-GPU pipeline encodes the image x5 and keeps the second latent.
-        ref_lat = vae_mod.encode(self.vae, self._image_video(ref_img, 5))[:, :, 1:2].to(self.dtype)
-        motion = vae_mod.encode(self.vae, self._image_video(ref_img, cfg.motion_frames[0])).to(self.dtype)
+        context, ref_lat, motion = self._portrait_encodes(ref_img, prompt)
         fast = self.speed.enabled
         tkv = TextKV(dit, context) if fast else None  # text K/V once per clip (speed path)
 
@@ -208,8 +264,19 @@ class VideoEngine:
         euler = EulerFlow(sig, ts)
         lat_per_clip = p.infer_frames // 4
         if fast:
-            caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, ccache.k[0].shape[1], cfg.num_heads,
-                                  cfg.head_dim, self.dtype, self.device) for _ in range(p.sample_steps)]
+            store, home = speed_mod.kv_placement(self.speed, self.device)
+            n_cond = ccache.k[0].shape[1]
+            if home is not None:
+                from engine.video.offload import check_host_memory
+                check_host_memory(p.sample_steps * FastKVCache.host_bytes(
+                    cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
+                    torch.empty(0, dtype=store or self.dtype).element_size(), store is not None), "the KV caches")
+            if store is not None and getattr(self, "kv_codec", None) is None:
+                self.kv_codec = speed_mod.kv_codec(self.speed)  # compiled once per engine
+            caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
+                                  self.dtype, self.device, store, home, self.kv_codec if store else None)
+                      for _ in range(p.sample_steps)]
+            ccache.bind_all(dit, caches)
         else:
             caches = [BlockKVCache(cfg.num_layers, 1, lat_per_clip * fsl, cfg.num_heads, cfg.head_dim, self.dtype,
                                    self.device) for _ in range(p.sample_steps)]
@@ -220,6 +287,7 @@ class VideoEngine:
         fpb = 4 * p.block_frames  # video frames per block
         total_blocks = min(clips * blocks_per_clip, -(-(audio_frames + 3) // fpb))
         out_index, first_latent = 0, None
+        sync = torch.cuda.synchronize if str(self.device).startswith("cuda") else (lambda: None)
         graphs_after_first = 0
         for blk in range(total_blocks):
             r, b = divmod(blk, blocks_per_clip)
@@ -228,10 +296,13 @@ class VideoEngine:
                 if r == 1 and p.rolling_sink and first_latent is not None:
                     # Rolling sink: the first generated latent frame becomes the reference (TPP path).
                     ccache = prefill(Cond(context, first_latent, motion))
+                    if fast:
+                        ccache.bind_all(dit, caches)
             x = noise[:, :, b * p.block_frames:(b + 1) * p.block_frames]
             n = r * lat_per_clip + b * p.block_frames
             a0 = r * p.infer_frames + b * fpb
             af = feats[..., a0:a0 + fpb]
+            t_blk = time.perf_counter()
             for i in range(p.sample_steps):
                 t = torch.full((1,), ts[i], device=self.device)
                 if fast:
@@ -247,7 +318,18 @@ class VideoEngine:
                 graphs_after_first = self.regions.graphs
             if first_latent is None:
                 first_latent = x[:, :, :1].clone()
+            sync()
+            t_dec = time.perf_counter()
             frames = self._to_uint8(dec.decode(x))
+            t_end = time.perf_counter()
+            cuda = str(self.device).startswith("cuda")
+            stats = {"block": blk, "dit_s": t_dec - t_blk, "vae_s": t_end - t_dec,
+                     "fps": len(frames) / max(t_end - t_blk, 1e-9),
+                     "gpu_mem_bytes": torch.cuda.memory_allocated(self.device) if cuda else 0,
+                     "gpu_peak_bytes": torch.cuda.max_memory_allocated(self.device) if cuda else 0}
+            log.info("video block %d: DiT %.3f s, VAE %.3f s, %.1f fps, GPU memory %.1f GiB (peak %.1f)", blk,
+                     stats["dit_s"], stats["vae_s"], stats["fps"], stats["gpu_mem_bytes"] / 2**30,
+                     stats["gpu_peak_bytes"] / 2**30, extra={"video_block": stats})
             drop = 3 if blk == 0 else 0
             frames = frames[drop:]
             audio_idx = np.arange(len(frames)) + blk * fpb + drop
@@ -256,7 +338,7 @@ class VideoEngine:
             last = blk == total_blocks - 1
             if progress:
                 progress(blk + 1, total_blocks)
-            yield VideoChunk(frames, out_index, audio_idx / p.fps, last)
+            yield VideoChunk(frames, out_index, audio_idx / p.fps, last, stats=stats)
             out_index += len(frames)
 
     # -- Wan2.2-S2V offline clips -----------------------------------------------------------------------
@@ -267,6 +349,9 @@ class VideoEngine:
         if self.speed.quant == "fp8":
             raise speed_mod.SpeedConfigError("--quant fp8 applies to the LiveAvatar causal mode only; "
                                              "the S2V offline mode runs the bf16 reference path")
+        if self.speed.offload != "none" or self.speed.kv_cache != "model":
+            raise speed_mod.SpeedConfigError("--offload_dit / --kv_cache fp8 apply to the LiveAvatar causal mode "
+                                             "only; the S2V offline mode keeps the DiT and its tokens on the GPU")
         if self.speed.compile or self.speed.fast:
             log.warning("speed path (%s) applies to LiveAvatar mode; S2V runs the reference path", self.speed.label)
         if p.infer_frames % 4:
@@ -321,13 +406,22 @@ class VideoEngine:
         return gen(image, audio16k, prompt, p, progress)
 
 
-def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, lora: bool, fp8: bool = False) -> int:
-    """Rough peak for one GPU (spec sizes): DiT weights + KV caches + activations + T5 + VAE."""
+def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, lora: bool, fp8: bool = False,
+                       speed: "speed_mod.SpeedOptions | None" = None) -> int:
+    """Rough peak for one GPU (spec sizes): DiT weights + KV caches + activations + T5 + VAE. ``speed``: the memory
+    modes (FP8 weights ~16.6 GiB measured; FP8 KV ~half; ``offload`` keeps ~0.6 GB of the DiT plus two layer slots,
+    and with ``weights+kv`` one layer's window on the device)."""
     fsl = (h // 16) * (w // 16)
-    weights = 16.3e9 * (1 if fp8 else 2)
-    t5 = 0 if offload_model else 11.4e9
-    if params.mode == "liveavatar":
-        kv = params.sample_steps * (params.infer_frames // 4) * fsl * 40 * 2 * 5120 * 2
+    sp = speed or speed_mod.SpeedOptions()
+    fp8 = fp8 or sp.quant == "fp8"
+    live = params.mode == "liveavatar"
+    offload = sp.offload if live else "none"
+    weights = 3e9 if offload != "none" else 16.3e9 * (1.1 if fp8 else 2)
+    t5 = 0 if offload_model or offload != "none" else 11.4e9
+    if live:
+        rows = (params.infer_frames // 4) * fsl + (2.5 * fsl if sp.enabled else 0)  # the speed path holds the sink
+        kv_bytes = 5120 * (1 + 4 / 128 if sp.kv_cache == "fp8" else 2)
+        kv = (2 * rows * 2 * 5120 * 2 if offload == "weights+kv" else params.sample_steps * rows * 40 * 2 * kv_bytes)
         tokens = (params.block_frames + 2.5) * fsl
     else:
         kv = 0
@@ -337,20 +431,30 @@ def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, l
     return int(weights + t5 + kv + act + vae)
 
 
-def fit_advice(h: int, w: int, params: GenParams, free: int, offload_model: bool, lora: bool) -> str | None:
-    need = estimate_gpu_bytes(h, w, params, offload_model, lora)
+def fit_advice(h: int, w: int, params: GenParams, free: int, offload_model: bool, lora: bool,
+               speed: "speed_mod.SpeedOptions | None" = None) -> str | None:
+    sp = speed or speed_mod.SpeedOptions()
+    need = estimate_gpu_bytes(h, w, params, offload_model, lora, speed=sp)
     if need <= free:
         return None
     tips = []
-    if not offload_model:
+    if not offload_model and sp.offload == "none":
         tips.append("--offload_model (T5 on CPU saves ~11 GB)")
     for size in ("704*384", "512*512", "480*256"):
         a = [int(v) for v in size.split("*")]
-        if a[0] * a[1] < h * w and estimate_gpu_bytes(a[1], a[0], params, True, lora) <= free:
+        if a[0] * a[1] < h * w and estimate_gpu_bytes(a[1], a[0], params, True, lora, speed=sp) <= free:
             tips.append(f"size {size}")
             break
     if params.infer_frames > 48:
         tips.append("--infer_frames 48")
-    tips.append("--quant fp8 (LiveAvatar, Hopper GPUs: FP8 copies of the big linears, ~15 GB less)")
+    if params.mode == "liveavatar":
+        if sp.quant != "fp8":
+            tips.append("--quant fp8 / AVATAR_VIDEO_QUANT=fp8 (Hopper GPUs: FP8 copies of the big linears, "
+                        "~13 GiB less)")
+        if sp.kv_cache != "fp8":
+            tips.append("--kv_cache fp8 / AVATAR_VIDEO_KV_CACHE=fp8 (half the KV caches)")
+        if sp.offload != "weights+kv":
+            tips.append("--offload_dit weights+kv / AVATAR_VIDEO_OFFLOAD=weights+kv (DiT and KV caches streamed "
+                        "from host memory: 704*384 ran in 5.3 GiB)")
     return (f"{h}x{w} needs about {need / 2**30:.0f} GiB of GPU memory, {free / 2**30:.0f} GiB are free; "
             f"try: {', '.join(tips)}")

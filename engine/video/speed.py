@@ -12,10 +12,19 @@ What a ``SpeedOptions`` turns on (all off = the reference path, unchanged):
 - ``quant="fp8"``: FP8 e4m3 linears with rowwise scales (weights once, activations per call) through
   ``torch._scaled_mm(..., use_fast_accum=True)``; needs a CUDA GPU of compute capability >= 9.0 (Hopper).
   Anything else is a ``SpeedConfigError`` (a ValueError: the CLI prints it and exits 2);
-- ``compile_vae``: ``torch.compile`` of the VAE decoder (default: on with ``compile``), eager on failure.
+- ``compile_vae``: ``torch.compile`` of the VAE decoder (default: on with ``compile``), eager on failure;
+- ``kv_cache="fp8"`` (implies ``fast``): the per-step KV caches (sink + ring window) stored in FP8 e4m3 with one
+  fp32 scale per token and head, dequantised to the model dtype per layer for attention (half the cache memory;
+  runs anywhere, it is storage only). With ``quant="fp8"`` the cross-attention and audio-injector k/v linears
+  are quantised as well (memory; they run once per clip / on 5 tokens per frame);
+- ``offload`` (implies ``fast``): ``"weights"`` streams each DiT layer's weights from pinned host memory into
+  one of two device slots, the next layer copied on a side stream while this one computes
+  (``engine/video/offload.py``); ``"weights+kv"`` keeps the KV caches in host memory too (the window is copied
+  in per layer, the new block's K/V copied back). For GPUs with 24 GB or less.
 
 Settings: the environment variables ``AVATAR_VIDEO_FAST=1``, ``AVATAR_VIDEO_COMPILE=1``,
-``AVATAR_VIDEO_QUANT=fp8``, ``AVATAR_VIDEO_COMPILE_VAE=0/1`` give the defaults; CLI flags win.
+``AVATAR_VIDEO_QUANT=fp8``, ``AVATAR_VIDEO_COMPILE_VAE=0/1``, ``AVATAR_VIDEO_KV_CACHE=fp8``,
+``AVATAR_VIDEO_OFFLOAD=weights|weights+kv`` give the defaults; CLI flags win.
 """
 from __future__ import annotations
 
@@ -38,11 +47,14 @@ FP8_MAX = 448.0
 # fp32 (CPU tests): the eager refactors only change float64 -> fp32 RoPE and summation order.
 # bf16 (GPU): the reference itself differs from fp32 by ~5e-3 (docs/benchmarks.md); compile re-fuses
 # elementwise work (different rounding points); FP8 adds ~2.4e-2 per call (prototype, shared notes).
+# FP8 KV caches: e4m3 keeps 3 mantissa bits, ~3 % per element, averaged down by attention over ~15k keys.
+# Weight/KV streaming (offload) moves bytes only: same numbers as the mode without it.
 THRESHOLDS = {
-    "fp32": {"fast": 1e-5, "compile": 1e-4, "fp8": 6e-2},
-    "bf16": {"fast": 2e-2, "compile": 3e-2, "fp8": 1.5e-1},
+    "fp32": {"fast": 1e-5, "compile": 1e-4, "fp8": 6e-2, "fp8kv": 6e-2, "fp8+fp8kv": 8e-2},
+    "bf16": {"fast": 2e-2, "compile": 3e-2, "fp8": 1.5e-1, "fp8kv": 1e-1, "fp8+fp8kv": 1.5e-1},
 }
-PSNR_MIN_DB = {"fast": 35.0, "compile": 30.0, "fp8": 22.0}
+PSNR_MIN_DB = {"fast": 35.0, "compile": 30.0, "fp8": 22.0, "fp8kv": 25.0, "fp8+fp8kv": 22.0}
+OFFLOAD_MODES = ("none", "weights", "weights+kv")
 
 
 class SpeedConfigError(ValueError):
@@ -63,15 +75,21 @@ class SpeedOptions:
     quant: str = "none"  # none | fp8
     compile_vae: bool | None = None  # None: same as ``compile``
     compile_backend: str = "inductor"
+    kv_cache: str = "model"  # model (the model dtype) | fp8
+    offload: str = "none"  # none | weights | weights+kv
     _fp8_emulate: bool = False  # tests only: quantise like FP8 but multiply in fp32 (runs on CPU)
 
     def __post_init__(self):
         if self.quant not in ("none", "fp8"):
             raise SpeedConfigError(f"quant must be 'none' or 'fp8', not {self.quant!r}")
+        if self.kv_cache not in ("model", "fp8"):
+            raise SpeedConfigError(f"kv_cache must be 'model' or 'fp8', not {self.kv_cache!r}")
+        if self.offload not in OFFLOAD_MODES:
+            raise SpeedConfigError(f"offload_dit must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
 
     @property
     def enabled(self) -> bool:
-        return self.fast or self.compile or self.quant != "none"
+        return self.fast or self.compile or self.quant != "none" or self.kv_cache != "model" or self.offload != "none"
 
     @property
     def vae_compiled(self) -> bool:
@@ -84,6 +102,10 @@ class SpeedOptions:
         parts = ["compile" if self.compile else "fast"]
         if self.quant != "none":
             parts.append(self.quant)
+        if self.kv_cache == "fp8":
+            parts.append("fp8kv")
+        if self.offload != "none":
+            parts.append("offload-" + self.offload)
         if self.vae_compiled:
             parts.append("vae-compile")
         return "+".join(parts)
@@ -92,7 +114,9 @@ class SpeedOptions:
     def from_env(cls, **overrides) -> "SpeedOptions":
         kw = dict(fast=_env_bool("AVATAR_VIDEO_FAST", False), compile=_env_bool("AVATAR_VIDEO_COMPILE", False),
                   quant=os.environ.get("AVATAR_VIDEO_QUANT", "none") or "none",
-                  compile_vae=_env_bool("AVATAR_VIDEO_COMPILE_VAE", None))
+                  compile_vae=_env_bool("AVATAR_VIDEO_COMPILE_VAE", None),
+                  kv_cache=os.environ.get("AVATAR_VIDEO_KV_CACHE", "model") or "model",
+                  offload=os.environ.get("AVATAR_VIDEO_OFFLOAD", "none") or "none")
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
 
@@ -116,8 +140,12 @@ def check_fp8(device) -> None:
         raise SpeedConfigError("--quant fp8: this PyTorch has no torch._scaled_mm")
 
 
-def quantize_rowwise(w: torch.Tensor):
-    """[N, K] weight -> (fp8 [N, K], dequant scale [1, N] fp32): one scale per output row."""
+def quantize_rowwise(w: torch.Tensor, work_device=None):
+    """[N, K] weight -> (fp8 [N, K], dequant scale [1, N] fp32): one scale per output row. ``work_device``:
+    compute there (a GPU for weights that live on the host) and return the results on ``w``'s device."""
+    if work_device is not None and torch.device(work_device) != w.device:
+        w8, s = quantize_rowwise(w.to(work_device))
+        return w8.to(w.device), s.to(w.device)
     wf = w.float()
     scale = (wf.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
     return (wf / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale.t().contiguous()
@@ -152,26 +180,35 @@ def pack(mod) -> tuple:
     return p if p is not None else (mod.weight, mod.bias)
 
 
-def fp8_targets(dit) -> list:
+def fp8_targets(dit, memory: bool = False) -> list:
     """The linears quantised in FP8: self-attn q,k,v,o, cross-attn q,o, FFN, audio injector q,o (the big
-    per-token GEMMs). Cross-attn k,v (text, once per clip), the embeddings, head, AdaLN and the audio
-    injector k,v (5 tokens per frame) stay in the model dtype."""
+    per-token GEMMs). Cross-attn k,v (text, once per clip) and the audio injector k,v (5 tokens per frame) are
+    added with ``memory`` (they save ~2.6 GB, no time); the embeddings, head and AdaLN stay in the model dtype."""
     out = []
     for blk in dit.blocks:
         sa, ca = blk.self_attn, blk.cross_attn
         out += [sa.q, sa.k, sa.v, sa.o, ca.q, ca.o, blk.ffn[0], blk.ffn[2]]
+        if memory:
+            out += [ca.k, ca.v]
     for inj in dit.audio_injector.injector:
         out += [inj.q, inj.o]
+        if memory:
+            out += [inj.k, inj.v]
     return out
 
 
 @torch.no_grad()
-def quantize_dit(dit, emulate: bool = False, drop_weights: bool = True) -> int:
+def quantize_dit(dit, emulate: bool = False, drop_weights: bool = True, memory: bool = False,
+                 work_device=None) -> int:
     """Give each target linear an FP8 copy (``mod._fp8``); with ``drop_weights`` the bf16 weight is replaced by
-    an empty tensor (memory), after which only the speed path can run the model. Returns bytes of FP8 weights."""
+    an empty tensor (memory), after which only the speed path can run the model. ``memory``: the extra k/v
+    linears too (``fp8_targets``). ``work_device``: quantise there (weights kept on the host for offload).
+    Returns bytes of FP8 weights."""
     total = 0
-    for mod in fp8_targets(dit):
-        w8, sw = quantize_rowwise(mod.weight)
+    for mod in fp8_targets(dit, memory):
+        if getattr(mod, "_fp8", None) is not None:  # quantised already (memory=True after a plain call)
+            continue
+        w8, sw = quantize_rowwise(mod.weight, work_device)
         mod._fp8 = (w8, sw, mod.bias.detach(), emulate)
         total += w8.numel()
         if drop_weights:
@@ -187,7 +224,7 @@ def quantize_dit(dit, emulate: bool = False, drop_weights: bool = True) -> int:
 class Regions:
     """Named pure functions of tensors, compiled once each (shared by every layer), eager on failure."""
 
-    def __init__(self, fns: dict, compile: bool = False, backend: str = "inductor"):
+    def __init__(self, fns: dict, compile: bool = False, backend: str = "inductor", dynamic: bool = False):
         self.eager = dict(fns)
         self.graphs = 0
         self.backend_name = backend
@@ -196,7 +233,7 @@ class Regions:
         self.fallbacks: dict[str, str] = {}
         if compile:
             for name, fn in fns.items():
-                self.compiled[name] = torch.compile(fn, backend=self._backend, fullgraph=True, dynamic=False)
+                self.compiled[name] = torch.compile(fn, backend=self._backend, fullgraph=True, dynamic=dynamic)
 
     def _backend(self, gm, example_inputs):
         self.graphs += 1
@@ -279,7 +316,37 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> float:
 
 
 def guard_kind(opts: SpeedOptions) -> str:
+    if opts.kv_cache == "fp8":
+        return "fp8+fp8kv" if opts.quant == "fp8" else "fp8kv"
     return "fp8" if opts.quant == "fp8" else ("compile" if opts.compile else "fast")
+
+
+def kv_placement(opts: "SpeedOptions", device):
+    """(store dtype or None, home device or None) of the speed path's KV caches for these options."""
+    store = FP8 if opts.kv_cache == "fp8" else None
+    home = "cpu" if opts.offload == "weights+kv" and torch.device(device).type == "cuda" else None
+    return store, home
+
+
+def dequant_tokens(x8: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (x8.float() * s).to(dtype)
+
+
+def kv_codec(opts: "SpeedOptions | None") -> "Regions":
+    """FP8 KV quantise / dequantise, compiled with ``opts.compile`` (one fused pass each instead of ~7 eager
+    kernels; dynamic in the token count, which differs for the reference keys, a block and the growing first
+    window)."""
+    return Regions({"quant": quant_tokens, "dequant": dequant_tokens},
+                   compile=bool(opts is not None and opts.compile),
+                   backend=getattr(opts, "compile_backend", "inductor"), dynamic=True)
+
+
+def quant_tokens(x: torch.Tensor):
+    """K or V [B, L, H, d] -> (fp8 e4m3 [B, L, H, d], fp32 dequant scale [B, L, H, 1]): one scale per token and
+    head, so a loud head or token does not crush the others."""
+    xf = x.float()
+    s = (xf.abs().amax(dim=-1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
+    return (xf / s).clamp(-FP8_MAX, FP8_MAX).to(FP8), s
 
 
 def check_numerics(per_block_err: list[float], opts: SpeedOptions, precision: str) -> list[str]:
@@ -322,8 +389,11 @@ def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio
     prefill_s = time.perf_counter() - t0
     length = window_blocks * nb * fsl
     if fast:
-        caches = [FastKVCache(cfg.num_layers, 1, length, cc.k[0].shape[1], cfg.num_heads, cfg.head_dim, dtype, dev)
-                  for _ in range(steps)]
+        store, home = kv_placement(opts, dev)
+        codec = kv_codec(opts) if store is not None else None
+        caches = [FastKVCache(cfg.num_layers, 1, length, cc.k[0].shape[1], cfg.num_heads, cfg.head_dim, dtype, dev,
+                              store, home, codec) for _ in range(steps)]
+        cc.bind_all(dit, caches)
     else:
         caches = [BlockKVCache(cfg.num_layers, 1, length, cfg.num_heads, cfg.head_dim, dtype, dev)
                   for _ in range(steps)]

@@ -48,7 +48,7 @@ class Job:
 
 
 class VideoWorker:
-    def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str):
+    def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str, warmup: str = ""):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, identity)
@@ -60,6 +60,8 @@ class VideoWorker:
         self.todo: queue.Queue[Job | None] = queue.Queue()
         self.out: queue.Queue[bytes] = queue.Queue()
         self.parent = os.getppid()
+        if warmup:  # first job of the generation thread: requests queue behind it, none pays the compile
+            self.todo.put(WARMUP + warmup)
         threading.Thread(target=self._generate_loop, daemon=True).start()
 
     def info(self) -> dict:
@@ -128,6 +130,9 @@ class VideoWorker:
             job = self.todo.get()
             if job is None:
                 return
+            if isinstance(job, str):
+                self._warmup(job[len(WARMUP):])
+                continue
             if job.cancelled:
                 continue
             try:
@@ -138,6 +143,21 @@ class VideoWorker:
                     log.error("video stream %d failed: %s", job.sid, traceback.format_exc())
             finally:
                 self.jobs.pop(job.sid, None)
+                _free_gpu_cache()
+
+    def _warmup(self, size: str) -> None:
+        from engine.video.pipeline import VideoEngine
+        t0 = time.monotonic()
+        try:
+            if self.engine is None:
+                self.engine = VideoEngine(self.ckpt_dir, lora=self.lora, device=self.device)
+            self.engine.load()
+            if self.lora:  # the streaming mode is the one with compiled regions and a first-frame deadline
+                self.engine.warmup(size)
+            log.info("video warm-up done in %.1f s (size %s)", time.monotonic() - t0, size)
+        except Exception as exc:  # a failed warm-up leaves the worker serving; the first request retries
+            log.warning("video warm-up failed after %.1f s: %s: %s", time.monotonic() - t0, type(exc).__name__, exc)
+            _free_gpu_cache()
 
     def _generate(self, job: Job) -> None:
         import torch
@@ -164,7 +184,7 @@ class VideoWorker:
         oh, ow = choose_size(img.shape[0], img.shape[1], parse_size(params.size))
         if str(eng.device).startswith("cuda"):
             free = torch.cuda.mem_get_info()[0] + (torch.cuda.memory_allocated() if eng.dit is not None else 0)
-            advice = fit_advice(oh, ow, params, free, eng.offload_model, bool(self.lora))
+            advice = fit_advice(oh, ow, params, free, eng.offload_model, bool(self.lora), eng.speed)
             if advice:
                 raise MemoryError(advice)
         eng.load()  # lazy: the first request pays for it
@@ -173,6 +193,7 @@ class VideoWorker:
         self._send(p.OPENED, job.sid, p.dumps({"width": ow, "height": oh, "fps": fps, "model": mode,
                                                "expected_frames": expected, "warnings": warnings}))
         sent = 0
+        ttff = None
         for chunk in eng.stream(img, audio, cfg.get("prompt", ""), params):
             job.credit.acquire()
             if job.cancelled:
@@ -180,11 +201,24 @@ class VideoWorker:
                 return
             data = encode_frames(chunk.frames, cfg["encoding"], cfg["jpeg_quality"])
             meta = {"first_index": chunk.first_index, "times": [float(t) for t in chunk.times_s],
-                    "last": chunk.last, "width": ow, "height": oh}
+                    "last": chunk.last, "width": ow, "height": oh, "stats": chunk.stats}
+            if ttff is None and len(data):
+                ttff = time.monotonic() - t0
             self._send(p.FRAMES, job.sid, p.pack_video(meta, data))
             sent += len(data)
         self._send(p.DONE, job.sid, p.dumps({"audio_seconds": audio.size / 16000, "frames": sent,
-                                             "generation_seconds": time.monotonic() - t0, "warnings": warnings}))
+                                             "generation_seconds": time.monotonic() - t0, "warnings": warnings,
+                                             "ttff_s": ttff}))
+
+
+WARMUP = "warmup:"
+
+
+def _free_gpu_cache() -> None:
+    """After a request (an OOM above all): hand the allocator's cached blocks back so the next one starts clean."""
+    import torch
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def make_params(mode: str, cfg: dict):
@@ -204,7 +238,10 @@ def classify(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, MemoryError):
         return "RESOURCE_EXHAUSTED", str(exc) or "out of memory"
     if type(exc).__name__ == "OutOfMemoryError":
-        return "RESOURCE_EXHAUSTED", f"GPU out of memory ({exc}); use a smaller size, --offload_model or fewer frames"
+        first = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+        return "RESOURCE_EXHAUSTED", (f"GPU out of memory ({first}); lower `size` or `infer_frames` in the request, "
+                                      f"or start the server with smaller-memory settings: AVATAR_VIDEO_QUANT=fp8, "
+                                      f"AVATAR_VIDEO_KV_CACHE=fp8, AVATAR_VIDEO_OFFLOAD=weights+kv (docs/video.md)")
     if isinstance(exc, ValueError):
         return "INVALID_ARGUMENT", str(exc)
     return "INTERNAL", f"video engine error: {type(exc).__name__}: {exc}"
@@ -217,11 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--lora", default="")
     ap.add_argument("--device", default="")
+    ap.add_argument("--warmup", default="", help="a size (704*384): load, compile and run once at start")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
     args = ap.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device).run()
+    VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device, args.warmup).run()
     return 0
 
 
