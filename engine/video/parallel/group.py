@@ -107,10 +107,10 @@ def make_layout(pc: ParallelConfig, steps: int, num_heads: int, mode: str = "liv
                                       f"than the {steps} denoising steps; use --ulysses_size {max(1, n // steps)} "
                                       f"or fewer GPUs")
         if steps % stages:
-            ok = [d for d in range(1, steps + 1) if steps % d == 0]
+            ok = ", ".join(str(d) for d in range(1, steps + 1) if steps % d == 0)
             raise ParallelConfigError(f"{steps} denoising steps do not split evenly over {stages} pipeline stages "
-                                      f"(steps cycle over the stages): use {ok} stages, or --sample_steps "
-                                      f"{stages * max(1, round(steps / stages))}")
+                                      f"(steps cycle over the stages): use {ok} stages (--num_gpus_dit / "
+                                      f"--ulysses_size), or --sample_steps {stages * max(1, round(steps / stages))}")
     if num_heads % u:
         raise ParallelConfigError(f"sequence parallel splits the {num_heads} attention heads over {u} ranks: "
                                   f"--ulysses_size (or GPUs per step) must divide {num_heads}")

@@ -47,6 +47,7 @@ class Msg:
     blk: int
     src: int
     dst: int
+    step: int = -1  # "x": the step that receives it (a block crosses the same pair once per round)
 
 
 class Plan:
@@ -66,7 +67,7 @@ class Plan:
             if i < lay.steps - 1:
                 nxt = lay.stage_of_step(i + 1)
                 if nxt != s:
-                    self._add(Msg("x", blk, src, lay.leader(nxt)))
+                    self._add(Msg("x", blk, src, lay.leader(nxt), i + 1))
                 continue
             if blk == 0 and self.needs_sink:
                 for r in range(lay.num_gpus_dit):
@@ -238,7 +239,7 @@ def _dit_stage(eng, lay, plan, box, groups, stage, me, feats, ref_lat, motion, p
         elif lay.stage_of_step(i - 1) == stage:
             x = held.pop((blk, i))
         else:
-            x = box.recv(Msg("x", blk, lay.leader(lay.stage_of_step(i - 1)), leader)) if me == leader else \
+            x = box.recv(Msg("x", blk, lay.leader(lay.stage_of_step(i - 1)), leader, i)) if me == leader else \
                 torch.empty((1, 16, p.block_frames, hl, wl), dtype=eng.dtype, device=eng.device)
             if sp is not None:
                 sp.broadcast(x)
@@ -263,7 +264,7 @@ def _dit_stage(eng, lay, plan, box, groups, stage, me, feats, ref_lat, motion, p
             if nxt == stage:
                 held[(blk, i + 1)] = x
             elif me == leader:
-                box.send(Msg("x", blk, me, lay.leader(nxt)), x)
+                box.send(Msg("x", blk, me, lay.leader(nxt), i + 1), x)
             continue
         if blk == 0 and plan.needs_sink:
             first_latent = x[:, :, :1].clone()
