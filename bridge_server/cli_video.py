@@ -80,7 +80,7 @@ def _common(ap) -> None:
                     help="rendezvous port (default: MASTER_PORT, else a free one); an error if it is taken")
     mg.add_argument("--dist_timeout", type=float, default=120.0,
                     help="seconds a collective may wait for a peer; the run also stops if no frames come for "
-                         "5x this long (a hung rank)")
+                         "2x this long (a hung rank)")
     mg.add_argument("--nccl_debug", action="store_true", help="NCCL_DEBUG=INFO + TORCH_DISTRIBUTED_DEBUG=DETAIL")
     ap.add_argument("--no-progress", action="store_true")
 
@@ -157,7 +157,7 @@ def parallel_config(args, k):
     port = args.master_port if args.master_port is not None else int(os.environ.get("MASTER_PORT", 0) or 0)
     return ParallelConfig(num_gpus_dit=n, ulysses_size=args.ulysses_size, enable_vae_parallel=vae,
                           device="cuda" if dev.startswith("cuda") else dev, master_port=port,
-                          timeout_s=args.dist_timeout, stall_timeout_s=5 * args.dist_timeout,
+                          timeout_s=args.dist_timeout, stall_timeout_s=2 * args.dist_timeout,
                           nccl_debug=args.nccl_debug)
 
 

@@ -44,6 +44,9 @@ class ServerConfig:
     video_ckpt_dir: str = ""  # Wan2.2-S2V-14B folder; set = GenerateVideo on (docs/video.md)
     video_lora: str = ""  # LiveAvatar liveavatar.safetensors (file or folder); set = causal streaming mode
     video_device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
+    video_num_gpus_dit: int = 1  # > 1: the video worker owns a rank group (docs/multi_gpu.md); cpu = test mode
+    video_vae_parallel: int = 0  # 1 = with the rank group, one more GPU decodes the VAE (--enable_vae_parallel)
+    video_rank_timeout_s: float = 120.0  # rank group: collective timeout; no frames for 2x this = hung -> UNAVAILABLE
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
 
     @staticmethod

@@ -24,14 +24,17 @@ class RankFailure(RuntimeError):
 
 class ParallelVideoEngine:
     def __init__(self, ckpt_dir: str, lora: str | None = None, device: str | None = None, offload_model: bool = False,
-                 lora_scale: float | None = None, speed=None, parallel: ParallelConfig | None = None):
+                 lora_scale: float | None = None, speed=None, parallel: ParallelConfig | None = None,
+                 engine_class: str = "engine.video.pipeline:VideoEngine"):
         self.pc = parallel or ParallelConfig()
         if device:
             self.pc.device = "cuda" if device.startswith("cuda") else device
         self.ckpt_dir, self.lora, self.offload_model = ckpt_dir, lora, offload_model
         self.device = self.pc.device
         self.dit = None  # models live in the ranks
-        self._kw = dict(ckpt_dir=ckpt_dir, lora=lora, offload_model=offload_model, lora_scale=lora_scale, speed=speed)
+        self._kw = dict(ckpt_dir=ckpt_dir, lora=lora, offload_model=offload_model, lora_scale=lora_scale, speed=speed,
+                        engine_class=engine_class)  # the benchmark swaps in random real-size weights
+        self.stats: dict[int, dict] = {}  # per rank, after each request: device, peak memory
         self._procs: list = []
         self._results = None
         self._requests: list = []
@@ -86,6 +89,7 @@ class ParallelVideoEngine:
         req = {"image": image, "audio": audio16k, "prompt": prompt, "params": p, "num_heads": self.num_heads()}
         for q in self._requests:
             q.put(req)
+        self.stats = {}
         finished = False
         try:
             blocks = 0
@@ -96,7 +100,16 @@ class ParallelVideoEngine:
                     if progress:
                         progress(blocks, None)
                     yield msg[2]
+                elif msg[0] == "stats":
+                    self.stats[msg[1]] = msg[2]
                 elif msg[0] == "done":
+                    # Each rank reports its stats once its share is done; wait for all so the group is idle.
+                    while len(self.stats) < self.pc.world_size:
+                        m = self._next(time.monotonic() + self.pc.stall_timeout_s, "finishing")
+                        if m[0] == "error":
+                            self._raise_rank_error(m, "finishing")
+                        if m[0] == "stats":
+                            self.stats[m[1]] = m[2]
                     finished = True
                     return
                 elif msg[0] == "error":
@@ -112,6 +125,7 @@ class ParallelVideoEngine:
         for q in self._requests:
             try:
                 q.put_nowait(None)
+                q.cancel_join_thread()  # never block this process's exit on a rank that stopped reading
             except Exception:  # noqa: BLE001 - a broken queue is being dropped anyway
                 pass
         for pr in procs:

@@ -15,6 +15,9 @@ def load_role(eng, vae_only: bool) -> None:
     if not vae_only:
         eng.load()
         return
+    if hasattr(eng, "load_vae_only"):
+        eng.load_vae_only()
+        return
     import torch
 
     from engine.video import checkpoints as ck
@@ -80,15 +83,16 @@ def serve(rank: int, pc, port: int, eng_kwargs: dict, requests, results, parent_
 
     from engine.video.config import S2VConfig
     from engine.video.parallel.group import RankEnv, init_rank, make_layout
-    from engine.video.pipeline import VideoEngine
 
     try:
         if pc.device == "cpu":
             torch.set_num_threads(int(os.environ.get("AVATAR_RANK_THREADS", "1")))
         device = init_rank(pc, RankEnv(rank, pc.world_size, rank, pc.master_addr, port))
-        eng = VideoEngine(device=device, **eng_kwargs)
+        kw = dict(eng_kwargs)
+        eng = _import(kw.pop("engine_class", "engine.video.pipeline:VideoEngine"))(device=device, **kw)
         load_role(eng, vae_only=pc.enable_vae_parallel and rank == pc.num_gpus_dit)
-        motion_frames = S2VConfig.from_json(os.path.join(eng.ckpt_dir, "config.json")).motion_frames[0]
+        motion_frames = (eng.dit.config if eng.dit is not None else
+                         S2VConfig.from_json(os.path.join(eng.ckpt_dir, "config.json"))).motion_frames[0]
         groups = StageGroups()
         results.put(("ready", rank, device))
     except BaseException as exc:  # noqa: BLE001 - reported to the caller, which stops the group
@@ -106,8 +110,14 @@ def serve(rank: int, pc, port: int, eng_kwargs: dict, requests, results, parent_
         try:
             lay = make_layout(pc, req["params"].sample_steps, req["num_heads"], req["params"].mode)
             out_rank = lay.output_rank if req["params"].mode == "liveavatar" else 0
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
             for chunk in run_request(eng, pc, groups, motion_frames, req):
                 results.put(("chunk", rank, chunk))
+            stats = {"device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+                     "role": "vae" if rank == pc.num_gpus_dit else "dit",
+                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}
+            results.put(("stats", rank, stats))
             if rank == out_rank:
                 results.put(("done", rank, None))
         except BaseException as exc:  # noqa: BLE001 - a failed collective leaves the group unusable: exit
@@ -117,6 +127,12 @@ def serve(rank: int, pc, port: int, eng_kwargs: dict, requests, results, parent_
         dist.destroy_process_group()
     except Exception:  # noqa: BLE001 - shutting down anyway
         pass
+
+
+def _import(path: str):
+    import importlib
+    mod, _, name = path.partition(":")
+    return getattr(importlib.import_module(mod), name)
 
 
 def _portable(exc: BaseException):
