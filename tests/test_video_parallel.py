@@ -149,16 +149,14 @@ def test_generate_on_two_cpu_ranks_writes_the_mp4(ckpt, tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == 22
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--num_gpus_dit", "2"], "--num_gpus_dit 2 needs 2 GPUs, 0 visible"),  # the CI box has no GPU
-    (["--num_gpus_dit", "3", "--device", "cpu"], "4 denoising steps do not split evenly over 3 pipeline stages"),
-])
-def test_generate_refuses_bad_splits(ckpt, tmp_path, extra, needle):
-    if "--device" not in extra and torch.cuda.is_available():
+def test_generate_refuses_more_gpus_than_visible(ckpt, tmp_path):
+    """The other refusals share this path (tests/test_video_parallel_layout.py covers each message)."""
+    if torch.cuda.is_available():
         pytest.skip("this machine has GPUs")
     r = cli("generate", "--ckpt_dir", ckpt, "--load_lora", "--image", "x.png", "--audio", "x.wav",
-            "--out", str(tmp_path / "o.mp4"), *extra, timeout=120)
-    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+            "--out", str(tmp_path / "o.mp4"), "--num_gpus_dit", "2", timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--num_gpus_dit 2 needs 2 GPUs, 0 visible" in r.stderr
 
 
 def test_generate_names_a_taken_port(ckpt, tmp_path):

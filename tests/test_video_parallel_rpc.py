@@ -16,8 +16,8 @@ pytest.importorskip("diffusers")
 
 import video_ckpt as vc  # noqa: E402
 from avatarbridge.v1 import bridge_pb2 as pb  # noqa: E402
-from conftest import Server  # noqa: E402
-from test_video_parallel import AUD, IMG  # noqa: E402
+from conftest import Server, shared_file  # noqa: E402
+from test_video_parallel import AUD  # noqa: E402
 from test_video_rpc import collect, wav_bytes  # noqa: E402
 
 
@@ -32,12 +32,8 @@ def server(tmp_path_factory):
 
 
 def request() -> pb.GenerateVideoRequest:
-    import io
-
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(IMG).save(buf, format="PNG")
-    return pb.GenerateVideoRequest(image=buf.getvalue(), audio_file=wav_bytes(AUD, 16000), prompt="a man is talking",
+    image = shared_file("images/hallo_3.jpg").read_bytes()  # the server checks for a face
+    return pb.GenerateVideoRequest(image=image, audio_file=wav_bytes(AUD, 16000), prompt="a man is talking",
                                    size="64*64", seed=5, stream_id="v", infer_frames=12)
 
 
