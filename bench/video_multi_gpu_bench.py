@@ -4,8 +4,10 @@ asked for, in one run (the 1-GPU figure goes through the same rank harness, so t
 
   python bench/video_multi_gpu_bench.py --gpus 1 2 4 [--vae-parallel] [--blocks 8] [--compile] [--fp8] [--out DIR]
   python bench/video_multi_gpu_bench.py --gpus 1 4 8 --vae-parallel        # 4 steps x 2-way Ulysses on 8 GPUs
+  python bench/video_multi_gpu_bench.py --cpu-dry-run --gpus 1 2 4          # the harness on CPU ranks, tiny sizes
 
-NOT RUN YET: written in a session without a multi-GPU machine (docs/multi_gpu.md says so).
+NOT RUN ON GPUs YET: written in a session without a multi-GPU machine (docs/multi_gpu.md says so); only the
+--cpu-dry-run (tiny random model, gloo CPU ranks, 64*64) was run, to check the harness; its numbers mean nothing.
 
 Each layout: the group is started (random weights materialised on every rank), then one request of
 ``--blocks`` 12-frame blocks runs twice; the second run is reported. fps = frames / time between the first and
@@ -34,6 +36,18 @@ from engine.video.parallel.group import ParallelConfig  # noqa: E402
 from engine.video.pipeline import GenParams, VideoEngine  # noqa: E402
 
 
+TINY = os.environ.get("AVATAR_BENCH_TINY") == "1"  # --cpu-dry-run (inherited by the spawned ranks)
+
+
+def dit_config():
+    from engine.video.config import S2VConfig
+    if TINY:
+        return S2VConfig.from_dict(dict(dim=64, ffn_dim=128, freq_dim=32, text_dim=32, text_len=16, num_heads=4,
+                                        num_layers=4, audio_dim=32, num_audio_token=4, audio_inject_layers=[0, 2, 3],
+                                        motion_frames=[13, 4], rope_max_pos=45000))
+    return S2VConfig(rope_max_pos=45000)
+
+
 class RandomEngine(VideoEngine):
     """``VideoEngine`` with random weights at the released sizes (no checkpoint needed)."""
 
@@ -44,20 +58,22 @@ class RandomEngine(VideoEngine):
         if self.dit is not None:
             return
         from bench.video_bench import init_random
-        from engine.video.config import S2VConfig
         from engine.video.dit import WanS2VTransformer
+        cfg = dit_config()
         with torch.device("meta"):
-            self.dit = WanS2VTransformer(S2VConfig(rope_max_pos=45000))
+            self.dit = WanS2VTransformer(cfg)
         init_random(self.dit, self.device, self.dtype)
         self.load_vae_only()
         g = torch.Generator("cpu").manual_seed(1)
-        self.text = lambda prompt: torch.randn(1, 512, 4096, generator=g).mul(0.1).to(self.device, self.dtype)
+        self.text = lambda prompt: torch.randn(1, cfg.text_len, cfg.text_dim, generator=g).mul(0.1).to(
+            self.device, self.dtype)
         self._apply_speed()
 
     def load_vae_only(self) -> None:
         from diffusers import AutoencoderKLWan
         torch.manual_seed(0)
-        self.vae = AutoencoderKLWan().to(self.device, self.dtype).eval().requires_grad_(False)
+        vae = AutoencoderKLWan(base_dim=4) if TINY else AutoencoderKLWan()
+        self.vae = vae.to(self.device, self.dtype).eval().requires_grad_(False)
 
     def prepare(self, image, audio16k, params):
         from engine.video.inputs import choose_size, crop_resize, parse_size
@@ -65,7 +81,7 @@ class RandomEngine(VideoEngine):
         frames = int(np.ceil(audio16k.size / 16000 * params.fps))
         clips = -(-frames // params.infer_frames)
         g = torch.Generator("cpu").manual_seed(2)
-        feats = torch.randn(1, 25, 1024, clips * params.infer_frames, generator=g)
+        feats = torch.randn(1, 25, dit_config().audio_dim, clips * params.infer_frames, generator=g)
         return crop_resize(image, oh, ow), feats.to(self.device), clips
 
 
@@ -74,17 +90,17 @@ class RandomGroup(ParallelVideoEngine):
         pass
 
     def num_heads(self) -> int:
-        return 40
+        return dit_config().num_heads
 
 
 def one_layout(n: int, vae: bool, args, img, audio, p) -> dict:
     from engine.video.speed import SpeedOptions
-    pc = ParallelConfig(num_gpus_dit=n, enable_vae_parallel=vae, device="cuda", timeout_s=300, stall_timeout_s=600)
+    dev = "cpu" if TINY else "cuda"
+    pc = ParallelConfig(num_gpus_dit=n, enable_vae_parallel=vae, device=dev, timeout_s=300, stall_timeout_s=600)
     speed = SpeedOptions(compile=args.compile, quant="fp8" if args.fp8 else "none", fast=args.compile or args.fp8)
     with tempfile.TemporaryDirectory() as tmp:
-        from engine.video.config import S2VConfig
-        S2VConfig(rope_max_pos=45000).save(tmp)  # the VAE rank reads the motion length from it
-        eng = RandomGroup(tmp, lora="random", device="cuda", speed=speed, parallel=pc,
+        dit_config().save(tmp)  # the VAE rank reads the motion length from it
+        eng = RandomGroup(tmp, lora="random", device=dev, speed=speed, parallel=pc,
                           engine_class="bench.video_multi_gpu_bench:RandomEngine")
         r = {"num_gpus_dit": n, "vae_parallel": vae, "world_size": pc.world_size}
         try:
@@ -121,15 +137,21 @@ def main() -> int:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--fp8", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--cpu-dry-run", action="store_true", help="tiny random model on CPU ranks: checks the harness")
     args = ap.parse_args()
+    global TINY
+    if args.cpu_dry_run:
+        os.environ["AVATAR_BENCH_TINY"] = "1"
+        TINY = True
     visible = torch.cuda.device_count()
-    res = {"device": torch.cuda.get_device_name() if visible else "none", "visible_gpus": visible,
+    res = {"device": "cpu (dry run)" if TINY else torch.cuda.get_device_name() if visible else "none",
+           "visible_gpus": visible,
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "command": "python bench/video_multi_gpu_bench.py " + " ".join(sys.argv[1:]),
            "shape": f"704*384, 12 frames per block, {args.steps} steps, random weights", "layouts": []}
-    p = GenParams(mode="liveavatar", size="704*384", infer_frames=48, sample_steps=args.steps, seed=0,
+    p = GenParams(mode="liveavatar", size="64*64" if TINY else "704*384", infer_frames=48, sample_steps=args.steps, seed=0,
                   rolling_sink=True)
-    img = np.stack(np.meshgrid(np.arange(704) % 256, np.arange(384) % 256) + [np.full((384, 704), 128)], -1)
+    img = np.stack(list(np.meshgrid(np.arange(704) % 256, np.arange(384) % 256)) + [np.full((384, 704), 128)], -1)
     img = img.astype(np.uint8)
     audio = np.zeros(int(16000 * (args.blocks * 12 - 3) / 25), np.float32)
     for n in args.gpus:
