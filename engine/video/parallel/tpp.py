@@ -104,9 +104,9 @@ class Mailbox:
     def send(self, m: Msg, x: torch.Tensor) -> None:
         x = x.contiguous()
         self.pending.append((dist.isend(x, dst=m.dst), x))
-        if len(self.pending) > 8:  # bound the tensors held for in-flight sends
-            h, _ = self.pending.pop(0)
-            h.wait()
+        # Drop finished sends (their tensors go with them). Never wait here: a receiver may take a message only
+        # much later (the rolling-sink latent), and blocking on it could stall the pipeline behind it.
+        self.pending = [(h, t) for h, t in self.pending if not h.is_completed()]
 
     def flush(self) -> None:
         for h, _ in self.pending:
