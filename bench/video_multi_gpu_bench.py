@@ -149,8 +149,8 @@ def main() -> int:
            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "command": "python bench/video_multi_gpu_bench.py " + " ".join(sys.argv[1:]),
            "shape": f"704*384, 12 frames per block, {args.steps} steps, random weights", "layouts": []}
-    p = GenParams(mode="liveavatar", size="64*64" if TINY else "704*384", infer_frames=48, sample_steps=args.steps, seed=0,
-                  rolling_sink=True)
+    p = GenParams(mode="liveavatar", size="64*64" if TINY else "704*384", infer_frames=48, sample_steps=args.steps,
+                  seed=0, rolling_sink=True)
     img = np.stack(list(np.meshgrid(np.arange(704) % 256, np.arange(384) % 256)) + [np.full((384, 704), 128)], -1)
     img = img.astype(np.uint8)
     audio = np.zeros(int(16000 * (args.blocks * 12 - 3) / 25), np.float32)

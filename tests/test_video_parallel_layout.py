@@ -106,7 +106,8 @@ def _simulate(lay, blocks, bpc, rolling=True):
                     ops.append(("recv", Msg("sink", 0, lay.leader(lay.final_stage), r)))
                     got_sink = True
                 if i < lay.steps - 1:
-                    ops += [("send", m) for m in plan.sent.get(r, []) if m.kind == "x" and (m.blk, m.step) == (blk, i + 1)]
+                    ops += [("send", m) for m in plan.sent.get(r, [])
+                            if m.kind == "x" and (m.blk, m.step) == (blk, i + 1)]
                 else:
                     ops += [("send", m) for m in plan.sent.get(r, []) if m.kind == "sink" and blk == 0]
                     ops += [("send", m) for m in plan.sent.get(r, []) if m.kind == "out" and m.blk == blk]

@@ -69,7 +69,8 @@ class ParallelVideoEngine:
         self._results = ctx.Queue()
         self._requests = [ctx.Queue() for _ in range(self.pc.world_size)]
         self._procs = [ctx.Process(target=serve, name=f"video-rank-{r}", args=(
-            r, self.pc, port, self._kw, self._requests[r], self._results, os.getpid())) for r in range(self.pc.world_size)]
+            r, self.pc, port, self._kw, self._requests[r], self._results, os.getpid()))
+            for r in range(self.pc.world_size)]
         for pr in self._procs:
             pr.start()
         log.info("video rank group: %d ranks (%s), rendezvous %s:%d", self.pc.world_size, self.pc.backend,
@@ -85,6 +86,10 @@ class ParallelVideoEngine:
 
     def stream(self, image, audio16k, prompt: str, p, progress=None):
         self.layout(p)  # a clear error before any rank is bothered
+        if p.mode == "liveavatar" and p.infer_frames % (4 * p.block_frames):
+            raise ValueError(f"infer_frames must be a multiple of {4 * p.block_frames} in LiveAvatar mode")
+        if p.infer_frames % 4:
+            raise ValueError("infer_frames must be a multiple of 4")
         self.load()
         req = {"image": image, "audio": audio16k, "prompt": prompt, "params": p, "num_heads": self.num_heads()}
         for q in self._requests:
