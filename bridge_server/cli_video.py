@@ -73,6 +73,20 @@ def _common(ap) -> None:
     sp.add_argument("--offload_dit", choices=["none", "weights", "weights+kv"], default=None,
                     help="stream the DiT layers' weights (and with weights+kv the KV caches) from pinned host "
                          "memory; implies --offload_model; for GPUs of 24 GB or less")
+    mg = ap.add_argument_group("several GPUs (docs/multi_gpu.md)")
+    mg.add_argument("--num_gpus_dit", type=int, default=1,
+                    help="ranks for the DiT: LiveAvatar = timestep pipeline (one denoising step per GPU, steps cycle "
+                         "when there are more), S2V = sequence parallel; launched here (one process per rank)")
+    mg.add_argument("--ulysses_size", type=int, default=0,
+                    help="ranks per sequence-parallel group inside a pipeline stage (0 = GPUs / steps when more GPUs "
+                         "than steps, else 1)")
+    mg.add_argument("--enable_vae_parallel", action="store_true", help="one extra rank (GPU) decodes the VAE")
+    mg.add_argument("--master_port", type=int, default=None,
+                    help="rendezvous port (default: MASTER_PORT, else a free one); an error if it is taken")
+    mg.add_argument("--dist_timeout", type=float, default=120.0,
+                    help="seconds a collective may wait for a peer; the run also stops if no frames come for "
+                         "2x this long (a hung rank)")
+    mg.add_argument("--nccl_debug", action="store_true", help="NCCL_DEBUG=INFO + TORCH_DISTRIBUTED_DEBUG=DETAIL")
     ap.add_argument("--no-progress", action="store_true")
 
 
@@ -106,11 +120,15 @@ def resolve(args, overrides: dict | None = None) -> dict:
 def run_video_command(args) -> int:
     from engine.video.checkpoints import CheckpointError
     from engine.video.inputs import InputError
+    from engine.video.parallel.engine import RankFailure
     try:
         if args.cmd == "generate":
             k = resolve(args)
             eng = _engine(args, k)
-            info = generate_one(eng, args.image, args.audio, args.prompt, k, args.out, not args.no_progress)
+            try:
+                info = generate_one(eng, args.image, args.audio, args.prompt, k, args.out, not args.no_progress)
+            finally:
+                getattr(eng, "close", lambda: None)()  # a rank group stops with the command
             print(f"{info['frames']} frames {info['width']}x{info['height']} at {info['fps']} fps "
                   f"in {info['seconds']:.1f} s -> {args.out}" + "".join(f"\nwarning: {w}" for w in info["warnings"]))
             return 0
@@ -126,6 +144,9 @@ def run_video_command(args) -> int:
         print(f"avatar-bridge {args.cmd}: GPU out of memory ({first}); lower --size or --infer_frames, or use "
               f"--quant fp8, --kv_cache fp8, --offload_dit weights+kv (docs/video.md)", file=sys.stderr)
         return 2
+    except RankFailure as exc:
+        print(f"avatar-bridge {args.cmd}: {exc}", file=sys.stderr)
+        return 3
 
 
 def speed_options(args):
@@ -137,8 +158,38 @@ def speed_options(args):
                                  kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None))
 
 
+def parallel_config(args, k):
+    """The rank-group knobs, or None for the one-process engine."""
+    n, vae = getattr(args, "num_gpus_dit", 1), bool(getattr(args, "enable_vae_parallel", False))
+    if n == 1 and not vae:
+        return None
+    from engine.video.parallel.group import ParallelConfig
+    dev = args.device or "cuda"
+    port = args.master_port if args.master_port is not None else int(os.environ.get("MASTER_PORT", 0) or 0)
+    return ParallelConfig(num_gpus_dit=n, ulysses_size=args.ulysses_size, enable_vae_parallel=vae,
+                          device="cuda" if dev.startswith("cuda") else dev, master_port=port,
+                          timeout_s=args.dist_timeout, stall_timeout_s=2 * args.dist_timeout,
+                          nccl_debug=args.nccl_debug)
+
+
 def _engine(args, k):
     from engine.video.pipeline import VideoEngine
+    pc = parallel_config(args, k)
+    if pc is not None:
+        from engine.video.parallel.engine import ParallelVideoEngine
+        from engine.video.parallel.group import check_devices, check_port
+        from engine.video.pipeline import GenParams
+        eng = ParallelVideoEngine(args.ckpt_dir, lora=k["lora"] if k["model"] == "liveavatar" else None,
+                                  offload_model=bool(k["offload_model"]), speed=speed_options(args), parallel=pc)
+        eng.check_files()
+        eng.layout(GenParams(mode=k["model"], sample_steps=k["sample_steps"]))  # bad splits: before any work
+        check_devices(pc)
+        if pc.master_port:
+            check_port(pc.master_addr, pc.master_port)
+        if pc.device == "cpu":
+            print(f"note: --device cpu runs {pc.world_size} CPU processes (gloo) in place of GPUs: a test mode",
+                  file=sys.stderr)
+        return eng
     return VideoEngine(args.ckpt_dir, lora=k["lora"] if k["model"] == "liveavatar" else None,
                        device=args.device, offload_model=bool(k["offload_model"]), speed=speed_options(args))
 
@@ -205,6 +256,8 @@ def _batch(args) -> int:
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
             if key not in engines:
+                for e in engines.values():
+                    getattr(e, "close", lambda: None)()
                 engines.clear()  # one model in memory at a time
                 engines[key] = _engine(args, k)
             record.update(generate_one(engines[key], record["image"], record["audio"], record["prompt"], k, out,
@@ -215,5 +268,7 @@ def _batch(args) -> int:
             print(f"avatar-bridge generate-batch: {name}: {exc}", file=sys.stderr)
         with open(log_path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+    for e in engines.values():
+        getattr(e, "close", lambda: None)()
     print(f"{len(files) - failed}/{len(files)} runs ok; log: {log_path}")
     return 1 if failed else 0

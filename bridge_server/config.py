@@ -44,6 +44,9 @@ class ServerConfig:
     video_lora: str = ""  # LiveAvatar liveavatar.safetensors (file or folder); set = causal streaming mode
     video_device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
     video_warmup: str = ""  # a size (704*384): the video worker loads, compiles and runs once at start; empty = off
+    video_num_gpus_dit: int = 1  # > 1: the video worker owns a rank group (docs/multi_gpu.md); cpu = test mode
+    video_vae_parallel: int = 0  # 1 = with the rank group, one more GPU decodes the VAE (--enable_vae_parallel)
+    video_rank_timeout_s: float = 120.0  # rank group: collective timeout; no frames for 2x this = hung -> UNAVAILABLE
     ready_file: str = ""  # if set, write {"port":..,"metrics_port":..,"pid":..} here once serving
     # Transport security (bridge_server/security.py, docs/security.md). A non-loopback --host needs TLS, tokens or
     # insecure = true; metrics_host stays 127.0.0.1 unless set.

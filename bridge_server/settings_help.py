@@ -36,5 +36,9 @@ SETTING_HELP = {
     "video_ckpt_dir": "Wan2.2-S2V-14B folder; set = GenerateVideo on (docs/video.md)",
     "video_lora": "LiveAvatar LoRA file or folder; set = causal streaming video mode",
     "video_device": "device for the video engine: cuda, cuda:1 or cpu; empty = cuda when available",
+    "video_warmup": "a size such as 704*384: the video worker loads, compiles and runs once at start; empty = off",
+    "video_num_gpus_dit": "> 1: the video worker owns a rank group over this many GPUs (docs/multi_gpu.md)",
+    "video_vae_parallel": "1 = with the rank group, one more GPU decodes the VAE",
+    "video_rank_timeout_s": "rank group: collective timeout; no frames for twice this = a hung rank (UNAVAILABLE)",
     "ready_file": "write {port, metrics_port, pid, worker_pids} as JSON here once serving",
 }

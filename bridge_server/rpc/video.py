@@ -36,6 +36,9 @@ async def start_video_pool(cfg) -> WorkerPool | None:
         args += ["--device", cfg.video_device]
     if getattr(cfg, "video_warmup", ""):
         args += ["--warmup", cfg.video_warmup]
+    if cfg.video_num_gpus_dit > 1 or cfg.video_vae_parallel:  # a rank group (docs/multi_gpu.md)
+        args += ["--num-gpus-dit", str(cfg.video_num_gpus_dit), "--rank-timeout", str(cfg.video_rank_timeout_s)]
+        args += ["--vae-parallel"] if cfg.video_vae_parallel else []
     # Heartbeats come from the worker's main thread while another thread loads/computes; a long unpickle
     # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
     pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,

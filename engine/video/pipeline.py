@@ -108,6 +108,7 @@ class VideoEngine:
         self.dtype = dtype or (torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32)
         self.offload_model = offload_model
         self.dit: WanS2VTransformer | None = None
+        self.s2v_forward = None  # several ranks: engine/video/parallel swaps in the sequence-parallel forward
         self.vae = self.text = self.audio = None
         p = os.path.join(ckpt_dir, COMPONENT_CONFIGS)
         self.component_cfg = json.load(open(p)) if os.path.isfile(p) else {}
@@ -371,6 +372,7 @@ class VideoEngine:
         nf = p.infer_frames // 4
         out_index = 0
         total = clips * len(ts)
+        fwd = self.s2v_forward or dit
         for r in range(clips):
             x = self._noise(p.seed + r, (1, 16, nf, hl, wl))
             af = feats[..., r * p.infer_frames:(r + 1) * p.infer_frames]
@@ -379,9 +381,9 @@ class VideoEngine:
             _, step = make_s2v_solver(p.sample_solver, p.sample_steps, p.sample_shift)
             for i, tv in enumerate(ts):
                 t = torch.full((1,), float(tv), device=self.device)
-                v = dit(x, t, cond, af, drop_motion=(r == 0))
+                v = fwd(x, t, cond, af, drop_motion=(r == 0))
                 if cfg_on:
-                    vu = dit(x, t, ucond, af * 0, drop_motion=(r == 0))
+                    vu = fwd(x, t, ucond, af * 0, drop_motion=(r == 0))
                     v = vu + p.sample_guide_scale * (v - vu)
                 x = step(v, i, x)
                 if progress:

@@ -48,7 +48,8 @@ class Job:
 
 
 class VideoWorker:
-    def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str, warmup: str = ""):
+    def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str, warmup: str = "",
+                 parallel=None):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, identity)
@@ -56,6 +57,7 @@ class VideoWorker:
         self.sock.connect(endpoint)
         self.ckpt_dir, self.lora, self.device = ckpt_dir, lora or None, device or None
         self.engine = None
+        self.parallel = parallel  # engine.video.parallel.group.ParallelConfig: this worker owns a rank group
         self.jobs: dict[int, Job] = {}
         self.todo: queue.Queue[Job | None] = queue.Queue()
         self.out: queue.Queue[bytes] = queue.Queue()
@@ -172,6 +174,9 @@ class VideoWorker:
         warnings = check_image(img)
         audio, aw = load_audio(job.payload[n_img:], cfg.get("max_audio_seconds", 3600.0))
         warnings += aw
+        if self.engine is None and self.parallel is not None:
+            from engine.video.parallel.engine import ParallelVideoEngine
+            self.engine = ParallelVideoEngine(self.ckpt_dir, lora=self.lora, device=self.device, parallel=self.parallel)
         if self.engine is None:
             self.engine = VideoEngine(self.ckpt_dir, lora=self.lora, device=self.device)
         eng = self.engine
@@ -182,7 +187,9 @@ class VideoWorker:
                              "PATH (fetch: avatar-bridge models fetch liveavatar), or ask for VIDEO_MODEL_S2V")
         params = make_params(mode, cfg)
         oh, ow = choose_size(img.shape[0], img.shape[1], parse_size(params.size))
-        if str(eng.device).startswith("cuda"):
+        if self.parallel is not None:
+            eng.layout(params)  # an uneven split is the request's error, before the group is bothered
+        elif str(eng.device).startswith("cuda"):
             free = torch.cuda.mem_get_info()[0] + (torch.cuda.memory_allocated() if eng.dit is not None else 0)
             advice = fit_advice(oh, ow, params, free, eng.offload_model, bool(self.lora), eng.speed)
             if advice:
@@ -242,6 +249,8 @@ def classify(exc: Exception) -> tuple[str, str]:
         return "RESOURCE_EXHAUSTED", (f"GPU out of memory ({first}); lower `size` or `infer_frames` in the request, "
                                       f"or start the server with smaller-memory settings: AVATAR_VIDEO_QUANT=fp8, "
                                       f"AVATAR_VIDEO_KV_CACHE=fp8, AVATAR_VIDEO_OFFLOAD=weights+kv (docs/video.md)")
+    if type(exc).__name__ == "RankFailure":  # engine.video.parallel: a rank died or hung; the group restarts
+        return "UNAVAILABLE", str(exc)
     if isinstance(exc, ValueError):
         return "INVALID_ARGUMENT", str(exc)
     return "INTERNAL", f"video engine error: {type(exc).__name__}: {exc}"
@@ -255,11 +264,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora", default="")
     ap.add_argument("--device", default="")
     ap.add_argument("--warmup", default="", help="a size (704*384): load, compile and run once at start")
+    ap.add_argument("--num-gpus-dit", type=int, default=1, help="> 1: own a rank group (docs/multi_gpu.md)")
+    ap.add_argument("--vae-parallel", action="store_true")
+    ap.add_argument("--rank-timeout", type=float, default=120.0)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
     args = ap.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device, args.warmup).run()
+    parallel = None
+    if args.num_gpus_dit > 1 or args.vae_parallel:
+        from engine.video.parallel.group import ParallelConfig
+        dev = args.device or "cuda"
+        parallel = ParallelConfig(num_gpus_dit=args.num_gpus_dit, enable_vae_parallel=args.vae_parallel,
+                                  device="cuda" if dev.startswith("cuda") else dev, timeout_s=args.rank_timeout,
+                                  stall_timeout_s=2 * args.rank_timeout)
+    worker = VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device, args.warmup, parallel)
+    try:
+        worker.run()
+    finally:
+        if worker.engine is not None and hasattr(worker.engine, "close"):
+            worker.engine.close()  # the rank group goes with the worker
     return 0
 
 
