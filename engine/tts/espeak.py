@@ -6,6 +6,8 @@ timings are exact, not aligned after the fact. The driver is the one the learned
 """
 from __future__ import annotations
 
+import ctypes
+
 from engine.tts.base import Synthesis, TtsBackend, Voice, VoiceMissing, phones_from_starts
 
 # The languages we list (and test): espeak-ng voice name -> (BCP-47 language we answer to, description).
@@ -17,6 +19,37 @@ LANGUAGES = {
     "hi": ("hi", "Hindi"), "ar": ("ar", "Arabic"), "tr": ("tr", "Turkish"), "sv": ("sv", "Swedish"),
 }
 BASE_WPM = 175  # espeak-ng's default speed; rate 1.0
+_IPA = 0x02  # espeak_TextToPhonemes: phonemes as IPA
+_UTF8 = 1
+_shared = None
+
+
+def shared_driver():
+    """The process's one libespeak-ng driver (it has global state): the espeak voices and the Piper phonemiser
+    share it. RuntimeError if libespeak-ng cannot start."""
+    global _shared
+    if _shared is None:
+        from engine.expression.train.tts import Espeak
+        _shared = Espeak()
+    return _shared
+
+
+def ipa(es, text: str, voice: str) -> str:
+    """Text -> espeak-ng's IPA (clauses joined by a space), as Piper's phonemiser makes it. ValueError for an
+    unknown voice."""
+    if es.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        raise ValueError(f"espeak-ng has no voice {voice!r}")
+    fn = es.lib.espeak_TextToPhonemes
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+    buf = ctypes.create_string_buffer(text.encode("utf-8"))
+    ptr = ctypes.c_void_p(ctypes.addressof(buf))
+    out = []
+    while ptr.value:  # one clause per call; the pointer moves on (NULL at the end)
+        r = fn(ctypes.byref(ptr), _UTF8, _IPA)
+        if r:
+            out.append(r.decode("utf-8", "replace").strip())
+    return " ".join(o for o in out if o)
 
 
 class EspeakBackend(TtsBackend):
@@ -29,9 +62,8 @@ class EspeakBackend(TtsBackend):
 
     def _driver(self):
         if self._espeak is None and not self._error:
-            from engine.expression.train.tts import Espeak
             try:
-                self._espeak = Espeak()
+                self._espeak = shared_driver()
                 self.sample_rate = self._espeak.sample_rate
             except RuntimeError as exc:
                 self._error = str(exc)
