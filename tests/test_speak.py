@@ -400,3 +400,46 @@ def test_festival_starts_on_demand_and_exits_when_idle():
         assert again.audio.size == first.audio.size and [p.label for p in again.phones] == [p.label for p in first.phones]
     finally:
         b.close()
+
+
+def _speech_and_pause_rms(syn) -> tuple[float, float]:
+    """RMS of the audio inside the vowel phones, and inside the pauses (leading, trailing, between words)."""
+    x, sr = syn.audio, syn.sample_rate
+    vowels = [p for p in syn.phones if p.label in ("aa", "ae", "ah", "ao", "aw", "ay", "eh", "er", "ey", "ih", "iy",
+                                                   "ow", "oy", "uh", "uw")]
+    pauses = [p for p in syn.phones if p.label == "" and p.end_s - p.start_s > 0.05]
+
+    def rms(ps):
+        seg = np.concatenate([x[int(p.start_s * sr) + int(0.01 * sr):int(p.end_s * sr) - int(0.01 * sr)] for p in ps])
+        return float(np.sqrt(np.mean(seg ** 2)))
+    assert vowels and pauses
+    return rms(vowels), rms(pauses)
+
+
+@needs_festival
+def test_hts_and_espeak_voices_honour_speaking_rate():
+    """rate 1.5: a shorter utterance whose phone timings still sit on the audio (vowels loud, the pause at the
+    comma quiet, the last phone ending with the audio); rate 0.7: longer. The HTS voice takes it as its
+    engine's speech speed; espeak-ng as words per minute."""
+    import engine.tts.festival as fest
+
+    text = "Hello there, how are you doing on this fine morning?"
+    b = fest.FestivalBackend()
+    try:
+        slt = next(v for v in b.voices() if v.id == "festival:us-slt-hts")
+        syn = {r: b.synth(text, slt, r) for r in (1.0, 1.5, 0.7, 1.0)}  # 1.0 last again: no rate sticks
+    finally:
+        b.close()
+    n = {r: s.audio.size / s.sample_rate for r, s in syn.items()}
+    assert n[1.5] / n[1.0] == pytest.approx(1 / 1.5, abs=0.08) and n[0.7] / n[1.0] == pytest.approx(1 / 0.7, abs=0.12)
+    for r, s in syn.items():
+        assert not s.warnings
+        assert s.phones[-1].end_s == pytest.approx(s.audio.size / s.sample_rate, abs=0.01)
+        loud, quiet = _speech_and_pause_rms(s)
+        assert quiet < 0.1 * loud, (r, loud, quiet)
+    assert [p.label for p in syn[1.5].phones] == [p.label for p in syn[1.0].phones]
+    es = EspeakBackend()
+    v = next(v for v in es.voices() if v.id == "espeak:en-us")
+    fast, normal = es.synth(text, v, 1.5), es.synth(text, v, 1.0)
+    assert fast.audio.size / normal.audio.size < 0.8
+    assert fast.phones[-1].end_s == pytest.approx(fast.audio.size / fast.sample_rate, abs=0.01)
