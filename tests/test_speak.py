@@ -118,6 +118,33 @@ def test_ssml_subset_and_bad_ssml(server):
     assert bad.status.sentences == 1
 
 
+def test_ssml_prosody_rate_sentences_and_unsupported_elements(server):
+    """<prosody rate> speeds its text up or down (times speaking_rate, clamped to 0.5..2 with a warning);
+    <s>/<p> are sentences; an element outside the subset is read as plain text, and a warning names it."""
+    from engine.tts.text import pieces
+
+    same = "Bob bought a big blue ball."
+    ssml = (f'<speak><p><s>{same}</s><prosody rate="x-fast">{same}</prosody>'
+            f'<prosody rate="50%">{same}</prosody></p><emphasis level="strong">Now</emphasis></speak>')
+    res = speak(server, ssml, voice="espeak:en-us")
+    check_one_clock(res)
+    assert res.status.sentences == 4
+    sizes = [len(a.pcm16) // 2 for a in res.audio]
+    sr = res.header.sample_rate
+    lead = int(0.12 * sr)  # the first sentence's lead-in silence
+    normal, fast, slow = sizes[0] - lead, sizes[1], sizes[2]
+    assert fast < 0.8 * normal and slow > 1.5 * normal, sizes
+    assert any("<emphasis> is not supported; its text was read as plain text" in w for w in res.status.warnings)
+    clamped = speak(server, f'<speak><prosody rate="x-fast">{same}</prosody></speak>', voice="espeak:en-us",
+                    speaking_rate=2.0)
+    assert any("is 3, outside 0.5..2; 2 was used" in w for w in clamped.status.warnings), clamped.status.warnings
+    ps, warnings = pieces('<speak><prosody rate="+20%" volume="loud">a</prosody><prosody rate="1.5">b</prosody>'
+                          '<prosody rate="slow"><prosody rate="200%">c</prosody>d</prosody>e<prosody rate="zip">f'
+                          '</prosody></speak>')
+    assert [(p.text, p.rate) for p in ps] == [("a", 1.2), ("b", 1.5), ("c", 1.5), ("d", 0.75), ("e", 1.0), ("f", 1.0)]
+    assert any("volume is not applied" in w for w in warnings) and any("rate='zip'" in w for w in warnings)
+
+
 def test_barge_in_eases_the_face_to_rest(server):
     """A SpeakStop mid-utterance: synthesis stops, the frames from the stop ease to rest, the status says so."""
     # 300 sentences: even espeak-ng (~5 ms a sentence with its round trip) cannot finish before the stop lands.
