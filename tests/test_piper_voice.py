@@ -89,6 +89,25 @@ def test_tiny_piper_voice_speaks_through_the_speak_rpc(piper_server, voices):
     assert jaw.max() > 0.2 and jaw[0] < 0.02 and jaw[-1] < 0.02
 
 
+def test_phonemes_and_ids_follow_pipers_layout(voices):
+    """espeak-ng IPA with each clause's punctuation (Piper trains on it), NFD codepoints, and ids as Piper
+    lays them out: ^ _ (phoneme _)* $."""
+    import json
+
+    from engine.tts.piper import _phoneme_ids, phonemize
+
+    ph = phonemize("Hello there, how are you? Fine.", "en-us")
+    text = "".join(ph)
+    assert text.startswith("həlˈoʊ ðˈɛɹ, h") and "juː?" in text and text.endswith("fˈaɪn.")
+    id_map = json.loads((voices / f"{TINY}.onnx.json").read_text(encoding="utf-8"))["phoneme_id_map"]
+    ids, owner, unknown = _phoneme_ids(ph, id_map)
+    assert not unknown
+    want = [1, 0] + [x for p in ph for x in (id_map[p][0], 0)] + [2]
+    assert ids == want and owner[:2] == [-1, -1] and owner[-1] == -1 and owner[2:4] == [0, 0]
+    _, _, unknown = _phoneme_ids(list("hæ") + ["ʘ"], id_map)  # a click: not in this voice's map
+    assert unknown == {"ʘ"}
+
+
 def test_speaking_rate_is_length_scale(voices):
     """rate 1.5 -> length_scale / 1.5: the model itself makes shorter audio, and the phones still tile it."""
     b, v = _local(voices, TINY)

@@ -470,3 +470,13 @@ def test_hts_and_espeak_voices_honour_speaking_rate():
     fast, normal = es.synth(text, v, 1.5), es.synth(text, v, 1.0)
     assert fast.audio.size / normal.audio.size < 0.8
     assert fast.phones[-1].end_s == pytest.approx(fast.audio.size / fast.sample_rate, abs=0.01)
+
+
+def test_mandarin_is_read_as_mandarin():
+    """espeak-ng 1.51's "cmn" voice reads characters through pinyin spelled as English ("ni three"); the
+    backend uses cmn-latn-pinyin, and Mandarin's aspirated stops come out as IPA (tʰ, not the ARPAbet TH)."""
+    es = EspeakBackend()
+    v = next(v for v in es.voices() if v.id == "espeak:cmn")
+    labels = [p.label for p in es.synth("你好，今天我想喝一杯茶。", v, 1.0).phones if p.label]
+    assert "θ" not in labels and "ɹ" not in labels and "iː" not in labels, labels  # English "three"
+    assert labels[:2] == ["n", "i"] and "χ" in labels and "tʰ" in labels and "th" not in labels, labels

@@ -228,8 +228,8 @@ def _config_problem(cfg) -> str:
 
 
 def phonemize(text: str, espeak_voice: str) -> list[str]:
-    """Text -> Piper's phoneme list: espeak-ng IPA codepoints (NFD), clauses joined by a space, and the
-    sentence's final punctuation appended (Piper keeps clause punctuation: the voice was trained on it)."""
+    """Text -> Piper's phoneme list: espeak-ng IPA codepoints (NFD), each clause followed by its punctuation
+    (engine/tts/espeak.py: ipa)."""
     from engine.tts.espeak import ipa, shared_driver
     try:
         phones = ipa(shared_driver(), text, espeak_voice)
@@ -237,8 +237,7 @@ def phonemize(text: str, espeak_voice: str) -> list[str]:
         raise VoiceMissing(f"piper voices are phonemised by espeak-ng, which cannot start ({exc})") from None
     except ValueError as exc:
         raise VoiceMissing(f"{exc} (the Piper voice's espeak.voice); install espeak-ng-data") from None
-    last = text.rstrip()[-1:]
-    return list(unicodedata.normalize("NFD", phones + (last if last and last in ".!?,;:" else "")))
+    return list(unicodedata.normalize("NFD", phones))
 
 
 def _phoneme_ids(phonemes: list[str], id_map: dict) -> tuple[list[int], list[int], set]:
