@@ -124,7 +124,8 @@ def _piper_voice(args, voice: str) -> int:
             print(f"piper:{voice}: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:
-            print(f"piper:{voice}: FAILED: {exc}", file=sys.stderr)
+            print(f"piper:{voice}: FAILED: {exc}; without network here, download {voice}.onnx and {voice}.onnx.json "
+                  f"elsewhere and copy them into {dest}", file=sys.stderr)
             return 1
         print(f"piper:{voice}: ok {' '.join(str(f) for f in files)} (sha256 recorded in {dest / piper.CHECKSUMS})")
         return 0
