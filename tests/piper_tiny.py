@@ -29,10 +29,11 @@ TEXTS = ["The quick brown fox jumps over the lazy dog.", "Hello there, how are y
 VOWELS = set("aeiouyæɐɑɒɔəɚɛɜɝɪʊʌᵻɨ")
 
 
-def build(folder: pathlib.Path, name: str = "en_US-tiny-medium", ceil: bool = True, length_scale: float = 1.0
-          ) -> pathlib.Path:
+def build(folder: pathlib.Path, name: str = "en_US-tiny-medium", ceil: bool = True, length_scale: float = 1.0,
+          speakers: int = 1) -> pathlib.Path:
     """Write <folder>/<name>.onnx and .onnx.json; ceil=False rounds durations without a Ceil node (a graph
-    that gives no duration tensor). Returns the .onnx path."""
+    that gives no duration tensor); speakers > 1 adds Piper's `sid` input (speaker k's audio is scaled by
+    1 / (1 + k)). Returns the .onnx path."""
     import torch
 
     from engine.tts.espeak import ipa, shared_driver
@@ -71,28 +72,32 @@ def build(folder: pathlib.Path, name: str = "en_US-tiny-medium", ceil: bool = Tr
             dur[i] = 9.6
         elif c in done and unicodedata.category(c) != "Lm":
             dur[i] = 4.4
-    torch_model = _TinyPiper(torch.from_numpy(dur), torch.from_numpy(table), ceil)
+    torch_model = _TinyPiper(torch.from_numpy(dur), torch.from_numpy(table), ceil, speakers > 1)
     path = folder / f"{name}.onnx"
     folder.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor([[1, 0, id_map["h"][0], 0, id_map["ə"][0], 0, 2]], dtype=torch.long)
     with warnings.catch_warnings():  # torch says the TorchScript exporter is legacy: it is the one that
         warnings.simplefilter("ignore")  # runs without onnxscript, and Piper's own export uses it
-        torch.onnx.export(torch_model, (ids, torch.tensor([ids.shape[1]]), torch.tensor([0.667, 1.0, 0.8])), str(path),
-                          input_names=["input", "input_lengths", "scales"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch_size", 1: "phonemes"}, "input_lengths": {0: "batch_size"},
-                                        "output": {0: "batch_size", 2: "time"}},
-                          opset_version=17, dynamo=False)
+        args = (ids, torch.tensor([ids.shape[1]]), torch.tensor([0.667, 1.0, 0.8]))
+        names = ["input", "input_lengths", "scales"]
+        axes = {"input": {0: "batch_size", 1: "phonemes"}, "input_lengths": {0: "batch_size"},
+                "output": {0: "batch_size", 2: "time"}}
+        if speakers > 1:
+            args, names, axes["sid"] = args + (torch.tensor([0]),), names + ["sid"], {0: "batch_size"}
+        torch.onnx.export(torch_model, args, str(path), input_names=names, output_names=["output"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
     config = {"audio": {"sample_rate": SAMPLE_RATE, "quality": "medium"}, "espeak": {"voice": "en-us"},
               "language": {"code": "en_US"},
               "inference": {"noise_scale": 0.667, "length_scale": length_scale, "noise_w": 0.8},
               "phoneme_type": "espeak", "phoneme_map": {}, "phoneme_id_map": id_map, "num_symbols": n_ids,
-              "num_speakers": 1, "speaker_id_map": {}, "hop_length": HOP,
+              "num_speakers": speakers,
+              "speaker_id_map": {f"speaker{k}": k for k in range(speakers)} if speakers > 1 else {}, "hop_length": HOP,
               "dataset": "made here by tests/piper_tiny.py: not a trained voice"}
     (folder / f"{name}.onnx.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
-def _TinyPiper(dur, table, ceil: bool):
+def _TinyPiper(dur, table, ceil: bool, multi: bool):
     import torch
 
     class TinyPiper(torch.nn.Module):
@@ -101,7 +106,7 @@ def _TinyPiper(dur, table, ceil: bool):
             self.register_buffer("dur", dur)
             self.register_buffer("table", table)
 
-        def forward(self, input, input_lengths, scales):
+        def forward(self, input, input_lengths, scales, sid=None):
             n = input.shape[1]
             mask = (torch.arange(n) < input_lengths[0]).float()
             # noise_w and noise_scale are taken (the graph keeps Piper's three scales) but change nothing:
@@ -117,6 +122,8 @@ def _TinyPiper(dur, table, ceil: bool):
             idx = phone_of_frame[s // HOP]
             off = (s - starts[idx] * HOP) % SNIP
             audio = self.table.reshape(-1)[input[0][idx] * SNIP + off] * (0.8 + 0.0 * scales[0])
+            if multi:
+                audio = audio / (1.0 + sid[0].float())
             return audio.reshape(1, 1, -1)
 
     return TinyPiper()

@@ -33,6 +33,7 @@ from tests.test_speak import _speak_error, check_one_clock, speak  # noqa: E402
 
 TINY = "en_US-tiny-medium"  # has the Ceil duration tensor: exact phone timings
 NO_CEIL = "en_US-tinyround-medium"  # rounds without Ceil: phone timings by forced alignment
+MULTI = "en_US-tinymulti-medium"  # takes Piper's sid input (3 speakers)
 PP = VISEME_INDEX["PP"]
 
 
@@ -41,6 +42,7 @@ def voices(tmp_path_factory):
     d = tmp_path_factory.mktemp("piper")
     piper_tiny.build(d, TINY)
     piper_tiny.build(d, NO_CEIL, ceil=False)
+    piper_tiny.build(d, MULTI, speakers=3)
     # Broken voices, each as a user could leave them.
     (d / "en_US-corrupt-medium.onnx").write_bytes(b"\x08\x07not an onnx model" * 50)
     shutil.copy(d / f"{TINY}.onnx.json", d / "en_US-corrupt-medium.onnx.json")
@@ -118,6 +120,18 @@ def test_speaking_rate_is_length_scale(voices):
     d_slow = np.array([p.end_s - p.start_s for p in slow.phones])
     d_fast = np.array([p.end_s - p.start_s for p in fast.phones])
     assert np.median(d_fast / d_slow) == pytest.approx(1 / 1.5, abs=0.1)
+
+
+def test_a_multi_speaker_voice_gets_speaker_0(voices):
+    b, v = _local(voices, MULTI)
+    _, one = _local(voices, TINY)
+    multi, single = b.synth("Big blue ball.", v, 1.0), PiperBackend(voices).synth("Big blue ball.", one, 1.0)
+    assert "sid" in b._loaded[MULTI].input_names
+    # Speaker 0: not scaled down (speaker 1 would be half as loud). Each build takes its own espeak-ng
+    # snippets, which differ by a few samples, so the two models are compared by level, not sample by sample.
+    assert multi.audio.size == single.audio.size
+    assert np.sqrt(np.mean(multi.audio ** 2)) / np.sqrt(np.mean(single.audio ** 2)) == pytest.approx(1.0, abs=0.1)
+    assert [p.label for p in multi.phones] == [p.label for p in single.phones]
 
 
 def test_a_graph_without_durations_is_force_aligned(piper_server):
