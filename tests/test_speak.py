@@ -76,9 +76,14 @@ def test_mouth_follows_the_tts_phones_exactly(server):
     text = "Bob bought a big blue ball."
     res = speak(server, text, voice="espeak:en-us", fps=60)
     es = EspeakBackend()
-    syn = es.synth(text, next(v for v in es.voices() if v.id == "espeak:en-us"), 1.0)
-    audio, lead = _pad_to_rest(syn.audio, syn.sample_rate, syn.phones, first=True)
-    # The same audio but for a few samples (libespeak-ng keeps a little state between calls).
+    # libespeak-ng is not bit-deterministic: now and then one phone of this sentence comes out ~190 samples
+    # shorter (measured: 1 synthesis in ~10), shifting every later phone by ~9 ms. Synthesise here until the
+    # length matches the server's (same cluster, within a few samples), as the server's phones then are ours.
+    for _ in range(60):
+        syn = es.synth(text, next(v for v in es.voices() if v.id == "espeak:en-us"), 1.0)
+        audio, lead = _pad_to_rest(syn.audio, syn.sample_rate, syn.phones, first=True)
+        if abs(res.pcm().size - audio.size) < 0.002 * audio.size:
+            break
     assert abs(res.pcm().size - audio.size) < 0.002 * audio.size
     track = mouth_track([Phone(p.start_s + lead, p.end_s + lead, p.label) for p in syn.phones])
     frames = res.animation.frames
