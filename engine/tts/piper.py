@@ -90,15 +90,12 @@ class PiperBackend(TtsBackend):
 
     # ------------------------------------------------------------------ listing
     def voices(self) -> list[Voice]:
-        out, seen = [], set()
-        names = sorted(p.name[:-len(".onnx.json")] for p in self.folder.glob("*.onnx.json")) \
-            if self.folder.is_dir() else []
-        names += sorted(p.stem for p in self.folder.glob("*.onnx") if not (self.folder / (p.name + ".json")).exists()) \
-            if self.folder.is_dir() else []
+        out = []
+        files = [f.name for f in self.folder.iterdir()] if self.folder.is_dir() else []
+        # A voice is either of its two files: one without the other is listed, as missing its partner.
+        names = sorted({f[:-len(".onnx.json")] for f in files if f.endswith(".onnx.json")}
+                       | {f[:-len(".onnx")] for f in files if f.endswith(".onnx")})
         for name in names + [n for n in FETCHABLE if n not in names]:
-            if name in seen:
-                continue
-            seen.add(name)
             lang, desc, rate = FETCHABLE.get(name, ("", f"Piper voice {name}", 22050))
             missing = self._missing(name)
             if not missing:
@@ -243,8 +240,8 @@ def phonemize(text: str, espeak_voice: str) -> list[str]:
 def _phoneme_ids(phonemes: list[str], id_map: dict) -> tuple[list[int], list[int], set]:
     """-> (ids, owner of each id: index into phonemes or -1 for BOS/EOS, phonemes not in the map).
     A PAD after a phoneme belongs to it (its samples are that phoneme's tail)."""
-    ids, owner, unknown = list(id_map[BOS]) + list(id_map[PAD]), [], set()
-    owner = [-1] * len(ids)
+    ids = list(id_map[BOS]) + list(id_map[PAD])
+    owner, unknown = [-1] * len(ids), set()
     for i, ph in enumerate(phonemes):
         if ph not in id_map:
             unknown.add(ph)
