@@ -2,6 +2,7 @@
 
     python bench/speak_bench.py                       # server on all cores (here: 2), client beside it
     python bench/speak_bench.py --server-cpus 0,1 --client-cpus 2-7   # server alone on 2 cores
+    python bench/speak_bench.py --piper-voices DIR    # also every Piper voice in DIR (engine/tts/piper.py)
 
 1. First chunk: sequential Speak calls of one 10-word sentence per voice; time from the call to the first
    SpeakAudio and to the first FrameBatch (client side, over loopback gRPC). p50 / p95 over --repeats.
@@ -47,11 +48,13 @@ PARAGRAPH = ("Welcome back to the station. The next train leaves in five minutes
              "We wish you a pleasant journey. Thank you for travelling with us today.")
 
 
-def start_server(workers: int, cpus: str | None) -> tuple[subprocess.Popen, str, str]:
+def start_server(workers: int, cpus: str | None, piper_voices: str | None = None) -> tuple[subprocess.Popen, str, str]:
     tmp = tempfile.mkdtemp()
     ready = os.path.join(tmp, "ready.json")
     cmd = [sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0", "--metrics-port", "-1",
            "--workers", str(workers), "--ready-file", ready, "--log-level", "warning"]
+    if piper_voices:
+        cmd += ["--piper-voices", piper_voices]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
     # A warm server: every worker loads Festival's voice at start (by default the first call in each does).
@@ -102,7 +105,11 @@ async def run(target: str, args) -> dict:
         caps = await stub.GetCapabilities(pb.GetCapabilitiesRequest())
         have = {v.id for v in caps.voices if not v.missing}
         out: dict = {"first_chunk": {}, "rtf": {}, "concurrent": {}}
-        for voice, text in SENTENCES.items():
+        sentences = dict(SENTENCES)
+        for v in sorted(have):  # Piper voices in --piper-voices: English ones say the English sentence
+            if v.startswith("piper:") and v.split(":")[1].startswith("en"):
+                sentences[v] = SENTENCES["espeak:en-us"]
+        for voice, text in sentences.items():
             if voice not in have or args.only_concurrent:
                 continue
             for w in range(3):  # warm: the worker's first call of a voice loads it
@@ -117,7 +124,7 @@ async def run(target: str, args) -> dict:
                 "audio_ms_p95": round(float(np.percentile(fa, 95)), 1),
                 "frames_ms_p50": round(float(np.percentile(ff, 50)), 1),
                 "frames_ms_p95": round(float(np.percentile(ff, 95)), 1), "n": args.repeats}
-            r = await one_call(stub, PARAGRAPH if voice.startswith(("festival", "espeak:en")) else text * 3,
+            r = await one_call(stub, PARAGRAPH if voice.startswith(("festival", "espeak:en", "piper:en")) else text * 3,
                                voice, 0)
             out["rtf"][voice] = {"tts_rtf": round(r["tts_s"] / r["audio_s"], 4),
                                  "call_rtf": round(r["wall"] / r["audio_s"], 4), "audio_s": round(r["audio_s"], 2),
@@ -133,9 +140,15 @@ async def run(target: str, args) -> dict:
                 t0 = time.perf_counter()
                 res = await asyncio.gather(*(staggered(i) for i in range(n)))
                 margins = [m for r in res for m in r["margins"]]
+                late_at: dict[int, int] = {}  # sentence number (2 = the second) -> late chunks
+                for r in res:
+                    for k, m in enumerate(r["margins"]):
+                        if m < 0:
+                            late_at[k + 2] = late_at.get(k + 2, 0) + 1
                 fa = [r["first_audio"] * 1000 for r in res]
                 out["concurrent"][f"{voice} x{n}"] = {
                     "late_chunks": sum(1 for m in margins if m < 0), "chunks": len(margins),
+                    "late_at_sentence": dict(sorted(late_at.items())),
                     "worst_margin_s": round(min(margins), 3), "first_audio_ms_p50": round(float(np.percentile(fa, 50)), 1),
                     "first_audio_ms_p95": round(float(np.percentile(fa, 95)), 1),
                     "first_audio_ms_max": round(max(fa), 1), "audio_s_each": round(res[0]["audio_s"], 2),
@@ -153,12 +166,13 @@ def main() -> None:
     ap.add_argument("--streams", type=int, nargs="+", default=[20])
     ap.add_argument("--concurrent-voices", nargs="+", default=["festival:us-slt-hts", "espeak:en-us"])
     ap.add_argument("--only-concurrent", action="store_true", help="skip parts 1 and 2")
+    ap.add_argument("--piper-voices", help="folder of Piper voices for the server (its setting piper_voices)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     if args.client_cpus:
         os.sched_setaffinity(0, {int(c) for part in args.client_cpus.split(",")
                                  for c in (range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1))})
-    proc, target, _ = start_server(args.workers, args.server_cpus)
+    proc, target, _ = start_server(args.workers, args.server_cpus, args.piper_voices)
     try:
         out = asyncio.run(run(target, args))
     finally:

@@ -25,7 +25,8 @@ def add_parsers(sub) -> None:
     mod = sub.add_parser("models", help="list, verify or fetch model files that are not in the pip wheels")
     mod.add_argument("action", choices=["list", "verify", "fetch"])
     mod.add_argument("names", nargs="*", help="model names (default: face_landmarker); the video checkpoints "
-                                              "are s2v-14b (~49 GB) and liveavatar (1.4 GB)")
+                                              "are s2v-14b (~49 GB) and liveavatar (1.4 GB); Piper TTS voices are "
+                                              "piper:<voice>, e.g. piper:en_US-lessac-medium (docs/speak.md)")
     mod.add_argument("--dest", help="fetch into / look in this folder (default: $AVATAR_BRIDGE_MODELS_DIR or "
                                     "~/.cache/avatar-bridge/models; video checkpoints go to <dest>/<name>)")
     mod.add_argument("--url", help="fetch from this mirror URL instead (the checksum is still enforced)")
@@ -80,14 +81,17 @@ def _models(args) -> int:
     from engine.video import checkpoints as ck
 
     names = args.names or list(m.MODELS)
-    known = [*m.MODELS, *ck.MANIFEST]
-    unknown = [n for n in names if n not in known]
+    known = [*m.MODELS, *ck.MANIFEST, "piper:<voice>"]
+    unknown = [n for n in names if n not in known and not n.startswith("piper:")]
     if unknown:
         print(f"avatar-bridge models: unknown model {', '.join(unknown)}; known: {', '.join(known)}",
               file=sys.stderr)
         return 2
     rc = 0
     for name in names:
+        if name.startswith("piper:"):
+            rc |= _piper_voice(args, name.split(":", 1)[1])
+            continue
         if name in ck.MANIFEST:
             rc |= _video_checkpoint(args, name, ck)
             continue
@@ -130,6 +134,32 @@ def _fetch_problem(exc: BaseException, model, args) -> str:
     return (f"cannot download {args.url or model.url} ({exc.reason}): is this machine offline? On one with network, "
             f"download that URL and copy the file to {dest / model.filename} (or to the folder named by "
             f"AVATAR_BRIDGE_MODELS_DIR), then run `avatar-bridge models verify {model.name}`")
+
+
+def _piper_voice(args, voice: str) -> int:
+    """A Piper TTS voice: <voice>.onnx + .onnx.json from rhasspy/piper-voices into the piper voices folder."""
+    from engine.tts import piper
+
+    dest = pathlib.Path(args.dest) if args.dest else piper.voices_dir()
+    if args.action == "fetch":
+        try:
+            files = piper.fetch_voice(voice, dest, args.url)
+        except ValueError as exc:
+            print(f"piper:{voice}: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            print(f"piper:{voice}: FAILED: {exc}; without network here, download {voice}.onnx and {voice}.onnx.json "
+                  f"elsewhere and copy them into {dest}", file=sys.stderr)
+            return 1
+        print(f"piper:{voice}: ok {' '.join(str(f) for f in files)} (sha256 recorded in {dest / piper.CHECKSUMS})")
+        return 0
+    problems = piper.verify_voice(voice, dest)
+    if problems and all(p.endswith("missing") for p in problems):
+        print(f"piper:{voice}: absent  {dest}; run `avatar-bridge models fetch piper:{voice}`")
+        return 1 if args.action == "verify" else 0
+    state = "BAD" if problems else ("ok" if args.action == "verify" else "present")
+    print(f"piper:{voice}: {state:7s} {dest}" + (f": {'; '.join(problems)}" if problems else ""))
+    return 1 if problems and args.action == "verify" else 0
 
 
 def _video_checkpoint(args, name: str, ck) -> int:

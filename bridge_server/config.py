@@ -32,6 +32,9 @@ class ServerConfig:
     # Speak: more TTS backends, comma-separated "module:callable" each returning an engine.tts.base.TtsBackend
     # (docs/speak.md); workers read it as AVATAR_BRIDGE_TTS_PLUGINS.
     tts_plugins: str = ""
+    # Speak: folder of Piper voices (<voice>.onnx + .onnx.json); empty = $AVATAR_BRIDGE_MODELS_DIR/piper (where
+    # `avatar-bridge models fetch piper:<voice>` puts them). Workers read it as AVATAR_BRIDGE_PIPER_VOICES.
+    piper_voices: str = ""
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0
     log_level: str = "info"

@@ -46,6 +46,8 @@ async def serve(cfg: ServerConfig) -> int:
         os.environ["AVATAR_BRIDGE_LEARNED_WEIGHTS"] = os.path.abspath(cfg.learned_weights)
     if cfg.tts_plugins:  # the workers load these TTS backends beside the built-in ones (engine/tts/registry.py)
         os.environ["AVATAR_BRIDGE_TTS_PLUGINS"] = cfg.tts_plugins
+    if cfg.piper_voices:  # the workers' Piper backend lists the voices in this folder (engine/tts/piper.py)
+        os.environ["AVATAR_BRIDGE_PIPER_VOICES"] = os.path.abspath(cfg.piper_voices)
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
                       cfg.log_level, cfg.log_format, extra_args=["--batch-window-ms", str(cfg.batch_window_ms)])
     await pool.start()

@@ -21,6 +21,7 @@ SETTING_HELP = {
     "batch_window_ms": "ms live audio may wait to share an engine call with other streams (0..50; 0 = off)",
     "learned_weights": "folder of learned engine weights (train-expression --out); empty = the shipped ones",
     "tts_plugins": "extra Speak TTS backends, comma-separated module:callable (docs/speak.md)",
+    "piper_voices": "folder of Piper voices (<voice>.onnx + .onnx.json) for Speak; empty = the models folder's piper/",
     "keepalive_time_s": "seconds between the server's HTTP/2 keepalive pings on each connection",
     "keepalive_timeout_s": "seconds a ping may go unanswered before the connection and its streams are dropped",
     "tls_cert": "server certificate chain (PEM); with --tls-key the server speaks TLS (docs/security.md)",

@@ -31,6 +31,8 @@ VOICES = {
             "Festival diphone, KAL (US English, male, LPC diphones)"),
 }
 TIMEOUT_S = 30.0
+# Right after an HTS voice loads: keep its HTS engine parameters, which every sentence extends with its rate.
+SNAPSHOT = "(set! ab_hts_base hts_engine_params)"
 IDLE_S = 300.0
 
 
@@ -60,7 +62,7 @@ class FestivalBackend(TtsBackend):
         self._used = time.monotonic()
         self._n += 1
         self._pending = f"@@ab-done-{self._n}@@".encode()
-        self._proc.stdin.write(f"({fn})".encode() + b'\n(format t "' + self._pending + b'\\n")\n')
+        self._proc.stdin.write(f"({fn}){_snapshot(fn)}".encode() + b'\n(format t "' + self._pending + b'\\n")\n')
         self._proc.stdin.flush()
         self._loaded = fn
 
@@ -86,14 +88,13 @@ class FestivalBackend(TtsBackend):
         if missing:
             raise VoiceMissing(missing)
         if self._loaded != fn:
-            self._cmd(f"({fn})", f"loading {name}")
+            self._cmd(f"({fn}){_snapshot(fn)}", f"loading {name}")
             self._loaded = fn
         wav, segs = os.path.join(self._tmp, "s.wav"), os.path.join(self._tmp, "s.segs")
         for f in (wav, segs):
             if os.path.exists(f):
                 os.remove(f)
-        # Duration_Stretch > 1 slows speech down (diphone voices; the HTS voice ignores it, see synth's warning).
-        self._cmd(f"(Parameter.set 'Duration_Stretch {1.0 / rate:.4f})"
+        self._cmd(_rate_scheme(fn, rate) +
                   f"(set! abu (utt.synth (Utterance Text \"{_scheme_string(text)}\")))"
                   f"(utt.save.wave abu \"{wav}\" 'riff)(utt.save.segs abu \"{segs}\")", "synthesising")
         if not os.path.exists(wav):
@@ -111,11 +112,7 @@ class FestivalBackend(TtsBackend):
                 end, label = float(parts[0]), parts[2]
                 phones.append((t, "" if label in ("pau", "h#", "#") else label))
                 t = end
-        warnings = []
-        if rate != 1.0 and fn.endswith("_hts"):
-            warnings.append(f"speaking_rate={rate:g} is not applied by the Festival HTS voice {voice.id}; it speaks at "
-                            "its own rate (use festival:kal or an espeak voice for other rates)")
-        return Synthesis(x, sr, phones_from_starts(phones, max(t, x.size / sr)), warnings)
+        return Synthesis(x, sr, phones_from_starts(phones, max(t, x.size / sr)))
 
     # ---------------------------------------------------------------- the Festival process
     def _start(self) -> None:
@@ -181,6 +178,24 @@ class FestivalBackend(TtsBackend):
     def close(self) -> None:
         self._stop()
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _snapshot(fn: str) -> str:
+    return SNAPSHOT if fn.endswith("_hts") else ""  # only an HTS voice defines hts_engine_params
+
+
+def _rate_scheme(fn: str, rate: float) -> str:
+    """The Scheme that sets the speaking rate for the next utterance.
+
+    Diphone / cluster-unit voices: Duration_Stretch (> 1 slower) scales Festival's own segment durations.
+    HTS voices take their durations from the HTS engine's duration model and ignore Duration_Stretch; the
+    engine's speech speed option "-r" (> 1 faster) is what stretches them, and Festival writes the durations
+    the engine used back into the segments, so utt.save.segs stays on the audio's clock. The parameters the
+    voice set when it loaded (SNAPSHOT) are re-extended on every sentence, so rates never accumulate."""
+    if fn.endswith("_hts"):
+        return (f"(set! hts_engine_params (append ab_hts_base (list (list \"-r\" {rate:.4f}))))"
+                "(Parameter.set 'Duration_Stretch 1.0)")
+    return f"(Parameter.set 'Duration_Stretch {1.0 / rate:.4f})"
 
 
 def _scheme_string(text: str) -> str:

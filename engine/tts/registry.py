@@ -1,6 +1,7 @@
 """Which voices a worker has, and which voice a (voice, language) request means.
 
-Built-in backends: espeak-ng (every listed language) and Festival (two US-English voices). More backends
+Built-in backends: espeak-ng (every listed language), Festival (two US-English voices) and Piper (the ONNX
+voices in the piper_voices folder, engine/tts/piper.py). More backends
 plug in through the server setting tts_plugins (env AVATAR_BRIDGE_TTS_PLUGINS): comma-separated
 "module:callable", each callable returning a TtsBackend (docs/speak.md, "Adding a voice").
 """
@@ -12,7 +13,7 @@ import os
 from engine.tts.base import TtsBackend
 
 PLUGINS_ENV = "AVATAR_BRIDGE_TTS_PLUGINS"
-BUILTIN = ("engine.tts.espeak:EspeakBackend", "engine.tts.festival:FestivalBackend")
+BUILTIN = ("engine.tts.espeak:EspeakBackend", "engine.tts.festival:FestivalBackend", "engine.tts.piper:PiperBackend")
 # Default voice per language, best first; the first one installed wins (docs/speak.md says why).
 DEFAULTS = {
     "en-us": ("festival:us-slt-hts", "espeak:en-us"),

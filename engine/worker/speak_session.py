@@ -25,6 +25,7 @@ from engine.worker.specs import SpeakSpec
 EASE_S = 0.25  # barge-in: the face goes from where it was to rest over this long
 SENTENCE_GAP_S = 0.3  # = timing.SIL_FULL_S: a pause this long brings the mouth fully to rest
 LEAD_IN_S = 0.12  # = timing.MAX_LEAD_S: the furthest a phone's lips are anticipated
+MIN_RATE, MAX_RATE = 0.5, 2.0  # speaking_rate's range (SSML prosody may ask for more; it is clamped)
 HISTORY_S = 30.0  # frames kept for barge-in (a stop further back than this eases from the oldest kept)
 
 
@@ -75,7 +76,13 @@ class SpeakSession:
         t0 = start / self.sample_rate
         if piece.text:
             began = time.perf_counter()
-            syn = self.backend.synth(piece.text, self.voice, self.rate)
+            rate = min(MAX_RATE, max(MIN_RATE, self.rate * piece.rate))
+            if rate != self.rate * piece.rate:
+                msg = (f"SSML prosody rate times speaking_rate is {self.rate * piece.rate:g}, outside "
+                       f"{MIN_RATE:g}..{MAX_RATE:g}; {rate:g} was used")
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
+            syn = self.backend.synth(piece.text, self.voice, rate)
             self.synthesis_s += time.perf_counter() - began
             self.sentences += 1
             audio, lead = _pad_to_rest(syn.audio, syn.sample_rate, syn.phones, first=start == 0)
