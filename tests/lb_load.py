@@ -96,7 +96,8 @@ def run(target: str, streams: int, seconds: float, chunk_s: float, timeout: floa
         channels: int, started_file: str = "") -> list[dict]:
     pcm = speech_pcm(seconds)
     started = Started(started_file, streams)
-    chans = [grpc.insecure_channel(target) for _ in range(channels)]
+    # Each channel its own subchannel pool: its own TCP connection (channels to one target share one otherwise).
+    chans = [grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(channels)]
     try:
         stubs = [pb_grpc.AvatarBridgeStub(c) for c in chans]
         with ThreadPoolExecutor(streams) as ex:
