@@ -180,15 +180,30 @@ def test_killed_and_drained_backends_end_only_their_streams(cluster):
 
 
 def test_draining_backend_fails_its_health_check(cluster):
-    """SIGTERM: health answers NOT_SERVING while live streams flush, so the proxy stops sending new streams."""
+    """SIGTERM: health answers NOT_SERVING while the server is still up, so the proxy stops sending it streams.
+    Its engine worker is paused first, so the drain (which normally flushes in milliseconds) lasts the whole
+    grace period and the check, not the closed port, is what takes it out."""
     cluster.ensure_all_up()
     started = cluster.tmp / "started-drain"
     proc, out = cluster.load(streams=6, seconds=5.0, started=started)
     _wait_file(started, proc)
-    cluster.servers["bridge3"].send_signal(signal.SIGTERM)
-    cluster.wait_states({"bridge3": "DOWN"}, timeout=2.9)  # before the server's 3 s grace is over
+    worker = cluster.ready["bridge3"]["worker_pids"][0]
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        cluster.servers["bridge3"].send_signal(signal.SIGTERM)
+        cluster.wait_states({"bridge3": "DOWN"}, timeout=2.9)  # before the server's 3 s grace is over
+        assert cluster.servers["bridge3"].poll() is None  # still up, draining
+        log = (cluster.tmp / "haproxy.log").read_text()
+        assert "bridge3 is DOWN, reason: Layer7" in log and "not SERVING" in log, log[-2000:]
+    finally:
+        os.kill(worker, signal.SIGCONT)
     assert cluster.servers["bridge3"].wait(30) == 0
-    _result(proc, out, timeout=60)
+    rows = _result(proc, out, timeout=60)
+    for r in rows:
+        if r["backend"] == "bridge3":
+            assert r["code"] in LOST, r
+        else:
+            assert (r["code"], r["frames"]) == ("OK", r["expected"]), r
 
 
 def test_backend_that_hangs_streams_is_caught_by_the_client_deadline(cluster):
