@@ -16,9 +16,11 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import fields
 
 import pytest
 
+from bridge_server.config import ServerConfig
 from tests.lb_hosts import LbNetwork, netns_available
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,6 +31,8 @@ LOST = ("CANCELLED", "UNAVAILABLE", "INTERNAL")
 CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 SERVERS = {"bridge1": "10.77.0.11", "bridge2": "10.77.0.12", "bridge3": "10.77.0.13"}
 LB_ADDR, CLIENT_ADDR, PORT = "10.77.0.2", "10.77.0.100", 50051
+# The backends listen on non-loopback addresses in plaintext (TLS would end at the proxy, not tested here).
+INSECURE = ["--insecure"] if "insecure" in {f.name for f in fields(ServerConfig)} else []
 
 
 def _skip_reason() -> str:
@@ -71,7 +75,7 @@ class Cluster:
         self.servers[name] = self.net.popen(
             name, [sys.executable, "-m", "bridge_server.cli", "serve", "--host", SERVERS[name], "--port", str(PORT),
                    "--workers", "1", "--metrics-port", "-1", "--grace-s", "3", "--ready-file", str(ready),
-                   "--log-format", "text"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                   "--log-format", "text", *INSECURE], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while not ready.exists():
             assert self.servers[name].poll() is None, f"{name} exited: {(self.tmp / f'{name}.log').read_text()[-2000:]}"
