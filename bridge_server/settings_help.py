@@ -37,4 +37,6 @@ SETTING_HELP = {
     "video_lora": "LiveAvatar LoRA file or folder; set = causal streaming video mode",
     "video_device": "device for the video engine: cuda, cuda:1 or cpu; empty = cuda when available",
     "ready_file": "write {port, metrics_port, pid, worker_pids} as JSON here once serving",
+    "fronts": "front processes sharing the port (SO_REUSEPORT), each with its share of the workers; one /metrics "
+              "for all (docs/scaling.md)",
 }
