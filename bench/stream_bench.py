@@ -14,6 +14,15 @@ CPU does not count against the server (the Foundation target is "N streams on 2 
 
     python bench/stream_bench.py --server-cpus 0,1 --client-cpus 2-15 --clients 6 --workers 2 ...
     python bench/stream_bench.py --server-cores 2 --clients 6 ...   # 2 whole physical cores, clients elsewhere
+
+Several front processes (`serve --fronts N`, docs/scaling.md) beside one, in the same run; with fronts, give each
+load-generator process several connections (--channels) so the kernel can spread them over the fronts:
+
+    python bench/stream_bench.py --fronts 1 2 --channels 8 --server-cores 2 --clients 6 --streams 100 200 250
+
+Against servers started elsewhere (a load balancer, bench/lb_bench.py), latency only:
+
+    python bench/stream_bench.py --target 127.0.0.1:50051 --metrics-ports 9464 9465 9466 --streams 300 600
 """
 from __future__ import annotations
 
@@ -167,13 +176,16 @@ def cpu_model() -> str:
         return platform.processor()
 
 
-def histogram(port: int, name: str) -> dict[float, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "_bucket"):
-            le = line.split('le="')[1].split('"')[0]
-            out[float("inf") if le == "+Inf" else float(le)] = float(line.split()[-1])
+def histogram(ports, name: str) -> dict[float, float]:
+    """The histogram's buckets, summed over the servers' /metrics endpoints."""
+    out: dict[float, float] = {}
+    for port in ([ports] if isinstance(ports, int) else ports):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + "_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                key = float("inf") if le == "+Inf" else float(le)
+                out[key] = out.get(key, 0.0) + float(line.split()[-1])
     return out
 
 
@@ -189,34 +201,44 @@ def bucket_quantile(before: dict, after: dict, q: float) -> float:
     return float("inf")
 
 
-async def client_streams(target, pcm, ids, streams, seconds, chunk_s, engine) -> tuple[list, list]:
-    """Streams `ids` of `streams` from one process (one channel): -> (frame latencies s, errors)."""
-    async with grpc.aio.insecure_channel(target) as ch:
-        stub = pb_grpc.AvatarBridgeStub(ch)
+async def client_streams(target, pcm, ids, streams, seconds, chunk_s, engine, channels: int = 1
+                         ) -> tuple[list, list]:
+    """Streams `ids` of `streams` from one process over `channels` connections: -> (frame latencies s, errors)."""
+    # Each channel its own subchannel pool, so its own TCP connection (channels to one target share one otherwise).
+    chans = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+             for _ in range(max(1, channels))]
+    try:
+        stubs = [pb_grpc.AvatarBridgeStub(ch) for ch in chans]
         lat, errors = [], []
         # Stagger the starts over one chunk so the streams do not all tick in phase.
-        await asyncio.gather(*(one_stream(stub, pcm, 16000, chunk_s, seconds, i * chunk_s / streams, lat, errors,
-                                          engine) for i in ids))
+        await asyncio.gather(*(one_stream(stubs[k % len(stubs)], pcm, 16000, chunk_s, seconds, i * chunk_s / streams,
+                                          lat, errors, engine) for k, i in enumerate(ids)))
+    finally:
+        for ch in chans:
+            await ch.close()
     return lat, errors
 
 
 def client_process(job: tuple) -> tuple[list, list]:
-    target, pcm, ids, streams, seconds, chunk_s, engine, cpus = job
+    target, pcm, ids, streams, seconds, chunk_s, engine, cpus, channels = job
     if cpus:
         os.sched_setaffinity(0, cpus)
-    return asyncio.run(client_streams(target, pcm, ids, streams, seconds, chunk_s, engine))
+    return asyncio.run(client_streams(target, pcm, ids, streams, seconds, chunk_s, engine, channels))
 
 
-def run_level(target, info, pcm, streams, seconds, chunk_s, pids, engine: str = "", clients: int = 1,
-              client_cpus: list[int] | None = None) -> dict:
-    before = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
+def run_level(target, metrics_ports, pcm, streams, seconds, chunk_s, pids, engine: str = "", clients: int = 1,
+              client_cpus: list[int] | None = None, channels: int = 1, front_pids: list[int] | None = None) -> dict:
+    """One load level. pids: every server process (for CPU), front_pids: the gRPC fronts among them."""
+    before = histogram(metrics_ports, "avatar_bridge_frame_latency_seconds")
+    front_pids = front_pids if front_pids is not None else pids[:1]
     cpu0, t0 = cpu_seconds(pids), time.monotonic()
-    front0 = cpu_seconds(pids[:1])
+    front0 = cpu_seconds(front_pids)
     if clients <= 1:
-        lat, errors = asyncio.run(client_streams(target, pcm, range(streams), streams, seconds, chunk_s, engine))
+        lat, errors = asyncio.run(client_streams(target, pcm, range(streams), streams, seconds, chunk_s, engine,
+                                                 channels))
     else:  # several load-generator processes (spawned: no gRPC state crosses a fork), streams dealt round robin
         import multiprocessing
-        jobs = [(target, pcm, range(c, streams, clients), streams, seconds, chunk_s, engine, client_cpus)
+        jobs = [(target, pcm, range(c, streams, clients), streams, seconds, chunk_s, engine, client_cpus, channels)
                 for c in range(clients)]
         with multiprocessing.get_context("spawn").Pool(clients) as pool:
             parts = pool.map(client_process, jobs)
@@ -224,7 +246,7 @@ def run_level(target, info, pcm, streams, seconds, chunk_s, pids, engine: str = 
         errors = [e for part in parts for e in part[1]]
     wall = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0
-    after = histogram(info["metrics_port"], "avatar_bridge_frame_latency_seconds")
+    after = histogram(metrics_ports, "avatar_bridge_frame_latency_seconds")
     lat_a = np.array(lat).reshape(-1, 2)
     lat_ms = lat_a[:, 0] * 1000
     steady = lat_ms[lat_a[:, 1] >= STEADY_AFTER_S]
@@ -236,10 +258,39 @@ def run_level(target, info, pcm, streams, seconds, chunk_s, pids, engine: str = 
         # the same past each stream's first seconds (stream set-up, and every stream starting within one chunk)
         "client_p99_steady_ms": float(np.percentile(steady, 99)) if len(steady) else None,
         "server_p99_bucket_ms": bucket_quantile(before, after, 0.99) * 1000,
-        "server_cpu_ms_per_stream_s": 1000 * cpu / (streams * seconds),
-        "server_cores_used": cpu / wall, "server_rss_mb": rss_mb(pids),
-        "front_cores": (cpu_seconds(pids[:1]) - front0) / wall,
+        "server_cpu_ms_per_stream_s": 1000 * cpu / (streams * seconds) if pids else None,
+        "server_cores_used": cpu / wall if pids else None, "server_rss_mb": rss_mb(pids) if pids else None,
+        "front_cores": (cpu_seconds(front_pids) - front0) / wall if pids else None,
     }
+
+
+def start_server(workers: int, fronts: int, server_cpus: list[int], tmp: str) -> tuple[subprocess.Popen, dict]:
+    ready = os.path.join(tmp, f"ready-{fronts}-{time.monotonic_ns()}.json")
+    server = subprocess.Popen([sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0",
+                               "--metrics-port", "0", "--workers", str(workers), "--fronts", str(fronts),
+                               "--ready-file", ready, "--log-level", "warning"], cwd=ROOT,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None)
+    while not os.path.exists(ready):
+        if server.poll() is not None:
+            raise SystemExit("server failed to start")
+        time.sleep(0.05)
+    return server, json.load(open(ready))
+
+
+def print_table(rows: list[dict]) -> None:
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    print("\n| fronts | streams | frames | errors | client p50 ms | client p99 ms | p99 after 2 s | "
+          "server p99 (bucket) ms | server CPU ms per stream-second | server cores | front cores | server RSS MB "
+          "| p99 <= budget |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['fronts']} | {r['streams']} | {r['frames']} | {r['errors']} | {f(r['client_p50_ms'], '.1f')} "
+              f"| {f(r['client_p99_ms'], '.1f')} | {f(r['client_p99_steady_ms'], '.1f')} "
+              f"| <= {r['server_p99_bucket_ms']:.0f} | {f(r['server_cpu_ms_per_stream_s'], '.2f')} | "
+              f"{f(r['server_cores_used'], '.2f')} | {f(r['front_cores'], '.2f')} | {f(r['server_rss_mb'], '.0f')} "
+              f"| {'yes' if r['meets_target'] else 'no'} |")
 
 
 def main() -> int:
@@ -248,6 +299,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--chunk-ms", type=float, default=40.0)
     ap.add_argument("--workers", type=int, default=0, help="0 = one per core")
+    ap.add_argument("--fronts", type=int, nargs="+", default=[1],
+                    help="server front processes (serve --fronts); several values = one server each, same run")
+    ap.add_argument("--channels", type=int, default=1, help="connections per load-generator process")
+    ap.add_argument("--target", default="", help="host:port of servers started elsewhere (no server is started; "
+                                                  "latency only, no server CPU)")
+    ap.add_argument("--metrics-ports", type=int, nargs="*", default=[],
+                    help="with --target: the servers' /metrics ports on 127.0.0.1 (their histograms are summed)")
     ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "hello.wav"))
     ap.add_argument("--budget-ms", type=float, default=30.0, help="p99 target beyond the look-ahead")
     ap.add_argument("--json", help="write the results here too")
@@ -257,6 +315,7 @@ def main() -> int:
     ap.add_argument("--server-cores", type=int, default=0,
                     help="pin the server to this many whole physical cores and the load generator to the rest")
     ap.add_argument("--clients", type=int, default=1, help="load-generator processes")
+    ap.add_argument("--note", default="", help="free text stored with the results (e.g. what shares the machine)")
     args = ap.parse_args()
     server_cpus, client_cpus = cpu_list(args.server_cpus), cpu_list(args.client_cpus)
     if args.server_cores:
@@ -266,43 +325,35 @@ def main() -> int:
 
     pcm = load_speech(args.audio)
     tmp = tempfile.mkdtemp()
-    ready = os.path.join(tmp, "ready.json")
-    server = subprocess.Popen([sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0",
-                               "--metrics-port", "0", "--workers", str(args.workers), "--ready-file", ready,
-                               "--log-level", "warning"], cwd=ROOT,
-                              preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None)
-    try:
-        while not os.path.exists(ready):
-            if server.poll() is not None:
-                raise SystemExit("server failed to start")
-            time.sleep(0.05)
-        info = json.load(open(ready))
-        pids = [info["pid"], *info["worker_pids"]]
-        target = f"127.0.0.1:{info['port']}"
-        rows = []
-        for n in args.streams:
-            row = run_level(target, info, pcm, n, args.seconds, args.chunk_ms / 1000, pids, args.engine,
-                            args.clients, client_cpus)
-            row["meets_target"] = (row["errors"] == 0 and row["client_p99_ms"] is not None
-                                   and row["client_p99_ms"] <= args.budget_ms)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    finally:
-        server.terminate()
-        server.wait(30)
+    rows = []
+    for fronts in ([0] if args.target else args.fronts):
+        server = None
+        if args.target:
+            target, mports, pids, front_pids = args.target, args.metrics_ports, [], []
+        else:
+            server, info = start_server(args.workers, fronts, server_cpus, tmp)
+            target, mports = f"127.0.0.1:{info['port']}", [info["metrics_port"]]
+            front_pids = [info["pid"], *info.get("front_pids", [])]  # with fronts: the supervisor + the fronts
+            pids = [*front_pids, *info["worker_pids"]]
+        try:
+            for n in args.streams:
+                row = run_level(target, mports, pcm, n, args.seconds, args.chunk_ms / 1000, pids, args.engine,
+                                args.clients, client_cpus, args.channels, front_pids)
+                row["fronts"] = fronts or "external"
+                row["meets_target"] = (row["errors"] == 0 and row["client_p99_ms"] is not None
+                                       and row["client_p99_ms"] <= args.budget_ms)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            if server:
+                server.terminate()
+                server.wait(60)
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",
             "cpu": cpu_model(), "server_cpus": server_cpus, "client_cpus": client_cpus, "clients": args.clients,
-            "python": platform.python_version(), "chunk_ms": args.chunk_ms, "seconds": args.seconds,
-            "engine": args.engine or "(server default)",
+            "channels": args.channels, "python": platform.python_version(), "chunk_ms": args.chunk_ms,
+            "seconds": args.seconds, "engine": args.engine or "(server default)", "note": args.note,
             "command": " ".join(sys.argv)}
-    print("\n| streams | frames | errors | client p50 ms | client p99 ms | p99 after 2 s | server p99 (bucket) ms | "
-          "server CPU ms per stream-second | server cores | server RSS MB | p99 <= budget |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['streams']} | {r['frames']} | {r['errors']} | {r['client_p50_ms']:.1f} | {r['client_p99_ms']:.1f} "
-              f"| {r['client_p99_steady_ms']:.1f} "
-              f"| <= {r['server_p99_bucket_ms']:.0f} | {r['server_cpu_ms_per_stream_s']:.2f} | "
-              f"{r['server_cores_used']:.2f} | {r['server_rss_mb']:.0f} | {'yes' if r['meets_target'] else 'no'} |")
+    print_table(rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=1)

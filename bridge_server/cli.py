@@ -153,6 +153,9 @@ def _serve(args) -> int:
         print(f"avatar-bridge serve: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level, cfg.log_format)
+    if cfg.fronts > 1:  # a supervisor of N `serve` processes on one port (bridge_server/fronts.py)
+        from bridge_server.fronts import run_fronts
+        return run_fronts(cfg)
     try:
         return asyncio.run(serve(cfg))
     except RuntimeError as exc:

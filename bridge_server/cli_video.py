@@ -34,6 +34,9 @@ def add_video_commands(sub) -> None:
     _common(bp)
     bp.add_argument("profiles", nargs="+", help="JSON files or globs")
     bp.add_argument("--out-dir", default="out", help="MP4s and runs.jsonl (every run's parameters) go here")
+    bp.add_argument("--ray", metavar="ADDRESS", help="run each profile as a task on this Ray cluster (HOST:PORT of "
+                    "the head, or auto); docs/scaling.md")
+    bp.add_argument("--gpus-per-job", type=float, default=1.0, help="with --ray: GPUs each job holds (0 = CPU)")
 
 
 def _common(ap) -> None:
@@ -238,6 +241,13 @@ def generate_one(eng, image: str, audio: str, prompt: str, k: dict, out: str, pr
 
 def _batch(args) -> int:
     files = sorted({f for pat in args.profiles for f in (glob.glob(pat) or [pat])})
+    if args.ray:  # one Ray task per profile (bridge_server/ray_batch.py)
+        from bridge_server.ray_batch import RayBatchError, run_batch_on_ray
+        try:
+            return run_batch_on_ray(args, files)
+        except RayBatchError as exc:
+            print(f"avatar-bridge generate-batch: {exc}", file=sys.stderr)
+            return 2
     os.makedirs(args.out_dir, exist_ok=True)
     log_path = os.path.join(args.out_dir, "runs.jsonl")
     engines: dict = {}

@@ -58,6 +58,9 @@ class ServerConfig:
     tls_client_ca: str = ""  # CA (PEM) that signs client certificates; set = mutual TLS (a client cert is required)
     auth_token_file: str = ""  # accepted bearer tokens, one a line; re-read on SIGHUP
     insecure: bool = False  # allow a plaintext, token-less bind on a non-loopback address
+    # Front processes sharing the port (SO_REUSEPORT), each with its share of the workers; one metrics view
+    # (bridge_server/fronts.py, docs/scaling.md). 1 = this process serves alone.
+    fronts: int = 1
 
     @staticmethod
     def env_name(field: str) -> str:
@@ -88,6 +91,9 @@ class ServerConfig:
                 if key == "batch_window_ms" and not 0.0 <= cfg.batch_window_ms <= 50.0:
                     raise ValueError(f"setting batch_window_ms from {source} must be within 0..50 ms, got {value!r}; "
                                      "it adds up to that much latency to every live frame")
+                if key == "fronts" and not 1 <= cfg.fronts <= 64:
+                    raise ValueError(f"setting fronts from {source} must be within 1..64, got {value!r}; "
+                                     "one front per core is the most that helps")
                 if key == "learned_weights" and value and not all(
                         os.path.isfile(os.path.join(str(value), f)) for f in ("config.json", "model.npz")):
                     raise ValueError(f"setting learned_weights from {source}: {value!r} is not a learned weights "

@@ -5,7 +5,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 REGISTRY = CollectorRegistry()
 
-LIVE_STREAMS = Gauge("avatar_bridge_live_streams", "Streams being served now", ["rpc"], registry=REGISTRY)
+# multiprocess_mode: with `serve --fronts N` each front writes its values to PROMETHEUS_MULTIPROC_DIR and the
+# supervisor serves the sum over the live fronts (bridge_server/fronts.py); ignored in a single process.
+LIVE_STREAMS = Gauge("avatar_bridge_live_streams", "Streams being served now", ["rpc"], registry=REGISTRY,
+                     multiprocess_mode="livesum")
 STREAMS = Counter("avatar_bridge_streams_total", "Streams ended, by RPC and final gRPC status code",
                   ["rpc", "code"], registry=REGISTRY)
 FRAMES_SENT = Counter("avatar_bridge_frames_sent_total", "Expression frames written to clients",
@@ -19,7 +22,8 @@ FRAME_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 WORKER_RTT = Histogram("avatar_bridge_worker_roundtrip_seconds", "Audio chunk sent to a worker until its frames came back",
                        buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-WORKERS_ALIVE = Gauge("avatar_bridge_workers_alive", "Engine workers connected and ready", registry=REGISTRY)
+WORKERS_ALIVE = Gauge("avatar_bridge_workers_alive", "Engine workers connected and ready", registry=REGISTRY,
+                      multiprocess_mode="livesum")
 WORKER_RESTARTS = Counter("avatar_bridge_worker_restarts_total", "Engine workers restarted after dying",
                           registry=REGISTRY)
 

@@ -32,7 +32,8 @@ def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
         # Let clients ping every 10 s without a GOAWAY (Unity/Unreal clients keep idle streams alive).
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.so_reuseport", 0),
+        # Off, so a second server on a taken port fails; on for `serve --fronts N` (bridge_server/fronts.py).
+        ("grpc.so_reuseport", 1 if os.environ.get("AVATAR_BRIDGE_FRONT_INDEX") else 0),
     ]
 
 

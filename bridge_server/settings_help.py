@@ -42,4 +42,6 @@ SETTING_HELP = {
     "video_vae_parallel": "1 = with the rank group, one more GPU decodes the VAE",
     "video_rank_timeout_s": "rank group: collective timeout; no frames for twice this = a hung rank (UNAVAILABLE)",
     "ready_file": "write {port, metrics_port, pid, worker_pids} as JSON here once serving",
+    "fronts": "front processes sharing the port (SO_REUSEPORT), each with its share of the workers; one /metrics "
+              "for all (docs/scaling.md)",
 }

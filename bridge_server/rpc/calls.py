@@ -35,6 +35,7 @@ class LiveCall:
         self.last_progress = time.monotonic()  # last completed write
         self.reader: asyncio.Task | None = None  # the request reader of a bidirectional stream
         self.outputs: list = []  # plugin-free mirrors of this stream (bridge_server.outputs)
+        self.end_message = False  # the client sent EndOfAudio (its half-close should follow)
 
     def interrupt(self, err: StreamError) -> None:
         """End the call with err even while its task is blocked in a write."""

@@ -93,6 +93,7 @@ async def pump_audio(front: Front, context, call: LiveCall, ws: WorkerStream, sp
                 arrivals[seq] = time.monotonic()
                 await ws.send_with_credit(p.AUDIO, seq, data)
             elif which == "end":
+                call.end_message = True
                 break
             elif which == "phones":
                 rows = validation.phone_list(req.phones.phones, f"message #{count}: phones.phones")

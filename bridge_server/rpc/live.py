@@ -68,11 +68,26 @@ class LiveSink(Sink):
         done = Done.from_dict(ev.meta)
         await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, done, self.opened)))
         metrics.AUDIO_SECONDS.labels(self.call.rpc).inc(done.audio_seconds)
+        if self.call.end_message and not self.call.drain.is_set():
+            await await_half_close(self.context)
         if self.call.drain.is_set():
             what = "images" if self.call.rpc == "CaptureStream" else "audio"
             raise StreamError(grpc.StatusCode.UNAVAILABLE,
                               f"the server is shutting down: the {what} received so far was animated "
                               f"and sent ({self.sent} frames) and the stream ended; reconnect and send the rest")
+
+
+async def await_half_close(context, timeout_s: float = 1.0) -> None:
+    """After EndOfAudio the client half-closes. Ending the call before that half-close has arrived makes gRPC
+    follow the trailers with RST_STREAM; a proxy in between (HAProxy 2.6, deploy/haproxy) passes that on as a
+    reset, and the client sees CANCELLED instead of OK. So wait for it, briefly (the final status has already
+    been written)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while await context.read() is not grpc.aio.EOF:
+                pass  # anything after EndOfAudio is ignored, as before
+    except (TimeoutError, grpc.RpcError, asyncio.InvalidStateError):
+        pass
 
 
 async def live_stream(front: Front, context, call: LiveCall, open_kind: bytes, spec, fps: int, sample_rate: int,

@@ -367,7 +367,10 @@ namespace AvatarBridge.Device
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
-                bool transient = e.StatusCode == StatusCode.Unavailable || e.StatusCode == StatusCode.ResourceExhausted;
+                // Cancelled that we did not ask for (ct is not cancelled here): a load balancer in front of several
+                // servers (deploy/haproxy) resets the streams of a backend that died or drained.
+                bool transient = e.StatusCode == StatusCode.Unavailable || e.StatusCode == StatusCode.ResourceExhausted
+                                 || e.StatusCode == StatusCode.Cancelled;
                 string msg = string.Format("stream failed: {0}: {1}", e.StatusCode, e.Status.Detail);
                 if (input == AudioInput.Microphone && transient)
                 {

@@ -62,10 +62,12 @@ struct CallStatus {
   std::string message;
 
   bool ok() const { return code == StatusCode::Ok; }
-  /** Worth reconnecting for: the server is down, restarting, draining, or briefly out of capacity. */
+  /** Worth reconnecting for: the server is down, restarting, draining, or briefly out of capacity.
+   *  Cancelled too: a proxy in front of several servers (deploy/haproxy) resets the streams of a backend that
+   *  died or drained, which arrives as CANCELLED; a session never retries a call it cancelled itself. */
   bool retryable() const {
     return code == StatusCode::Unavailable || code == StatusCode::ResourceExhausted ||
-           code == StatusCode::Aborted || code == StatusCode::Unknown;
+           code == StatusCode::Aborted || code == StatusCode::Unknown || code == StatusCode::Cancelled;
   }
   std::string ToString() const;
 };
