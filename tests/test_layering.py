@@ -13,7 +13,7 @@ FRONT_MAY_IMPORT = ("engine.worker.protocol", "engine.worker.specs", "engine.rig
 # The offline commands (render, generate, train/eval, models, file decoding for CLI clients) run engine code in
 # the CLI process by design; they are the only front modules exempt from the rule above.
 CLI_MODULES = {"bridge_server.cli", "bridge_server.cli_capture", "bridge_server.cli_render", "bridge_server.cli_video",
-               "bridge_server.client"}
+               "bridge_server.client", "bridge_server.ray_batch"}  # ray_batch: generate-batch --ray's tasks
 
 
 def _modules() -> dict[str, pathlib.Path]:

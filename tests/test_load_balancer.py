@@ -269,8 +269,8 @@ def _lb_probe() -> pathlib.Path:
 
     _need_toolchain()
     BUILD.mkdir(parents=True, exist_ok=True)
-    if not (BUILD / "CMakeCache.txt").exists():
-        _run(["cmake", "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=None"], 300)
+    # Configure every time (a second when cached): a build folder made before a CMakeLists change lacks new targets.
+    _run(["cmake", "-S", str(SOURCE), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=None"], 300)
     _run(["cmake", "--build", str(BUILD), "--target", "avatarbridge_lb_probe", "--parallel", "2"], 1800)
     return BUILD / "avatarbridge_lb_probe"
 
