@@ -40,7 +40,8 @@ def render_config(bind: str, servers: list[str], sock: str, threads: int) -> str
     return text + "".join(f"  server bridge{i + 1} {addr}\n" for i, addr in enumerate(servers))
 
 
-def states(sock: str) -> dict[str, str]:
+def haproxy_stats(sock: str) -> list[dict[str, str]]:
+    """HAProxy's `show stat` rows (one per frontend / backend / server) from its stats socket."""
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(sock)
         s.sendall(b"show stat\n")
@@ -49,8 +50,12 @@ def states(sock: str) -> dict[str, str]:
             data += chunk
     lines = data.decode().splitlines()
     head = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(head, line.split(","))) for line in lines[1:] if line]
-    return {r["svname"]: r["status"] for r in rows if r["pxname"] == "bridge_servers" and r["svname"].startswith("bridge")}
+    return [dict(zip(head, line.split(","))) for line in lines[1:] if line]
+
+
+def states(sock: str) -> dict[str, str]:
+    return {r["svname"]: r["status"] for r in haproxy_stats(sock)
+            if r["pxname"] == "bridge_servers" and r["svname"].startswith("bridge")}
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import fields
 
 import pytest
 
+from bench.lb_bench import haproxy_stats
 from bridge_server.config import ServerConfig
 from tests.lb_hosts import LbNetwork, netns_available
 
@@ -92,16 +92,8 @@ class Cluster:
     def states(self, field: str = "status") -> dict[str, str]:
         """HAProxy's view of each backend server (status: UP, DOWN, ...; scur: streams now), from its stats
         socket."""
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(self.sock))
-            s.sendall(b"show stat\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        lines = data.decode().splitlines()
-        head = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(head, line.split(","))) for line in lines[1:] if line]
-        return {r["svname"]: r[field] for r in rows if r["pxname"] == "bridge_servers" and r["svname"] in SERVERS}
+        return {r["svname"]: r[field] for r in haproxy_stats(str(self.sock))
+                if r["pxname"] == "bridge_servers" and r["svname"] in SERVERS}
 
     def wait_states(self, want: dict[str, str], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -787,3 +787,14 @@ class FastKVCache:
         self._put(self.v, self.vs, layer, o, v)
         end = self.n_cond + start + n if start < self.length else self.n_cond + self.length
         return self._get(self.k, self.ks, layer, end), self._get(self.v, self.vs, layer, end)
+
+
+def prefill_sink(dit: "WanS2VTransformer", cond: "Cond", dtype, tkv: "TextKV | None") -> "CondCache":
+    """The sink's K/V (reference, motion and text) for every layer; with ``tkv`` (the text K/V computed once per
+    clip) through the speed path, else the reference path."""
+    cc = CondCache(dit.config.num_layers, dtype)
+    if tkv is not None:
+        dit.prefill_cond_fast(cc, cond, tkv)
+    else:
+        dit.prefill_cond(cc, cond)
+    return cc

@@ -19,7 +19,8 @@ import torch
 from engine.video import checkpoints as ck
 from engine.video import vae as vae_mod
 from engine.video import speed as speed_mod
-from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, WanS2VTransformer, make_regions
+from engine.video.dit import (BlockKVCache, Cond, CondCache, FastKVCache, TextKV, WanS2VTransformer, make_regions,
+                              prefill_sink)
 from engine.video.inputs import choose_size, crop_resize
 from engine.video.loader import load_dit, merge_lora
 from engine.video.schedulers import EulerFlow, liveavatar_schedule, make_s2v_solver
@@ -253,12 +254,7 @@ class VideoEngine:
         tkv = TextKV(dit, context) if fast else None  # text K/V once per clip (speed path)
 
         def prefill(cond: Cond) -> CondCache:
-            cc = CondCache(cfg.num_layers, self.dtype)
-            if fast:
-                dit.prefill_cond_fast(cc, cond, tkv)
-            else:
-                dit.prefill_cond(cc, cond)
-            return cc
+            return prefill_sink(dit, cond, self.dtype, tkv)
 
         ccache = prefill(Cond(context, ref_lat, motion))
         ts, sig = liveavatar_schedule(p.sample_steps, 3.0)  # shift 3 is hard-coded in the seeds (spec §3.2)

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from engine.video import vae as vae_mod
-from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV
+from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, prefill_sink
 from engine.video.inputs import choose_size, crop_resize, parse_size
 from engine.video.parallel.group import Layout
 from engine.video.parallel.ulysses import SeqParallel, forward_block as sp_forward_block
@@ -196,12 +196,7 @@ def _dit_stage(eng, lay, plan, box, groups, stage, me, feats, ref_lat, motion, p
     tkv = TextKV(dit, context) if fast else None
 
     def prefill(cond: Cond) -> CondCache:
-        cc = CondCache(cfg.num_layers, eng.dtype)
-        if fast:
-            dit.prefill_cond_fast(cc, cond, tkv)
-        else:
-            dit.prefill_cond(cc, cond)
-        return cc
+        return prefill_sink(dit, cond, eng.dtype, tkv)
 
     sinks = {0: prefill(Cond(context, ref_lat, motion))}
     ts, sig = liveavatar_schedule(p.sample_steps, 3.0)
