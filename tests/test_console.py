@@ -286,3 +286,136 @@ def test_status_panel_shows_health_workers_engines_and_metrics(page, console_ser
     assert "SERVING" in text and "learned-v2" in text and "dsp-v1" in text
     assert "workers alive\t1" in text
     assert page.get_attribute("#status-body a", "href") == f"http://127.0.0.1:{console_server.metrics_port}/metrics"
+
+
+def test_rendered_mp4_download_is_a_playable_video_with_the_speech(page, tmp_path):
+    import av
+
+    clip = str(shared_file("align/praatio_mary.wav"))  # 1.87 s: the CPU renderer stays quick
+    res = upload_and_wait(page, clip)
+    with page.expect_download(timeout=120000) as dl:
+        page.click("#dl-mp4")
+    with av.open(dl.value.path()) as f:
+        v, a = f.streams.video[0], f.streams.audio
+        frames = sum(1 for _ in f.decode(video=0))
+        assert (v.codec_context.width, v.codec_context.height) == (384, 384) and len(a) == 1
+    assert abs(frames - res["frames"]) <= 1
+
+
+def test_video_tab_without_checkpoints_says_how_to_get_them(page):
+    page.click("#tabs button[data-tab=video]")
+    page.set_input_files("#video-image", str(shared_file("images/hallo_3.jpg")))
+    page.set_input_files("#video-audio", str(shared_file("align/praatio_mary.wav")))
+    page.click("#video-go")
+    page.wait_for_selector("#video-error:not([hidden])", timeout=30000)
+    msg = page.inner_text("#video-error")
+    page.screenshot(path=str(SCREENS / "video-off.png"))
+    assert "FAILED_PRECONDITION" in msg and "--video-ckpt-dir" in msg and "avatar-bridge models fetch" in msg
+    assert "Traceback" not in msg
+
+
+@pytest.fixture(scope="module")
+def video_console(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    import video_ckpt as vc
+
+    ckpt = vc.write_all(str(tmp_path_factory.mktemp("console_video_ckpt")))
+    tmp = tmp_path_factory.mktemp("console_video")
+    srv = Server(tmp, workers=1, extra=["--video-ckpt-dir", ckpt, "--video-lora",
+                                        os.path.join(ckpt, "liveavatar.safetensors"), "--video-device", "cpu"])
+    c = Console(tmp, srv)
+    yield c
+    c.stop()
+    srv.stop()
+
+
+def test_video_tab_runs_a_tiny_checkpoint_to_100_percent_and_plays_the_mp4(browser, video_console, tmp_path):
+    import soundfile as sf
+
+    x, sr = sf.read(speech_path())
+    audio = tmp_path / "speech_1s.wav"
+    sf.write(audio, x[:sr], sr)  # 1 s of real speech: 22 frames at 25 fps
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = ctx.new_page()
+    pg.goto(video_console.url)
+    pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    pg.click("#tabs button[data-tab=video]")
+    assert "[who:" in pg.get_attribute("#video-prompt", "placeholder")
+    pg.set_input_files("#video-image", str(shared_file("images/hallo_3.jpg")))
+    pg.set_input_files("#video-audio", str(audio))
+    pg.fill("#video-prompt", "a woman is talking")
+    pg.click("#video-form summary")
+    pg.fill("#video-size", "64*64")
+    pg.fill("#video-form input[name=sample_steps]", "1")  # random tiny weights: one step shows the same path
+    pg.click("#video-go")
+    pg.wait_for_function("window.consoleState.video.state === 'running' || window.consoleState.video.state === 'done'"
+                         " || window.consoleState.video.state === 'error'", timeout=120000)
+    pg.wait_for_function("['done', 'error'].includes(window.consoleState.video.state)", timeout=300000)
+    v = pg.evaluate("window.consoleState.video")
+    assert v["state"] == "done", v
+    assert v["percent"] == 100 and v["frames_done"] == v["frames_total"] == 22
+    assert v["blocks_done"] == v["blocks_total"] == 2
+    assert pg.evaluate("document.getElementById('video-progress').value") == 100
+    pg.wait_for_function("document.getElementById('video-out').readyState >= 1", timeout=30000)
+    duration = pg.evaluate("document.getElementById('video-out').duration")
+    pg.evaluate("document.getElementById('video-out').play()")
+    pg.wait_for_function("document.getElementById('video-out').currentTime > 0.2", timeout=30000)
+    pg.screenshot(path=str(SCREENS / "video-done.png"))
+    ctx.close()
+    assert 0.8 < duration < 1.3, duration
+
+
+@pytest.fixture(scope="module")
+def mic_browser(tmp_path_factory):
+    """Chromium whose microphone plays a real speech file (its fake capture device), permission granted."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={speech_path()}"])
+        yield b
+        b.close()
+
+
+def open_live(mic_browser, url: str):
+    ctx = mic_browser.new_context(viewport={"width": 1200, "height": 900}, permissions=["microphone"])
+    pg = ctx.new_page()
+    pg.goto(url)
+    pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    pg.click("#live")
+    pg.wait_for_function("window.consoleState.liveLatencyMs !== null || window.consoleState.error", timeout=30000)
+    assert not state(pg, "error"), state(pg, "error")
+    return ctx, pg
+
+
+def test_live_microphone_drives_the_avatar_and_shows_latency(mic_browser, console):
+    ctx, pg = open_live(mic_browser, console.url)
+    shown = state(pg, "framesShown")
+    pg.wait_for_function(f"window.consoleState.framesShown > {shown + 30}", timeout=30000)
+    a = canvas_png(pg)
+    pg.wait_for_function(f"window.consoleState.framesShown > {shown + 50}", timeout=30000)
+    b = canvas_png(pg)
+    pg.screenshot(path=str(SCREENS / "live.png"))
+    latency = state(pg, "liveLatencyMs")
+    overlay = pg.inner_text("#live-latency")
+    pg.click("#live")
+    ctx.close()
+    print(f"\nlive: median latency {latency:.0f} ms (microphone sample -> face drawn), overlay '{overlay}'")
+    assert changed_fraction(a, b) > 0.001
+    assert "live latency" in overlay and 0 < latency < 5000
+
+
+def test_server_going_away_mid_stream_is_reported(mic_browser, tmp_path):
+    srv = Server(tmp_path, workers=1)
+    c = Console(tmp_path, srv)
+    try:
+        ctx, pg = open_live(mic_browser, c.url)
+        srv.stop(signal.SIGKILL)
+        pg.wait_for_function("window.consoleState.error", timeout=30000)
+        msg = pg.inner_text("#error")
+        pg.screenshot(path=str(SCREENS / "live-server-gone.png"))
+        ctx.close()
+        assert "Live stream stopped" in msg and "not reachable" in msg, msg
+    finally:
+        c.stop()
+        srv.stop()

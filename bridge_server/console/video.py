@@ -10,6 +10,8 @@ import asyncio
 import fractions
 import io
 import math
+import os
+import tempfile
 import time
 import uuid
 from collections import OrderedDict
@@ -134,13 +136,25 @@ def mux_mp4(jpegs: list, times: list, fps: float, audio_file: bytes) -> bytes:
     import numpy as np
     from PIL import Image
 
-    buf = io.BytesIO()
+    tmp = tempfile.NamedTemporaryFile(suffix=".mp4", delete=False)  # faststart rewrites the file: a real path
+    tmp.close()
     rate = int(round(fps)) or 25
-    out = av.open(buf, mode="w", format="mp4", options={"movflags": "faststart"})
+    out = av.open(tmp.name, mode="w", options={"movflags": "faststart"})
     first = Image.open(io.BytesIO(jpegs[0]))
     vs = out.add_stream("libx264", rate=rate)
     vs.width, vs.height, vs.pix_fmt = first.width - first.width % 2, first.height - first.height % 2, "yuv420p"
     vs.codec_context.time_base = fractions.Fraction(1, rate)
+    try:  # every stream is added before the first packet is muxed (the MP4 header is written then)
+        src = av.open(io.BytesIO(audio_file))
+        if not src.streams.audio:
+            src.close()
+            src = None
+    except av.error.FFmpegError:
+        src = None
+    aus = None
+    if src is not None:
+        aus = out.add_stream("aac", rate=16000)
+        aus.layout = "mono"
     for data, t in zip(jpegs, times):
         img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[:vs.height, :vs.width]
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
@@ -150,21 +164,16 @@ def mux_mp4(jpegs: list, times: list, fps: float, audio_file: bytes) -> bytes:
             out.mux(pkt)
     for pkt in vs.encode():
         out.mux(pkt)
-    end_s = times[-1] + 1.0 / rate
-    try:
-        src = av.open(io.BytesIO(audio_file))
-    except av.error.FFmpegError:
-        src = None
-    if src is not None and src.streams.audio:
-        aus = out.add_stream("aac", rate=16000)
-        aus.layout = "mono"
+    if src is not None:
+        end = int((times[-1] + 1.0 / rate) * 16000)  # no sound past the last frame
         res = av.AudioResampler(format="fltp", layout="mono", rate=16000)
         pts = 0
         for frame in src.decode(audio=0):
             for rf in res.resample(frame):
-                if pts >= end_s * 16000:
+                if pts >= end:
                     break
                 rf.pts = pts
+                rf.time_base = fractions.Fraction(1, 16000)
                 pts += rf.samples
                 for pkt in aus.encode(rf):
                     out.mux(pkt)
@@ -172,7 +181,11 @@ def mux_mp4(jpegs: list, times: list, fps: float, audio_file: bytes) -> bytes:
             out.mux(pkt)
         src.close()
     out.close()
-    return buf.getvalue()
+    try:
+        with open(tmp.name, "rb") as fh:
+            return fh.read()
+    finally:
+        os.unlink(tmp.name)
 
 
 async def start(request: web.Request) -> web.Response:

@@ -71,11 +71,12 @@ export class LiveSession {
       else if (m.type === 'frames') {
         for (const [index, sampleIndex, w, r] of m.frames) this.pending.push({ index, sampleIndex, w, r, relay: m.relay_ms });
       } else if (m.type === 'error') {
+        this.failed = true; // the close that follows says nothing new
         this.onError(`Live stream stopped: ${m.message}`);
       }
     };
     ws.onclose = (ev) => {
-      if (this.active && !this.stopping) {
+      if (this.active && !this.stopping && !this.failed) {
         this.onError(`Live stream ended: the connection closed (${ev.code}${ev.reason ? ' ' + ev.reason : ''}); ` +
           'the console or the server may have stopped. Press Live microphone to try again.');
       }

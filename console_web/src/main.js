@@ -18,6 +18,7 @@ export function showError(msg) {
   const box = $('error');
   box.textContent = msg || '';
   box.hidden = !msg;
+  if (msg && /not reachable|UNAVAILABLE/.test(msg)) refreshStatus(); // the health pill follows at once
 }
 
 // fetch + JSON with readable failures: the server's {"error"} sentence, or why the console did not answer.
