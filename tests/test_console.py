@@ -91,12 +91,17 @@ def console(tmp_path_factory, console_server):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     SCREENS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    with sync_playwright() as p:  # one driver per module: the sync API allows one at a time
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture
@@ -367,14 +372,13 @@ def test_video_tab_runs_a_tiny_checkpoint_to_100_percent_and_plays_the_mp4(brows
 
 
 @pytest.fixture(scope="module")
-def mic_browser(tmp_path_factory):
+def mic_browser(playwright):
     """Chromium whose microphone plays a real speech file (its fake capture device), permission granted."""
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={speech_path()}"])
-        yield b
-        b.close()
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech_path()}"])
+    yield b
+    b.close()
 
 
 def open_live(mic_browser, url: str):

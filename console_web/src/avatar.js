@@ -32,7 +32,7 @@ function findBone(root, name) {
 export class AvatarView {
   constructor(canvas) {
     this.canvas = canvas;
-    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: true });
+    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: false }); // software GL (SwiftShader) keeps its frame rate without MSAA
     this.renderer.setPixelRatio(1);
     this.renderer.setSize(canvas.clientWidth || canvas.width, canvas.clientHeight || canvas.height, false);
     this.renderer.outputColorSpace = THREE.SRGBColorSpace;
