@@ -423,3 +423,94 @@ def test_server_going_away_mid_stream_is_reported(mic_browser, tmp_path):
     finally:
         c.stop()
         srv.stop()
+
+
+def test_typed_text_is_spoken_and_animated(page):
+    assert page.is_visible("#speak-box"), "the server lists voices, so the text box must show"
+    page.evaluate("window.consoleState.result = null")
+    page.fill("#speak-text", "Hello there. The console speaks.")
+    page.click("#speak")
+    page.wait_for_function("window.consoleState.result || window.consoleState.error", timeout=60000)
+    assert not state(page, "error"), state(page, "error")
+    res = state(page, "result")
+    assert res["frames"] > 30
+    a = canvas_png(page)
+    play_until(page, 0.8)
+    b = canvas_png(page)
+    page.screenshot(path=str(SCREENS / "speak.png"))
+    assert changed_fraction(a, b) > 0.001
+    with urllib.request.urlopen(page.url + f"api/result/{res['id']}/audio.wav", timeout=10) as r:
+        assert r.read(4) == b"RIFF"
+
+
+def test_recording_from_the_microphone_is_animated(mic_browser, console):
+    ctx = mic_browser.new_context(permissions=["microphone"])
+    pg = ctx.new_page()
+    pg.goto(console.url)
+    pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    pg.click("#record")
+    pg.wait_for_function("document.getElementById('record').classList.contains('on')", timeout=10000)
+    pg.wait_for_timeout(2000)  # the length of the recording, not a synchronisation
+    pg.click("#record")
+    pg.wait_for_function("window.consoleState.result || window.consoleState.error", timeout=60000)
+    err, res = state(pg, "error"), state(pg, "result")
+    ctx.close()
+    assert not err, err
+    assert 45 <= res["frames"] <= 120  # about 2 s at 30 fps (webm/opus decoded by the server)
+
+
+def test_capture_tab_drives_the_avatar_from_a_video_file(page):
+    page.click("#tabs button[data-tab=capture]")
+    page.evaluate("window.consoleState.result = null; window.consoleState.capture = null")
+    page.set_input_files("#capture-file", str(shared_file("video/videoretalking_face2.mp4")))
+    page.wait_for_function("window.consoleState.capture", timeout=180000)
+    cap = state(page, "capture")
+    assert "error" not in cap, cap
+    assert 120 <= cap["frames"] <= 130  # 5.04 s at 25 fps
+    page.click("#tabs button[data-tab=speech]")
+    page.click("#play")
+    play_until(page, 1.0)
+    page.screenshot(path=str(SCREENS / "capture-playing.png"))
+
+
+@pytest.fixture(scope="module")
+def camera_browser(playwright, tmp_path_factory):
+    """Chromium whose camera plays 2 s of a real talking face (a Y4M made from a shared video), permission granted."""
+    import av
+
+    y4m = tmp_path_factory.mktemp("camera") / "face.y4m"
+    with av.open(str(shared_file("video/videoretalking_face2.mp4"))) as src, \
+            av.open(str(y4m), "w", format="yuv4mpegpipe") as dst:
+        out = dst.add_stream("rawvideo", rate=25)
+        out.width, out.height, out.pix_fmt = 320, 320, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= 50:
+                break
+            for pkt in out.encode(frame.reformat(320, 320, "yuv420p")):
+                dst.mux(pkt)
+        for pkt in out.encode():
+            dst.mux(pkt)
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}"])
+    yield b
+    b.close()
+
+
+def test_webcam_drives_the_avatar_through_capture_stream(camera_browser, console):
+    ctx = camera_browser.new_context(viewport={"width": 1200, "height": 900}, permissions=["camera"])
+    pg = ctx.new_page()
+    pg.goto(console.url)
+    pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+    pg.click("#tabs button[data-tab=capture]")
+    pg.click("#webcam")
+    pg.wait_for_function("window.consoleState.faceLost === false || window.consoleState.error", timeout=60000)
+    assert not state(pg, "error"), state(pg, "error")
+    shown = state(pg, "framesShown")
+    pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10}", timeout=60000)
+    pg.screenshot(path=str(SCREENS / "webcam.png"))
+    latency = state(pg, "liveLatencyMs")
+    pg.click("#webcam")
+    ctx.close()
+    print(f"\nwebcam: median latency {latency:.0f} ms (image taken -> face drawn)")
+    assert 0 < latency < 10000

@@ -2,8 +2,8 @@
 
 Protocol on /ws/live: the page sends one JSON text message {"sample_rate", "fps", "engine", style knobs...}, then
 binary messages of mono PCM16 little-endian, then the text "end" (or closes). The console answers with JSON text:
-{"type": "header", ...}, {"type": "frames", "frames": [[index, sample_index, [52 weights], [16 rotation floats]],
-...], "relay_ms": ...}, {"type": "status", ...} or {"type": "error", "message": ...}. relay_ms is how long the
+{"type": "header", ...}, {"type": "frames", "frames": [[index, sample_index, [52 weights], [16 rotation floats],
+face_lost], ...], "relay_ms": ...}, {"type": "status", ...} or {"type": "error", "message": ...}. relay_ms is how long the
 console held that batch (gRPC message in -> WebSocket message out), so the page can show the console's share of
 the latency apart from the engine's.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import time
 
 import grpc
@@ -29,8 +30,8 @@ def header_json(h: pb.ExpressionHeader) -> dict:
 
 
 def frames_json(batch: pb.FrameBatch) -> list:
-    return [[f.index, f.sample_index, [round(v, 4) for v in f.weights], [round(v, 5) for v in f.rotations]]
-            for f in batch.frames]
+    return [[f.index, f.sample_index, [round(v, 4) for v in f.weights], [round(v, 5) for v in f.rotations],
+             f.face_lost] for f in batch.frames]
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
@@ -72,7 +73,60 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                 break
         await queue.put(None)
 
-    reader = asyncio.create_task(pump_in())
+    await relay_responses(ws, call, asyncio.create_task(pump_in()))
+    return ws
+
+
+async def camera(request: web.Request) -> web.WebSocketResponse:
+    """/ws/capture: webcam JPEGs -> CaptureStream. The page sends the JSON text {"fps"} first, then binary
+    messages of an 8-byte little-endian float64 capture time (ms, the page's clock) followed by one JPEG; the
+    console answers like /ws/live (frames carry the image's timestamp in microseconds as their sample index)."""
+    ws = web.WebSocketResponse(max_msg_size=8 << 20, heartbeat=20)
+    await ws.prepare(request)
+    first = await ws.receive()
+    try:
+        opts = json.loads(first.data) if first.type == WSMsgType.TEXT else None
+        if not isinstance(opts, dict):
+            raise ValueError("send the capture settings (JSON) first")
+        head = pb.CaptureHeader(stream_id="console:camera", fps=int(opts.get("fps", 0)),
+                                settings=pb.CaptureSettings(max_faces=1))
+    except (ValueError, TypeError) as exc:
+        await ws.send_json({"type": "error", "message": f"bad capture settings: {exc}"})
+        await ws.close()
+        return ws
+    queue: asyncio.Queue = asyncio.Queue(maxsize=4)
+
+    async def requests():
+        yield pb.CaptureRequest(header=head)
+        last = -1
+        while True:
+            item = await queue.get()
+            if item is None:
+                yield pb.CaptureRequest(end=pb.EndOfImages())
+                return
+            ts = max(int(struct.unpack_from("<d", item, 0)[0] * 1000), last + 1)  # strictly increasing
+            last = ts
+            yield pb.CaptureRequest(image=pb.CaptureImage(data=item[8:], encoding=pb.IMAGE_ENCODING_JPEG,
+                                                          timestamp_us=ts))
+
+    call = request.app["relay"].stub.CaptureStream(requests())
+
+    async def pump_in():
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY and len(msg.data) > 8:
+                if queue.full():  # the server is behind: drop the oldest image, keep the face current
+                    queue.get_nowait()
+                await queue.put(bytes(msg.data))
+            elif msg.type == WSMsgType.TEXT and msg.data == "end":
+                break
+        await queue.put(None)
+
+    await relay_responses(ws, call, asyncio.create_task(pump_in()))
+    return ws
+
+
+async def relay_responses(ws: web.WebSocketResponse, call, reader: asyncio.Task) -> None:
+    """gRPC expression responses -> the page, as JSON text; a failed call becomes one readable error message."""
     try:
         async for r in call:
             got = time.perf_counter()
@@ -95,8 +149,8 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         reader.cancel()
         if not ws.closed:
             await ws.close()
-    return ws
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/ws/live", live)
+    app.router.add_get("/ws/capture", camera)

@@ -4,7 +4,7 @@ import { AvatarView, ARKIT_NAMES, BONE_NAMES } from './avatar.js';
 import { CurvePlot } from './plot.js';
 import { LiveSession } from './live.js';
 import { setupVideo } from './video.js';
-import { setupCapture } from './capture.js';
+import { setupCapture, CameraSession } from './capture.js';
 
 const $ = (id) => document.getElementById(id);
 // What the page shows, for people and for the browser tests (read through window.consoleState).
@@ -41,6 +41,8 @@ for (const b of document.querySelectorAll('#tabs button')) {
   b.addEventListener('click', () => {
     for (const x of document.querySelectorAll('#tabs button')) x.classList.toggle('active', x === b);
     for (const s of document.querySelectorAll('.tab')) s.classList.toggle('active', s.id === `tab-${b.dataset.tab}`);
+    // One avatar view: it moves to the capture tab while that tab is shown.
+    $(b.dataset.tab === 'capture' ? 'capture-view' : 'viewer-home').append($('viewer'));
     if (b.dataset.tab === 'status') refreshStatus();
   });
 }
@@ -301,6 +303,28 @@ $('live').addEventListener('click', async () => {
       if (!on) { $('live-latency').textContent = ''; view.rest(); }
     },
     micError,
+  });
+  await live.start();
+});
+
+// ---------------------------------------------------------------- webcam (capture tab)
+$('webcam').addEventListener('click', async () => {
+  if (live?.active) { live.stop(); return; }
+  stopPlayback();
+  live = new CameraSession({
+    preview: $('webcam-preview'),
+    onError: (msg) => showError(msg),
+    onLatency: (ms) => {
+      state.liveLatencyMs = ms;
+      $('live-latency').textContent = `camera latency ${ms.toFixed(0)} ms`;
+    },
+    onState: (on) => {
+      $('webcam').textContent = on ? '■ Stop webcam' : 'Start webcam';
+      $('webcam').classList.toggle('on', on);
+      $('webcam-preview').hidden = !on;
+      if (!on) { $('live-latency').textContent = ''; view.rest(); }
+    },
+    onFace: (lost) => { state.faceLost = lost; $('capture-info').textContent = lost ? 'no face in view' : 'face found'; },
   });
   await live.start();
 });
