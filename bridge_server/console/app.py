@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import grpc
 from aiohttp import web
 
-from bridge_server.console.relay import FormError, Relay, frames_csv, rpc_message, wav_bytes
+from bridge_server.console.relay import FormError, Relay, frames_csv, wav_bytes
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_UPLOAD = 64 << 20  # also the server's default largest message
@@ -63,7 +63,7 @@ async def errors_as_json(request: web.Request, handler):
     except grpc.RpcError as exc:
         status = 400 if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
                                        grpc.StatusCode.OUT_OF_RANGE) else 503
-        return error(status, rpc_message(exc))
+        return error(status, await request.app["relay"].explain(exc))
 
 
 async def read_form(request: web.Request) -> tuple[dict, dict[str, tuple[str, bytes]]]:

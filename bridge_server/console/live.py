@@ -18,7 +18,7 @@ import grpc
 from aiohttp import WSMsgType, web
 
 from avatarbridge.v1 import bridge_pb2 as pb
-from bridge_server.console.relay import FormError, fps_from_form, rpc_message, style_from_form
+from bridge_server.console.relay import FormError, fps_from_form, style_from_form
 
 MAX_CHUNK_BYTES = 1 << 20
 
@@ -73,7 +73,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                 break
         await queue.put(None)
 
-    await relay_responses(ws, call, asyncio.create_task(pump_in()))
+    await relay_responses(ws, request.app["relay"], call, asyncio.create_task(pump_in()))
     return ws
 
 
@@ -121,11 +121,11 @@ async def camera(request: web.Request) -> web.WebSocketResponse:
                 break
         await queue.put(None)
 
-    await relay_responses(ws, call, asyncio.create_task(pump_in()))
+    await relay_responses(ws, request.app["relay"], call, asyncio.create_task(pump_in()))
     return ws
 
 
-async def relay_responses(ws: web.WebSocketResponse, call, reader: asyncio.Task) -> None:
+async def relay_responses(ws: web.WebSocketResponse, relay, call, reader: asyncio.Task) -> None:
     """gRPC expression responses -> the page, as JSON text; a failed call becomes one readable error message."""
     try:
         async for r in call:
@@ -142,7 +142,7 @@ async def relay_responses(ws: web.WebSocketResponse, call, reader: asyncio.Task)
                                     "audio_seconds": r.status.audio_seconds, "warnings": list(r.status.warnings)})
     except grpc.RpcError as exc:
         if not ws.closed:
-            await ws.send_json({"type": "error", "message": rpc_message(exc)})
+            await ws.send_json({"type": "error", "message": await relay.explain(exc)})
     except ConnectionResetError:
         call.cancel()
     finally:

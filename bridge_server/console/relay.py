@@ -86,6 +86,14 @@ def rpc_message(exc: grpc.RpcError) -> str:
     return f"{code.name}: {exc.details()}"
 
 
+class _Unavailable(grpc.RpcError):
+    def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self):
+        return ""
+
+
 class Relay:
     def __init__(self, target: str):
         self.target = target
@@ -95,6 +103,22 @@ class Relay:
 
     async def close(self) -> None:
         await self.channel.close()
+
+    async def reachable(self) -> bool:
+        try:
+            await self.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.5)
+            return True
+        except grpc.RpcError:
+            return False
+
+    async def explain(self, exc: grpc.RpcError) -> str:
+        """rpc_message, except that a stream cut by the server vanishing (which gRPC may report as INTERNAL or
+        UNKNOWN, depending on where the connection broke) is named as that, after a health check confirms it."""
+        if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INVALID_ARGUMENT,
+                              grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              grpc.StatusCode.OUT_OF_RANGE) and not await self.reachable():
+            return rpc_message(_Unavailable()) + f" (the stream ended with {exc.code().name}: {exc.details()})"
+        return rpc_message(exc)
 
     async def status(self) -> dict:
         out: dict = {"server": self.target}

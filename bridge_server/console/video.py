@@ -22,7 +22,7 @@ from aiohttp import web
 
 from avatarbridge.v1 import bridge_pb2 as pb
 from bridge_server.cli_video import PRESETS
-from bridge_server.console.relay import FormError, number, rpc_message
+from bridge_server.console.relay import FormError, number
 
 KEEP_JOBS = 8
 PROMPT_HINT = ("A [who: age, look, clothes] is talking to the camera, [expression], [setting], [lighting], "
@@ -121,7 +121,7 @@ async def run_job(app: web.Application, job: Job) -> None:
         job.expected = job.expected or len(job.jpegs)
         job.state = "done"
     except grpc.RpcError as exc:
-        job.state, job.error = "error", rpc_message(exc)
+        job.state, job.error = "error", await app["relay"].explain(exc)
         if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
             job.error += f". To enable video: {app['video_hint'] or FETCH_HINT}"
     except Exception as exc:  # a broken encode must reach the page as a sentence, not kill the console
