@@ -51,13 +51,15 @@ _need(os.path.exists(CHROMIUM), "Debian's chromium (apt-get install chromium)")
 class Console:
     """`avatar-bridge console` as its own process, against a given server."""
 
-    def __init__(self, tmp: pathlib.Path, server: Server, *extra: str):
+    def __init__(self, tmp: pathlib.Path, server: Server | str, *extra: str):
         self.ready = tmp / f"console-{time.monotonic_ns()}.json"
         self.log = open(tmp / f"console-{time.monotonic_ns()}.log", "w+")
+        target = server if isinstance(server, str) else server.target
+        metrics = [] if isinstance(server, str) else [
+            "--metrics-url", f"http://127.0.0.1:{server.metrics_port}/metrics"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge_server.cli", "console", "--server", server.target, "--port", "0",
-             "--metrics-url", f"http://127.0.0.1:{server.metrics_port}/metrics", "--ready-file", str(self.ready),
-             *extra], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "bridge_server.cli", "console", "--server", target, "--port", "0",
+             *metrics, "--ready-file", str(self.ready), *extra], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not self.ready.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -536,5 +538,26 @@ def test_quickstart_clip_is_animated_on_open(browser, console_server, tmp_path):
         assert state(pg, "result")["frames"] == math.ceil(info.frames * 30 / info.samplerate)
         assert "line.wav" in pg.inner_text("#result-info")
         pg.close()
+    finally:
+        c.stop()
+
+
+def test_a_server_that_is_not_there_is_reported_on_open(browser, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    c = Console(tmp_path, f"127.0.0.1:{port}")
+    try:
+        pg = browser.new_page()
+        pg.goto(c.url)
+        pg.wait_for_function("window.consoleState && window.consoleState.ready", timeout=30000)
+        msg = pg.inner_text("#error")
+        pill = pg.inner_text("#health")
+        pg.screenshot(path=str(SCREENS / "server-missing.png"))
+        pg.close()
+        assert msg.startswith("The bridge server is not reachable (UNAVAILABLE)") and "start it again" in msg, msg
+        assert "UNREACHABLE" in pill
     finally:
         c.stop()

@@ -66,3 +66,12 @@ def test_console_process_imports_no_engine_module():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_console_refuses_bad_flags_with_one_line():
+    for args, needle in ((["--clip", "no/such.wav"], "--clip no/such.wav: no such file"),
+                         (["--max-upload-mb", "0"], "--max-upload-mb must be 1..4096"),
+                         (["--port", "70000"], "--port must be 0..65535")):
+        out = subprocess.run([sys.executable, "-m", "bridge_server.cli", "console", "--server", "127.0.0.1:1", *args],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and needle in out.stderr and "Traceback" not in out.stderr, out.stderr

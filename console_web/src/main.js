@@ -344,6 +344,7 @@ async function refreshStatus() {
   const body = $('status-body');
   const rows = (pairs) => pairs.map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`).join('');
   const esc = (x) => String(x ?? '').replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]);
+  if (s.health === 'SERVING' && state.ready) fillServerControls(s);
   if (s.health !== 'SERVING') {
     body.innerHTML = `<table>${rows([['server', esc(s.server)], ['health', esc(s.health)], ['error', esc(s.error)]])}</table>`;
     return s;
@@ -371,25 +372,29 @@ async function refreshStatus() {
   return s;
 }
 
+// Engines, voices and limits from the server; filled once it answers (at start, or when it comes back).
+function fillServerControls(s) {
+  if ($('engine').options.length) return;
+  for (const e of s.engines.filter((x) => x.kind === 'expression')) {
+    $('engine').append(new Option(`${e.name}${e.default ? ' (default)' : ''}`, e.name, e.default, e.default));
+  }
+  const voices = s.voices.filter((v) => !v.missing);
+  if (voices.length) {
+    // Speak is there: show the text box (it stays hidden on servers without voices).
+    for (const v of voices) $('voice').append(new Option(`${v.id} (${v.language})`, v.id));
+    $('speak-box').hidden = false;
+  }
+  $('upload-limit').textContent = `Uploads up to ${(s.console.max_upload_bytes / 1048576).toFixed(0)} MB; ` +
+    `clips up to ${s.limits.max_audio_seconds} s.`;
+  $('sample').hidden = !s.console.sample_clip;
+  if (/not reachable/.test(state.error)) showError('');
+}
+
 async function init() {
   await loadAvatar('/static/head.glb', 'default head');
   const s = await refreshStatus();
-  if (s.health === 'SERVING') {
-    for (const e of s.engines.filter((x) => x.kind === 'expression')) {
-      $('engine').append(new Option(`${e.name}${e.default ? ' (default)' : ''}`, e.name, e.default, e.default));
-    }
-    const voices = s.voices.filter((v) => !v.missing);
-    if (voices.length) {
-      // Speak is there: show the text box (it stays hidden on servers without voices).
-      for (const v of voices) $('voice').append(new Option(`${v.id} (${v.language})`, v.id));
-      $('speak-box').hidden = false;
-    }
-    $('upload-limit').textContent = `Uploads up to ${(s.console.max_upload_bytes / 1048576).toFixed(0)} MB; ` +
-      `clips up to ${s.limits.max_audio_seconds} s.`;
-    $('sample').hidden = !s.console.sample_clip;
-  } else {
-    showError(`The bridge server is not reachable: ${s.error || s.health}`);
-  }
+  if (s.health === 'SERVING') fillServerControls(s);
+  else showError(s.error ? `${s.error[0].toUpperCase()}${s.error.slice(1)}` : `The bridge server is ${s.health}`);
   setupVideo({ api, state, checkSize });
   setupCapture({ api, state, useFrames: (res, label) => { useResult(res, res.audio_url || '', label); } });
   state.ready = true;
