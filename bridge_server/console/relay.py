@@ -82,7 +82,7 @@ def rpc_message(exc: grpc.RpcError) -> str:
         return ("the bridge server is not reachable (UNAVAILABLE): it may have stopped or restarted; "
                 "start it again (avatar-bridge serve) and retry")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "the bridge server did not answer in time (DEADLINE_EXCEEDED); try a shorter clip"
+        return f"the call ran out of time (DEADLINE_EXCEEDED: {exc.details()})"
     return f"{code.name}: {exc.details()}"
 
 

@@ -20,25 +20,42 @@ export class LiveSession {
     this.marks = [];     // [sampleEnd, performance.now()] per chunk sent
     this.latencies = [];
     this.relay = [];
+    this.stats = { chunks: 0, frames: 0, worklet: 0 }; // what flowed, for the page's state and the tests
   }
 
   async start() {
+    // Made inside the click, before any await, so the browser counts it as started by the user (else Firefox
+    // keeps it suspended and no audio flows).
+    this.ctx = new AudioContext();
     let stream;
     try {
       if (!navigator.mediaDevices?.getUserMedia) throw Object.assign(new Error('no microphone access on this page'), { name: 'SecurityError' });
       stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false } });
     } catch (e) {
+      this.ctx.close();
       this.onError(this.micError(e));
       return;
     }
     this.stream = stream;
-    this.ctx = new AudioContext();
+    await Promise.race([this.ctx.resume(), new Promise((r) => setTimeout(r, 2000))]);
+    this.stats.audio = this.ctx.state; // 'running' when the browser has an audio device to clock it
+    if (this.ctx.state !== 'running') {
+      stream.getTracks().forEach((t) => t.stop());
+      this.ctx.close();
+      this.onError(`The browser's audio engine did not start (Web Audio is ${this.ctx.state}: no sound device, or ` +
+        'the browser blocked it), so live mode cannot read the microphone. Upload or record a clip instead.');
+      return;
+    }
     const rate = this.ctx.sampleRate;
     const url = URL.createObjectURL(new Blob([WORKLET], { type: 'text/javascript' }));
     await this.ctx.audioWorklet.addModule(url);
     const src = this.ctx.createMediaStreamSource(stream);
     this.node = new AudioWorkletNode(this.ctx, 'tap');
     src.connect(this.node);
+    // Into the output at zero gain: Firefox only runs a worklet whose output reaches the destination.
+    const mute = this.ctx.createGain();
+    mute.gain.value = 0;
+    this.node.connect(mute).connect(this.ctx.destination);
     const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/live`);
     this.ws = ws;
     ws.binaryType = 'arraybuffer';
@@ -52,6 +69,7 @@ export class LiveSession {
       this.onState(true);
       this.onError('');
       this.node.port.onmessage = (ev) => {
+        this.stats.worklet += 1;
         buf.push(ev.data);
         n += ev.data.length;
         if (n < chunk || ws.readyState !== WebSocket.OPEN) return;
@@ -60,6 +78,7 @@ export class LiveSession {
         for (const b of buf) for (let i = 0; i < b.length; i++) pcm[o++] = Math.max(-1, Math.min(1, b[i])) * 32767;
         buf = []; n = 0;
         sent += pcm.length;
+        this.stats.chunks += 1;
         this.marks.push([sent, performance.now()]);
         if (this.marks.length > 500) this.marks.splice(0, 250);
         ws.send(pcm.buffer);
@@ -70,6 +89,7 @@ export class LiveSession {
       if (m.type === 'header') this.header = m;
       else if (m.type === 'frames') {
         for (const [index, sampleIndex, w, r] of m.frames) this.pending.push({ index, sampleIndex, w, r, relay: m.relay_ms });
+        this.stats.frames += m.frames.length;
       } else if (m.type === 'error') {
         this.failed = true; // the close that follows says nothing new
         this.onError(`Live stream stopped: ${m.message}`);

@@ -304,6 +304,7 @@ $('live').addEventListener('click', async () => {
     },
     micError,
   });
+  state.liveStats = live.stats;
   await live.start();
 });
 
