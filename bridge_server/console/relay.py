@@ -14,7 +14,7 @@ from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc
 from bridge_server.client import (CHANNEL_OPTIONS, Animation, SpeechResult, VideoCaptureResult, capture_video_requests,
                                   collect_video)
 
-EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
+EMOTIONS = tuple(n[len("EMOTION_"):].lower() for n in pb.Emotion.keys())  # from the contract: neutral, happy, ...
 
 
 class FormError(ValueError):
