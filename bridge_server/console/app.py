@@ -125,8 +125,8 @@ async def scrape_metrics(url: str) -> dict:
                 out["worker_restarts"] = int(s.value)
             elif s.name == "avatar_bridge_live_streams":
                 out["live_streams"][s.labels.get("rpc", "")] = int(s.value)
-            elif "gpu" in s.name and "bytes" in s.name:
-                out.setdefault("gpu", {})[s.name] = s.value
+            elif s.name == "avatar_bridge_video_gpu_memory_bytes":  # by kind, after a video block ran on a GPU
+                out.setdefault("gpu", {})[s.labels.get("kind") or "memory"] = s.value
     return out
 
 
