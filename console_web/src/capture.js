@@ -56,8 +56,12 @@ export class CameraSession {
       this.onState(true);
       this.onError('');
       let busy = false;
+      this.sent = 0;
+      this.received = 0;
       this.timer = setInterval(() => {
-        if (busy || ws.readyState !== WebSocket.OPEN || ws.bufferedAmount > 1 << 20) return;
+        // At most two images waiting for their frame: when the server is slower than the camera, images are
+        // skipped here instead of queueing up (a queue would only add latency).
+        if (busy || ws.readyState !== WebSocket.OPEN || this.sent - this.received >= 2) return;
         busy = true;
         const t = performance.now();
         g.drawImage(this.preview, 0, 0, canvas.width, canvas.height);
@@ -67,6 +71,7 @@ export class CameraSession {
           const head = new ArrayBuffer(8);
           new DataView(head).setFloat64(0, t, true);
           ws.send(await new Blob([head, blob]).arrayBuffer());
+          this.sent += 1;
         }, 'image/jpeg', 0.8);
       }, 1000 / 15);
     };
@@ -74,6 +79,7 @@ export class CameraSession {
       const m = JSON.parse(ev.data);
       if (m.type === 'frames') {
         for (const [index, ts, w, r, lost] of m.frames) this.pending.push({ index, ts, w, r, lost });
+        this.received += m.frames.length;
       } else if (m.type === 'error') {
         this.failed = true;
         this.onError(`Camera stream stopped: ${m.message}`);
