@@ -167,19 +167,17 @@ def test_speech_clip_animates_the_avatar_plots_curves_and_downloads(page, tmp_pa
     assert (np.abs(plot - 255).max(axis=2) > 60).mean() > 0.01, "the plot shows no curves"
 
     page.click("#play")
-    play_until(page, 1.0)
-    a = canvas_png(page)
-    page.screenshot(path=str(SCREENS / "speech-playing-1.png"))
-    t1 = page.evaluate("document.getElementById('player').currentTime")
-    play_until(page, t1 + 0.6)
-    b = canvas_png(page)
-    page.screenshot(path=str(SCREENS / "speech-playing-2.png"))
-    frac = changed_fraction(a, b)
-    assert frac > 0.003, f"the avatar did not move between two times ({frac:.4%} of pixels changed)"
+    shots = []
+    for k, t in enumerate((1.0, 1.8, 2.6)):  # three times in the first sentence; the largest change counts
+        play_until(page, t)
+        shots.append(canvas_png(page))
+        page.screenshot(path=str(SCREENS / f"speech-playing-{k + 1}.png"))
+    frac = max(changed_fraction(a, b) for i, a in enumerate(shots) for b in shots[i + 1:])
+    assert frac > 0.003, f"the avatar did not move while the clip played ({frac:.4%} of pixels changed)"
     play_until(page, 3.0)
     fps = state(page, "renderFps")
     print(f"\nconsole: first ready {page.first_ready_s:.2f} s, avatar {fps:.1f} fps while playing, "
-          f"{frac:.2%} of canvas pixels changed in 0.6 s")
+          f"up to {frac:.2%} of canvas pixels changed between 1.0, 1.8 and 2.6 s")
     assert fps > 2, f"the avatar renders at {fps:.1f} fps"  # a floor only: the rate itself is benchmarked
 
     # Downloads: frames.json parses and holds every frame; the CSV has a header + one row per frame.
