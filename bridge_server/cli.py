@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_expression_commands(sub)
     from bridge_server.cli_video import add_video_commands
     add_video_commands(sub)
+    from bridge_server.console.main import add_parser as add_console_parser  # web console (docs/console.md)
+    add_console_parser(sub)
     return parser
 
 

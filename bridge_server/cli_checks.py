@@ -19,6 +19,7 @@ _OPTIONAL = {
                     "pip install 'avatar-bridge[video]'"),
     **dict.fromkeys(["diffusers", "transformers", "safetensors", "tokenizers", "huggingface_hub", "tqdm"],
                     "pip install 'avatar-bridge[video]'"),
+    "aiohttp": "pip install 'avatar-bridge[console]'",  # the web console (`avatar-bridge console`)
 }
 
 

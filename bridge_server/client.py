@@ -466,8 +466,9 @@ def stream_requests(pcm16: bytes, sample_rate: int, fps: int = 30, chunk_s: floa
 
 
 @contextlib.contextmanager
-def embedded_server(workers: int = 1, extra_args: Iterable[str] = ()) -> Iterator[str]:
-    """Start `avatar-bridge serve` on a free loopback port for the duration of the block."""
+def embedded_server(workers: int = 1, extra_args: Iterable[str] = (), ready_info: dict | None = None) -> Iterator[str]:
+    """Start `avatar-bridge serve` on a free loopback port for the duration of the block (ready_info, when given,
+    receives the server's ready file: port, metrics_port, pids)."""
     with tempfile.TemporaryDirectory() as tmp:
         ready = os.path.join(tmp, "ready.json")
         proc = subprocess.Popen(
@@ -483,7 +484,10 @@ def embedded_server(workers: int = 1, extra_args: Iterable[str] = ()) -> Iterato
                     raise RuntimeError("the embedded server did not start within 60 s")
                 time.sleep(0.05)
             with open(ready) as fh:
-                yield f"127.0.0.1:{json.load(fh)['port']}"
+                info = json.load(fh)
+            if ready_info is not None:
+                ready_info.update(info)
+            yield f"127.0.0.1:{info['port']}"
         finally:
             proc.terminate()
             try:
