@@ -9,7 +9,7 @@ import time
 from dataclasses import fields
 
 from bridge_server import cli_capture, cli_checks
-from bridge_server.cli_render import add_render_parser, run_render
+from bridge_server.cli_render import add_render_parser
 from bridge_server.config import ServerConfig
 from bridge_server.settings_help import SETTING_HELP
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
@@ -22,6 +22,7 @@ def _add_serve(sub) -> None:
     ap = sub.add_parser("serve", help="run the gRPC server (defaults: 127.0.0.1:50051, metrics on :9464)",
                         description="Run the bridge server. Settings come from defaults < --config TOML < "
                                     "AVATAR_BRIDGE_<SETTING> environment variables < these flags.")
+    ap.set_defaults(run=_serve)
     ap.add_argument("--config", help="TOML file with settings (top level or a [server] table)")
     for f in fields(ServerConfig):
         what = SETTING_HELP.get(f.name, "")
@@ -43,6 +44,7 @@ def _add_client(sub) -> None:
     from bridge_server.client import add_connection_args
 
     ap = sub.add_parser("animate", help="animate an audio file into frames.json / frames.csv")
+    ap.set_defaults(run=_client)
     ap.add_argument("audio", help="wav/flac/ogg/mp3 file")
     ap.add_argument("--out", required=True, help="output path; .json or .csv (layout: docs/output_formats.md)")
     ap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
@@ -66,6 +68,7 @@ def _add_client(sub) -> None:
     ap.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
 
     sp = sub.add_parser("speak", help="text -> speech (wav) + frames (json/csv) with the Speak RPC (docs/speak.md)")
+    sp.set_defaults(run=_speak)
     sp.add_argument("text", nargs="?", help="what to say (plain text or SSML); or use --text-file")
     sp.add_argument("--text-file", help="UTF-8 text file to say instead of TEXT")
     sp.add_argument("--voice", default="", help="voice id, e.g. espeak:de or festival:us-slt-hts (default: the "
@@ -86,6 +89,7 @@ def _add_client(sub) -> None:
     sp.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
 
     cap = sub.add_parser("capabilities", help="print the server's capabilities as JSON")
+    cap.set_defaults(run=_client)
     cap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
     add_connection_args(cap)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
 
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The one registry of commands: each module adds its parsers, and each parser names its run function
+    (set_defaults(run=...)), so dispatch is one call."""
     parser = argparse.ArgumentParser(prog="avatar-bridge", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_serve(sub)
@@ -127,19 +133,7 @@ def _run(args) -> int:
     if problem:
         print(f"avatar-bridge {args.cmd}: {problem}", file=sys.stderr)
         return 2
-    if args.cmd == "render":
-        return run_render(args)
-    if args.cmd in ("generate", "generate-batch"):
-        from bridge_server.cli_video import run_video_command
-        return run_video_command(args)
-    if getattr(args, "run", None):
-        return args.run(args)
-    if args.cmd == "serve":
-        return _serve(args)
-    rc = cli_capture.run(args)
-    if rc is not None:
-        return rc
-    return _client(args)
+    return args.run(args)
 
 
 def _serve(args) -> int:
@@ -173,8 +167,6 @@ def _client(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
     from bridge_server.client import CLIENT_ERRORS, Animation, cli_client, embedded_server, report_client_error
 
-    if args.cmd == "speak":
-        return _speak(args)
     transcript = ""
     if args.cmd == "animate" and args.realtime and not args.stream:
         print("avatar-bridge animate: --realtime paces a stream; add --stream", file=sys.stderr)

@@ -10,6 +10,7 @@ def add_parsers(sub) -> None:
     from bridge_server.client import add_connection_args
 
     cap = sub.add_parser("capture", help="measure a video file's face into frames.json / .csv (+ its audio)")
+    cap.set_defaults(run=_capture)
     cap.add_argument("video", help="mp4/mov/mkv/webm file")
     cap.add_argument("--out", required=True, help="frames .json or .csv (docs/output_formats.md)")
     cap.add_argument("--audio-out", help="also write the video's audio track here (.wav)")
@@ -23,6 +24,7 @@ def add_parsers(sub) -> None:
     cap.add_argument("--timeout", type=float, default=1800.0)
 
     mod = sub.add_parser("models", help="list, verify or fetch model files that are not in the pip wheels")
+    mod.set_defaults(run=_models)
     mod.add_argument("action", choices=["list", "verify", "fetch"])
     mod.add_argument("names", nargs="*", help="model names (default: face_landmarker); the video checkpoints "
                                               "are s2v-14b (~49 GB) and liveavatar (1.4 GB); Piper TTS voices are "
@@ -30,14 +32,6 @@ def add_parsers(sub) -> None:
     mod.add_argument("--dest", help="fetch into / look in this folder (default: $AVATAR_BRIDGE_MODELS_DIR or "
                                     "~/.cache/avatar-bridge/models; video checkpoints go to <dest>/<name>)")
     mod.add_argument("--url", help="fetch from this mirror URL instead (the checksum is still enforced)")
-
-
-def run(args) -> int | None:
-    if args.cmd == "capture":
-        return _capture(args)
-    if args.cmd == "models":
-        return _models(args)
-    return None
 
 
 def _capture(args) -> int:

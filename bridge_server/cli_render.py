@@ -12,6 +12,7 @@ def add_render_parser(sub) -> None:
                         description="Render a frame stream (docs/output_formats.md) on a rigged glTF avatar "
                                     "(ARKit-named morph targets; Head/Neck/LeftEye/RightEye bones) from the front, "
                                     "offscreen on the CPU. Output frame k shows time k/fps. Details: docs/render.md")
+    ap.set_defaults(run=run_render)
     ap.add_argument("frames", help="frames.json or frames.csv written by `avatar-bridge animate`")
     ap.add_argument("--avatar", required=True, help="rigged avatar, .glb or .gltf (e.g. Ready Player Me, VRoid)")
     ap.add_argument("--out", help="output video, .mp4 (H.264 yuv420p; AAC audio with --audio)")

@@ -25,12 +25,14 @@ KNOBS = ("model", "size", "num_clip", "infer_frames", "sample_steps", "sample_gu
 def add_video_commands(sub) -> None:
     ap = sub.add_parser("generate", help="portrait + speech (+ prompt) -> talking-video MP4 (Wan2.2-S2V / LiveAvatar)",
                         description="Runs the video engine in this process. See docs/video.md.")
+    ap.set_defaults(run=run_video_command)
     _common(ap)
     ap.add_argument("--image", required=True, help="portrait PNG/JPEG")
     ap.add_argument("--audio", required=True, help="speech file (any format ffmpeg/libsndfile reads)")
     ap.add_argument("--prompt", default="", help="text prompt")
     ap.add_argument("--out", default="out.mp4")
     bp = sub.add_parser("generate-batch", help="run several profiles/*.json (name, image, audio, prompt, overrides)")
+    bp.set_defaults(run=run_video_command)
     _common(bp)
     bp.add_argument("profiles", nargs="+", help="JSON files or globs")
     bp.add_argument("--out-dir", default="out", help="MP4s and runs.jsonl (every run's parameters) go here")
