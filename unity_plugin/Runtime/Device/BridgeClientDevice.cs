@@ -9,56 +9,6 @@ using UnityEngine;
 
 namespace AvatarBridge.Device
 {
-    /// <summary>Where the device is in its life cycle (shown in the inspector).</summary>
-    public enum BridgeStatus
-    {
-        /// <summary>Not streaming.</summary>
-        Idle,
-        /// <summary>Asking the server for its capabilities.</summary>
-        Connecting,
-        /// <summary>The server was unreachable; waiting to try again.</summary>
-        Retrying,
-        /// <summary>Audio going out, frames coming in.</summary>
-        Streaming,
-        /// <summary>The clip was animated to its end.</summary>
-        Finished,
-        /// <summary>Stopped on an error; see <see cref="BridgeClientDevice.StatusMessage"/>.</summary>
-        Failed,
-    }
-
-    /// <summary>What the device streams.</summary>
-    public enum AudioInput
-    {
-        /// <summary>An AudioClip, played through the AudioSource in sync with the face.</summary>
-        Clip,
-        /// <summary>A microphone, live (the face follows the voice after the stream's delay).</summary>
-        Microphone,
-    }
-
-    /// <summary>Frames per second asked of the server.</summary>
-    public enum FrameRate
-    {
-        /// <summary>30 fps.</summary>
-        Fps30 = 30,
-        /// <summary>60 fps.</summary>
-        Fps60 = 60,
-    }
-
-    /// <summary>The contract's emotions.</summary>
-    public enum Emotion
-    {
-        /// <summary>No emotion.</summary>
-        Neutral = 0,
-        /// <summary>Happy.</summary>
-        Happy = 1,
-        /// <summary>Sad.</summary>
-        Sad = 2,
-        /// <summary>Angry.</summary>
-        Angry = 3,
-        /// <summary>Surprised.</summary>
-        Surprised = 4,
-    }
-
     /// <summary>
     /// The client device: connects to an avatar-bridge server (retrying with backoff while it is unreachable),
     /// streams an AudioClip or a microphone, receives frames into a jitter buffer, and every LateUpdate hands the
@@ -88,16 +38,17 @@ namespace AvatarBridge.Device
         [Tooltip("Speech to animate. Import Settings: Load Type 'Decompress On Load' (the samples are read once).")]
         [SerializeField] AudioClip clip;
         [SerializeField] bool playOnStart = true;
-        [Tooltip("Microphone device name; empty = the default microphone.")]
-        [SerializeField] string microphoneDevice = "";
-        [SerializeField] int microphoneSampleRate = 16000;
+        [Tooltip("The microphone streamed when Input is Microphone; empty = the Microphone Input on this GameObject " +
+                 "(added when missing).")]
+        [SerializeField] MicrophoneInput microphone;
         [SerializeField] FrameRate frameRate = FrameRate.Fps60;
         [Tooltip("Extra delay over the stream's look-ahead that absorbs network and scheduling jitter, ms. " +
                  "Raise it if the inspector counts underruns or late frames.")]
         [SerializeField, Range(0f, 500f)] float jitterBudgetMs = 60f;
         [Tooltip("Engine name; empty = the server's default.")]
         [SerializeField] string engine = "";
-        [SerializeField] Emotion emotion = Emotion.Neutral;
+        [Tooltip("The contract's emotion preset.")]
+        [SerializeField] global::AvatarBridge.V1.Emotion emotion = global::AvatarBridge.V1.Emotion.Neutral;
         [SerializeField, Range(0f, 1f)] float emotionStrength = 0.5f;
         [SerializeField, Range(0f, 2f)] float intensity = 1f;
         [SerializeField, Range(0f, 2f)] float headMotion = 1f;
@@ -124,11 +75,7 @@ namespace AvatarBridge.Device
         double sendZeroDsp;
 
         // Microphone input
-        string micName;
-        AudioClip micClip;
-        int micReadPos;
         bool micStarted;
-        float[] micScratch = new float[0];
 
         /// <summary>Life-cycle state.</summary>
         public BridgeStatus Status { get; private set; }
@@ -171,7 +118,7 @@ namespace AvatarBridge.Device
         public void StartMicrophone(string device)
         {
             StopStream(BridgeStatus.Idle, "");
-            microphoneDevice = device ?? "";
+            Mic().DeviceName = device ?? "";
             input = AudioInput.Microphone;
             Begin();
         }
@@ -289,13 +236,13 @@ namespace AvatarBridge.Device
 
         string CheckLimits(global::AvatarBridge.V1.Capabilities caps)
         {
-            int rate = input == AudioInput.Clip ? (clip != null ? clip.frequency : 0) : microphoneSampleRate;
+            int rate = input == AudioInput.Clip ? (clip != null ? clip.frequency : 0) : Mic().SampleRate;
             if (input == AudioInput.Clip && clip == null) return "no AudioClip to stream; assign one or call Play(clip)";
             var l = caps.Limits;
             if (l != null && l.MaxSampleRate > 0 && (rate < l.MinSampleRate || rate > l.MaxSampleRate))
                 return string.Format("audio at {0} Hz is outside the server's {1}..{2} Hz; {3}", rate, l.MinSampleRate, l.MaxSampleRate,
                                      input == AudioInput.Clip ? "override the clip's sample rate in its Import Settings"
-                                                              : "set Microphone Sample Rate within that range");
+                                                              : "set the Microphone Input's Sample Rate within that range");
             if (!caps.SupportedFps.Contains((uint)frameRate))
                 return string.Format("the server does not offer {0} fps (it offers {1})", (int)frameRate, string.Join(", ", caps.SupportedFps));
             return null;
@@ -312,7 +259,7 @@ namespace AvatarBridge.Device
             session = new ExpressionSession(buffer);
             var settings = new StreamSettings
             {
-                Fps = (int)frameRate, StreamId = name, Engine = engine, Emotion = (int)emotion,
+                Fps = (int)frameRate, StreamId = name, Engine = engine, Emotion = emotion,
                 EmotionStrength = emotionStrength, Intensity = intensity, HeadMotion = headMotion, Seed = seed,
             };
             if (input == AudioInput.Clip)
@@ -324,7 +271,7 @@ namespace AvatarBridge.Device
             else
             {
                 if (!StartMic()) return false;
-                settings.SampleRate = microphoneSampleRate;
+                settings.SampleRate = Mic().SampleRate;
                 settings.Channels = 1;
             }
             BridgeChannel ch = channel;
@@ -411,22 +358,21 @@ namespace AvatarBridge.Device
 
         bool StartMic()
         {
-            if (Microphone.devices.Length == 0)
+            string why = Mic().Begin();  // a reconnect restarts capture
+            if (why != null)
             {
-                StopStream(BridgeStatus.Failed, "no microphone found");
+                StopStream(BridgeStatus.Failed, why);
                 return false;
             }
-            if (micClip != null) Microphone.End(micName);  // a reconnect restarts capture
-            micName = string.IsNullOrEmpty(microphoneDevice) ? null : microphoneDevice;
-            micClip = Microphone.Start(micName, true, 2, microphoneSampleRate);
-            if (micClip == null)
-            {
-                StopStream(BridgeStatus.Failed, "microphone '" + (micName ?? "default") + "' did not start");
-                return false;
-            }
-            micReadPos = 0;
             micStarted = false;
             return true;
+        }
+
+        MicrophoneInput Mic()
+        {
+            if (microphone == null) microphone = GetComponent<MicrophoneInput>();
+            if (microphone == null) microphone = gameObject.AddComponent<MicrophoneInput>();
+            return microphone;
         }
 
         void Update()
@@ -449,20 +395,16 @@ namespace AvatarBridge.Device
 
         void FeedMicrophone()
         {
-            int pos = Microphone.GetPosition(micName);
-            if (pos < 0 || pos == micReadPos) return;
-            int total = micClip.samples;
-            int count = pos > micReadPos ? pos - micReadPos : total - micReadPos + pos;
-            if (micScratch.Length != count * micClip.channels) micScratch = new float[count * micClip.channels];
-            micClip.GetData(micScratch, micReadPos);  // wraps around the looping buffer
+            float[] samples;
+            int count = microphone.Read(out samples);
+            if (count == 0) return;
             if (!micStarted)
             {
                 // the first samples were captured count/rate seconds ago
                 micStarted = true;
-                clock.Start(AudioSettings.dspTime - (double)count / microphoneSampleRate, DelaySeconds);
+                clock.Start(AudioSettings.dspTime - (double)count / microphone.SampleRate, DelaySeconds);
             }
-            feed.Write(AudioPacker.ToPcm16(micScratch, micClip.channels, 0, count));
-            micReadPos = pos;
+            feed.Write(AudioPacker.ToPcm16(samples, microphone.Channels, 0, count));
         }
 
         void LateUpdate()
@@ -484,11 +426,7 @@ namespace AvatarBridge.Device
             DisposeChannel();
             if (scheduledAudio && audioSource != null) audioSource.Stop();
             scheduledAudio = false;
-            if (micClip != null)
-            {
-                Microphone.End(micName);
-                micClip = null;
-            }
+            if (microphone != null) microphone.End();
             clock.Stop();
             clipSamples = null;
             SetStatus(status, message);

@@ -22,8 +22,8 @@ namespace AvatarBridge.Transport
         public string StreamId = "";
         /// <summary>Engine name; empty = the server's default.</summary>
         public string Engine = "";
-        /// <summary>0 neutral, 1 happy, 2 sad, 3 angry, 4 surprised (the contract's Emotion values).</summary>
-        public int Emotion;
+        /// <summary>The contract's emotion preset.</summary>
+        public Contract.Emotion Emotion = Contract.Emotion.Neutral;
         /// <summary>0..1, or negative for the server's default.</summary>
         public float EmotionStrength = -1f;
         /// <summary>0..2, or negative for the server's default.</summary>
@@ -150,7 +150,7 @@ namespace AvatarBridge.Transport
 
         static Contract.StreamHeader BuildHeader(StreamSettings s)
         {
-            var style = new Contract.ExpressionStyle { Emotion = (Contract.Emotion)s.Emotion, Seed = s.Seed };
+            var style = new Contract.ExpressionStyle { Emotion = s.Emotion, Seed = s.Seed };
             if (s.EmotionStrength >= 0) style.EmotionStrength = s.EmotionStrength;
             if (s.Intensity >= 0) style.Intensity = s.Intensity;
             if (s.HeadMotion >= 0) style.HeadMotion = s.HeadMotion;

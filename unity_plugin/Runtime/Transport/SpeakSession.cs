@@ -22,8 +22,8 @@ namespace AvatarBridge.Transport
         public int Fps = 60;
         /// <summary>Echoed back and used in the server's logs and metrics.</summary>
         public string StreamId = "";
-        /// <summary>0 neutral, 1 happy, 2 sad, 3 angry, 4 surprised (the contract's Emotion values).</summary>
-        public int Emotion;
+        /// <summary>The contract's emotion preset.</summary>
+        public Contract.Emotion Emotion = Contract.Emotion.Neutral;
         /// <summary>0..2 mouth articulation, or negative for the server's default.</summary>
         public float Intensity = -1f;
         /// <summary>0..2 head and eye motion, or negative for the server's default.</summary>
@@ -140,7 +140,7 @@ namespace AvatarBridge.Transport
 
         static Contract.SpeakStart BuildStart(SpeakSettings s)
         {
-            var style = new Contract.ExpressionStyle { Emotion = (Contract.Emotion)s.Emotion };
+            var style = new Contract.ExpressionStyle { Emotion = s.Emotion };
             if (s.Intensity >= 0) style.Intensity = s.Intensity;
             if (s.HeadMotion >= 0) style.HeadMotion = s.HeadMotion;
             return new Contract.SpeakStart
