@@ -235,7 +235,7 @@ def vae_bench(res: dict) -> None:
     g = torch.Generator(dev).manual_seed(0)
     z = torch.randn(1, 16, 3, 48, 88, device=dev, generator=g)
     with torch.no_grad():
-        dec.decode(torch.randn(1, 16, 7, 48, 88, device=dev, generator=g))  # warm-up like the seeds
+        dec.decode(torch.randn(1, 16, 7, 48, 88, device=dev, generator=g))  # warm-up as LiveAvatar does
         torch.cuda.reset_peak_memory_stats()
         ts = []
         for _ in range(4):

@@ -1,5 +1,5 @@
 """`avatar-bridge generate` / `generate-batch`: talking video from portrait + speech + prompt, in-process
-(like the seeds' generate.py). Knob names follow Wan2.2 / LiveAvatar's CLIs."""
+(like Wan2.2's and LiveAvatar's generate.py). Knob names follow Wan2.2 / LiveAvatar's CLIs."""
 from __future__ import annotations
 
 import glob
@@ -8,8 +8,8 @@ import os
 import sys
 import time
 
-# Presets built from the settings the spec (shared/specs/avatar_dit_models.md §2.1, §3.2, §3.6) records
-# for the seeds' shipped scripts; the seeds' README tables themselves were not available here.
+# Presets built from the settings of Wan2.2-S2V's and LiveAvatar's shipped inference scripts (steps, frames per
+# clip, solver, guidance, shift); their README tables of recommended settings were not available here.
 PRESETS = {
     "preview": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=3, num_clip=1),
     "standard": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=4),

@@ -206,7 +206,7 @@ def write_wav2vec(folder: str, audio_dim: int, seed: int = 3) -> None:
 
 def write_lora(path: str, cfg: dict = TINY_DIT, rank: int = 4, seed: int = 4, prefix: str = "base_model.model.",
                adapter: str = ".default") -> dict:
-    """PEFT naming: <prefix><module>.lora_A<adapter>.weight for the 448-layer target set (spec §3.1)."""
+    """PEFT naming: <prefix><module>.lora_A<adapter>.weight for the 448-layer target set."""
     from safetensors.torch import save_file
 
     g = torch.Generator().manual_seed(seed)

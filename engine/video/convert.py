@@ -1,4 +1,4 @@
-"""Released Wan key names -> diffusers ``WanTransformer3DModel`` names for the shared core (spec §1.5).
+"""Released Wan key names -> diffusers ``WanTransformer3DModel`` names for the shared core.
 Used to run the same weights through diffusers (parity checks and the benchmark baseline)."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Wan2.2-S2V-14B DiT (offline clip mode) and the LiveAvatar causal block mode.
 
-Module tree and parameter names are the released checkpoint's (spec §1.2, §2.2), so
+Module tree and parameter names are the released checkpoint's, so
 ``load_state_dict`` takes the original shards without renames. Numerics follow the
 reference: the residual stream, modulation, gates, time embedding and head run in
 fp32; linears run in the parameter dtype (bf16 on GPU); RoPE rotates in float64.
@@ -46,7 +46,7 @@ def lin32(mod: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
-    """cos half first, float64, on the raw timestep value (spec §1.3.2)."""
+    """cos half first, float64, on the raw timestep value."""
     half = dim // 2
     pos = t.reshape(-1).to(torch.float64)
     ang = torch.outer(pos, torch.pow(10000, -torch.arange(half, dtype=torch.float64, device=t.device).div(half)))
@@ -64,7 +64,7 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 class Rope3D:
-    """Interleaved-pair complex RoPE, channels split time | height | width (spec §1.4)."""
+    """Interleaved-pair complex RoPE, channels split time | height | width."""
 
     def __init__(self, head_dim: int, max_pos: int, theta: float = 10000.0):
         c = head_dim // 2
@@ -222,7 +222,7 @@ class CausalConv1d(nn.Module):
 
 
 class MotionEncoderTC(nn.Module):
-    """casual_audio_encoder.encoder: local (4 tokens + padding token) and global branches (spec §2.6)."""
+    """casual_audio_encoder.encoder: local (4 tokens + padding token) and global branches."""
 
     def __init__(self, in_dim: int, hidden: int, num_tokens: int):
         super().__init__()
@@ -410,7 +410,7 @@ class WanS2VTransformer(nn.Module):
 
     # -- embeddings ----------------------------------------------------------------------------------
     def embed_text(self, t5_out: torch.Tensor) -> torch.Tensor:
-        """T5 rows of the real tokens, zero-padded to text_len (unmasked, spec §1.3.3)."""
+        """T5 rows of the real tokens, zero-padded to text_len (unmasked)."""
         te = self.text_embedding
         ctx = t5_out.to(te[0].weight.dtype)
         if ctx.shape[1] < self.config.text_len:
@@ -444,7 +444,7 @@ class WanS2VTransformer(nn.Module):
         return tok + self._patch(self.cond_encoder, pose) + self._mask(0)
 
     def cond_tokens(self, ref: torch.Tensor, motion: torch.Tensor | None):
-        """[ref | motion (1x, 2x, 4x)] tokens with mask ids 1/2 and their RoPE (spec §2.3, §2.4).
+        """[ref | motion (1x, 2x, 4x)] tokens with mask ids 1/2 and their RoPE.
         Returns (tokens, per-segment position grids, ref token count)."""
         _, _, _, hl, wl = ref.shape
         hp, wp = hl // 2, wl // 2
@@ -486,7 +486,7 @@ class WanS2VTransformer(nn.Module):
         u = out.reshape(out.shape[0], f, h, w, pt, ph, pw, c)
         return torch.einsum("bfhwpqrc->bcfphqwr", u).reshape(out.shape[0], c, f * pt, h * ph, w * pw)
 
-    # -- offline S2V forward (spec §2.3-2.6) ----------------------------------------------------------
+    # -- offline S2V forward ----------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, audio_feats: torch.Tensor,
                 pose: torch.Tensor | None = None, drop_motion: bool = False) -> torch.Tensor:
         """x [B,16,F,H_l,W_l] noisy latents; t [B] timestep; audio_feats [B,L,C,4F]. Returns velocity (fp32)."""
@@ -511,7 +511,7 @@ class WanS2VTransformer(nn.Module):
         out = self.head(tokens[:, :n0], e)
         return self.unpatchify(out.float(), (nf, hp, wp))
 
-    # -- the shared Wan 14B core alone (plain T2V forward, spec §1.3): for checks against diffusers ---
+    # -- the shared Wan 14B core alone (plain T2V forward): for checks against diffusers ---
     def forward_core(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Patch embed -> blocks (one modulation segment, RoPE 0..F-1, no audio, no cond tokens) -> head."""
         b, _, nf, hl, wl = x.shape
@@ -525,7 +525,7 @@ class WanS2VTransformer(nn.Module):
             tokens = blk(tokens, segs, context, sa)
         return self.unpatchify(self.head(tokens, e).float(), (nf, hp, wp))
 
-    # -- LiveAvatar causal mode (spec §3.3-3.5) ----------------------------------------------------------
+    # -- LiveAvatar causal mode ----------------------------------------------------------
     @torch.no_grad()
     def prefill_cond(self, cache: "CondCache", cond: Cond) -> None:
         """Sink forward over [ref | motion] at t=0: store every layer's normed un-roped K and V."""
@@ -674,7 +674,7 @@ class CondCache:
 
 
 class BlockKVCache:
-    """One denoising step's ring buffer of ROPED keys and values (spec §3.5): L_kv = window frames · fsl."""
+    """One denoising step's ring buffer of ROPED keys and values: L_kv = window frames · fsl."""
 
     def __init__(self, num_layers: int, batch: int, length: int, heads: int, head_dim: int,
                  dtype: torch.dtype, device):

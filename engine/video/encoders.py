@@ -1,5 +1,5 @@
-"""Conditioning encoders: umT5-XXL (Wan's .pth renamed into transformers' UMT5EncoderModel, spec §6)
-and wav2vec2 (the shipped HF folder via transformers' Wav2Vec2Model, spec §2.10)."""
+"""Conditioning encoders: umT5-XXL (Wan's .pth renamed into transformers' UMT5EncoderModel)
+and wav2vec2 (the shipped HF folder via transformers' Wav2Vec2Model)."""
 from __future__ import annotations
 
 import html
@@ -101,7 +101,7 @@ class TextEncoder:
 
 
 class AudioFeatures:
-    """wav2vec2 hidden states (all 25) at 50 Hz -> 30 Hz -> one row per video frame (spec §2.10)."""
+    """wav2vec2 hidden states (all 25) at 50 Hz -> 30 Hz -> one row per video frame."""
 
     def __init__(self, folder: str, device="cpu", dtype=torch.float32):
         from transformers import Wav2Vec2Model

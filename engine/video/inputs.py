@@ -1,4 +1,4 @@
-"""Input preparation and checks: portrait, audio, generation size (spec §2.7, §2.10)."""
+"""Input preparation and checks: portrait, audio, generation size."""
 from __future__ import annotations
 
 import io
@@ -22,7 +22,7 @@ class InputError(ValueError):
 
 
 def parse_size(size: str) -> int:
-    """'704*384' (the seeds' W*H notation) -> max area in pixels."""
+    """'704*384' (Wan2.2's and LiveAvatar's W*H notation) -> max area in pixels."""
     try:
         a, b = (int(v) for v in size.lower().replace("x", "*").split("*"))
     except ValueError:

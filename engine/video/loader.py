@@ -104,7 +104,7 @@ _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<mod>.+?)\.lora_(?P<ab>[AB]
 
 def read_lora(path: str) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], float | None]:
     """{module path: (A [r, in], B [out, r])} from a PEFT-style file; tolerant of the
-    ``base_model.model.`` prefix and the ``.default`` adapter segment (spec §3.1)."""
+    ``base_model.model.`` prefix and the ``.default`` adapter segment."""
     from safetensors.torch import load_file
 
     from safetensors import SafetensorError

@@ -2,7 +2,7 @@
 
 Both yield ``VideoChunk``s as soon as their frames are final (per LiveAvatar block, per S2V
 clip), so a caller never holds the whole video: long inputs stream in constant memory
-(the seeds' "online decode").
+(LiveAvatar's "online decode").
 """
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ class VideoEngine:
             return prefill_sink(dit, cond, self.dtype, tkv)
 
         ccache = prefill(Cond(context, ref_lat, motion))
-        ts, sig = liveavatar_schedule(p.sample_steps, 3.0)  # shift 3 is hard-coded in the seeds (spec §3.2)
+        ts, sig = liveavatar_schedule(p.sample_steps, 3.0)  # LiveAvatar hard-codes shift 3
         euler = EulerFlow(sig, ts)
         lat_per_clip = p.infer_frames // 4
         if fast:
@@ -277,9 +277,9 @@ class VideoEngine:
         else:
             caches = [BlockKVCache(cfg.num_layers, 1, lat_per_clip * fsl, cfg.num_heads, cfg.head_dim, self.dtype,
                                    self.device) for _ in range(p.sample_steps)]
-        rng = random.Random(p.seed)  # the seeds draw δ from an unseeded RNG; seeded here for reproducibility
+        rng = random.Random(p.seed)  # LiveAvatar draws δ from an unseeded RNG; seeded here for reproducibility
         dec = vae_mod.StreamingDecoder(self.vae)
-        dec.decode(motion[:, :, :min(7, motion.shape[2])])  # warm-up of the causal caches, output discarded (spec §3.9)
+        dec.decode(motion[:, :, :min(7, motion.shape[2])])  # warm-up of the causal caches, output discarded
         blocks_per_clip = lat_per_clip // p.block_frames
         fpb = 4 * p.block_frames  # video frames per block
         total_blocks = min(clips * blocks_per_clip, -(-(audio_frames + 3) // fpb))

@@ -1,4 +1,4 @@
-"""Sampling schedules, apart from the models (spec §2.8, §3.6).
+"""Sampling schedules, apart from the models.
 
 LiveAvatar's 4-step path is diffusers' FlowMatchEulerDiscreteScheduler(shift 3) used as-is
 (its double shift gives the spec's [1000, 857.69, 602.15, 8.93]). Wan2.2-S2V feeds integer

@@ -1,5 +1,5 @@
 """Wan 2.1 VAE: the original ``Wan2.1_VAE.pth`` renamed into diffusers' ``AutoencoderKLWan``
-(the same network, spec §5.3), latent normalisation, and a streaming decoder that keeps the
+(the same network), latent normalisation, and a streaming decoder that keeps the
 causal conv caches between blocks (LiveAvatar's ``stream_decode``)."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ _UP = {**{i: f"up_blocks.0.resnets.{i}" for i in range(3)}, 3: "up_blocks.0.upsa
 
 
 def rename_vae_key(k: str) -> str:
-    """Original Wan2.1_VAE.pth key -> diffusers AutoencoderKLWan key (spec §5.3)."""
+    """Original Wan2.1_VAE.pth key -> diffusers AutoencoderKLWan key."""
     if k.startswith("conv1."):
         return "quant_conv." + k[6:]
     if k.startswith("conv2."):
@@ -97,7 +97,7 @@ def encode(vae, video: torch.Tensor) -> torch.Tensor:
 
 class StreamingDecoder:
     """Decode latent blocks one after another with the causal caches kept between calls, so a
-    stream of blocks decodes to the same frames as one long decode (spec §3.9)."""
+    stream of blocks decodes to the same frames as one long decode."""
 
     def __init__(self, vae):
         self.vae = vae

@@ -17,9 +17,9 @@ class ParallelConfigError(ValueError):
 
 @dataclass
 class ParallelConfig:
-    num_gpus_dit: int = 1  # ranks that run the DiT (the seeds' --num_gpus_dit)
+    num_gpus_dit: int = 1  # ranks that run the DiT (LiveAvatar's --num_gpus_dit)
     ulysses_size: int = 0  # ranks per sequence-parallel group; 0 = auto (num_gpus_dit // steps when GPUs > steps)
-    enable_vae_parallel: bool = False  # one extra rank decodes the VAE (the seeds' --enable_vae_parallel)
+    enable_vae_parallel: bool = False  # one extra rank decodes the VAE (LiveAvatar's --enable_vae_parallel)
     device: str = "cuda"  # cuda (NCCL, one GPU per rank) | cpu (gloo; N CPU processes, for tests only)
     master_addr: str = "127.0.0.1"
     master_port: int = 0  # 0 = pick a free port
