@@ -27,13 +27,13 @@ class ServerConfig:
     # it never waits once every live stream of that worker has sent (docs/server.md "Batching").
     batch_window_ms: float = 5.0
     # Weights folder for the default learned engine (config.json + model.npz, from `avatar-bridge train-expression
-    # --out`); empty = the package's. Workers read it as AVATAR_BRIDGE_LEARNED_WEIGHTS.
+    # --out`); empty = the package's. Workers get it in their WorkerConfig (engine/worker/specs.py).
     learned_weights: str = ""
     # Speak: more TTS backends, comma-separated "module:callable" each returning an engine.tts.base.TtsBackend
-    # (docs/speak.md); workers read it as AVATAR_BRIDGE_TTS_PLUGINS.
+    # (docs/speak.md); workers get it in their WorkerConfig.
     tts_plugins: str = ""
     # Speak: folder of Piper voices (<voice>.onnx + .onnx.json); empty = $AVATAR_BRIDGE_MODELS_DIR/piper (where
-    # `avatar-bridge models fetch piper:<voice>` puts them). Workers read it as AVATAR_BRIDGE_PIPER_VOICES.
+    # `avatar-bridge models fetch piper:<voice>` puts them). Workers get it in their WorkerConfig.
     piper_voices: str = ""
     keepalive_time_s: float = 30.0
     keepalive_timeout_s: float = 10.0

@@ -18,6 +18,7 @@ from bridge_server.config import ServerConfig
 from bridge_server.service import BridgeService
 from bridge_server.rpc.video import start_video_pool
 from bridge_server.workers import WorkerPool
+from engine.worker.specs import WorkerConfig
 
 log = logging.getLogger("bridge_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvatarBridge"].full_name
@@ -37,20 +38,24 @@ def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def worker_config(cfg: ServerConfig) -> WorkerConfig:
+    """The expression workers' settings, passed as one typed argument."""
+    def path(p: str) -> str:
+        return os.path.abspath(p) if p else ""
+    return WorkerConfig(batch_window_ms=cfg.batch_window_ms, learned_weights=path(cfg.learned_weights),
+                        tts_plugins=cfg.tts_plugins, piper_voices=path(cfg.piper_voices),
+                        # a benchmark's switch (bench/speak_bench.py): Festival's voice loaded before the first call
+                        tts_prewarm=os.environ.get("AVATAR_BRIDGE_TTS_PREWARM") == "1")
+
+
 async def serve(cfg: ServerConfig) -> int:
     try:
         outputs.parse_targets(cfg.outputs)  # fail before starting workers
     except ValueError as exc:
         raise SystemExit(f"avatar-bridge serve: {exc}") from None
     sec = security.server_security_or_exit(cfg)  # TLS/token files and the non-loopback rule, before workers start
-    if cfg.learned_weights:  # the workers load the default learned engine from here (engine/expression/learned.py)
-        os.environ["AVATAR_BRIDGE_LEARNED_WEIGHTS"] = os.path.abspath(cfg.learned_weights)
-    if cfg.tts_plugins:  # the workers load these TTS backends beside the built-in ones (engine/tts/registry.py)
-        os.environ["AVATAR_BRIDGE_TTS_PLUGINS"] = cfg.tts_plugins
-    if cfg.piper_voices:  # the workers' Piper backend lists the voices in this folder (engine/tts/piper.py)
-        os.environ["AVATAR_BRIDGE_PIPER_VOICES"] = os.path.abspath(cfg.piper_voices)
     pool = WorkerPool(cfg.resolved_workers(), cfg.worker_timeout_s, cfg.max_inflight_chunks,
-                      cfg.log_level, cfg.log_format, extra_args=["--batch-window-ms", str(cfg.batch_window_ms)])
+                      cfg.log_level, cfg.log_format, extra_args=["--config", worker_config(cfg).to_json().decode()])
     await pool.start()
     video_pool = await start_video_pool(cfg)
     service = BridgeService(cfg, pool, __version__, video_pool)

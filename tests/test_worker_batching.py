@@ -13,6 +13,7 @@ import zmq
 from bridge_server.config import ServerConfig
 from engine.worker import protocol as p
 from engine.worker.main import Worker
+from engine.worker.specs import WorkerConfig
 
 CHUNK = (np.sin(np.arange(640) * 0.05) * 8000).astype("<i2").tobytes()  # 40 ms of 16 kHz PCM16
 WINDOW_S = 0.5
@@ -34,7 +35,7 @@ def worker_pair(monkeypatch):
     router.bind("tcp://127.0.0.1:*")
     # A window far longer than the 30 ms over which the test staggers its chunks, so a loaded machine cannot
     # push the last chunk out of it; the cases where nothing may wait are checked against the same window.
-    w = Worker(router.getsockopt_string(zmq.LAST_ENDPOINT), b"w-test", batch_window_s=WINDOW_S)
+    w = Worker(router.getsockopt_string(zmq.LAST_ENDPOINT), b"w-test", WorkerConfig(batch_window_ms=WINDOW_S * 1000.0))
     sizes: list[int] = []
     for eng in w.engines.values():  # record the size of every engine call
         orig = eng.push_many

@@ -26,10 +26,9 @@ MAX_INFER_FRAMES = 240
 async def start_video_pool(cfg) -> WorkerPool | None:
     if not cfg.video_ckpt_dir:
         return None
-    face_model = getattr(cfg, "face_landmarker", "")  # engine.capture's model setting, where the build has it
-    if face_model:  # the video worker's portrait check finds it through engine.capture.locate()
-        os.environ.setdefault("AVATAR_BRIDGE_FACE_LANDMARKER", os.path.abspath(face_model))
     args = ["--ckpt-dir", os.path.abspath(cfg.video_ckpt_dir)]
+    if cfg.face_landmarker:  # the portrait check's face model (empty: the worker looks it up)
+        args += ["--face-landmarker", os.path.abspath(cfg.face_landmarker)]
     if cfg.video_lora:
         args += ["--lora", os.path.abspath(cfg.video_lora)]
     if cfg.video_device:

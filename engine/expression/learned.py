@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,6 @@ from engine.rig.rotation import quat_from_rotvec
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
 WEIGHTS_DIR = WEIGHTS_ROOT / "learned-v1"
-WEIGHTS_ENV = "AVATAR_BRIDGE_LEARNED_WEIGHTS"
 _I = ARKIT_INDEX
 _SIL = VISEME_INDEX["sil"]
 _SILENCE_MS = 1e-9  # a window with mean square below this (-90 dBFS) is digital silence: exact rest
@@ -106,13 +104,9 @@ class LearnedExpressionEngine(ExpressionEngine):
     batches = True  # ~1 ms per push alone, ~0.15 ms per stream in a push of 50 (bench/engine_cost.py)
 
     def __init__(self, weights_dir: str | Path | None = None):
-        # numpy only: a worker never imports torch for this engine. The server's learned_weights setting reaches
-        # its workers as AVATAR_BRIDGE_LEARNED_WEIGHTS (a model retrained, e.g. for another look-ahead); it
-        # replaces the weights of the default learned engine (registry.DEFAULT_ENGINE).
-        from engine.expression.registry import DEFAULT_ENGINE
-
-        override = os.environ.get(WEIGHTS_ENV) if self.name == DEFAULT_ENGINE else None
-        d = Path(weights_dir or override or self.weights)
+        # numpy only: a worker never imports torch for this engine. weights_dir: the server's learned_weights
+        # setting (a model retrained, e.g. for another look-ahead), given to the default engine by the registry.
+        d = Path(weights_dir or self.weights)
         self.net = NumpyExpressionNet.from_pretrained(d)
         self.cfg = self.net.cfg
         config = json.loads((d / "config.json").read_text())

@@ -16,15 +16,15 @@ ENGINES: dict[str, str] = {
 DEFAULT_ENGINE = "learned-v2"
 
 
-def load_engine(name: str) -> ExpressionEngine:
+def load_engine(name: str, learned_weights: str = "") -> ExpressionEngine:
+    """An engine by name; ``learned_weights`` (the server's setting) replaces the default engine's weights."""
     module, cls = ENGINES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    klass = getattr(importlib.import_module(module), cls)
+    return klass(learned_weights) if learned_weights and name == DEFAULT_ENGINE else klass()
 
 
-def describe_engines() -> list[dict]:
-    out = []
-    for name in ENGINES:
-        eng = load_engine(name)
-        out.append({"name": eng.name, "kind": "expression", "description": eng.description,
-                    "lookahead_s": eng.lookahead_s, "is_default": name == DEFAULT_ENGINE})
-    return out
+def describe_engines(engines: dict[str, ExpressionEngine] | None = None) -> list[dict]:
+    """GetCapabilities rows for loaded engines (default: each engine loaded with the shipped weights)."""
+    engines = engines if engines is not None else {name: load_engine(name) for name in ENGINES}
+    return [{"name": eng.name, "kind": "expression", "description": eng.description,
+             "lookahead_s": eng.lookahead_s, "is_default": name == DEFAULT_ENGINE} for name, eng in engines.items()]

@@ -8,12 +8,11 @@ plug in through the server setting tts_plugins (env AVATAR_BRIDGE_TTS_PLUGINS): 
 from __future__ import annotations
 
 import importlib
-import os
 
 from engine.tts.base import TtsBackend
 
-PLUGINS_ENV = "AVATAR_BRIDGE_TTS_PLUGINS"
-BUILTIN = ("engine.tts.espeak:EspeakBackend", "engine.tts.festival:FestivalBackend", "engine.tts.piper:PiperBackend")
+PIPER = "engine.tts.piper:PiperBackend"
+BUILTIN = ("engine.tts.espeak:EspeakBackend", "engine.tts.festival:FestivalBackend", PIPER)
 # Default voice per language, best first; the first one installed wins (docs/speak.md says why).
 DEFAULTS = {
     "en-us": ("festival:us-slt-hts", "espeak:en-us"),
@@ -24,17 +23,17 @@ ALIASES = {"en": "en-us", "en-uk": "en-gb", "zh": "cmn", "zh-cn": "cmn", "zh-han
            "zh-hans-cn": "cmn", "pt": "pt-br", "jp": "ja"}
 
 
-def load_backends(plugins: str | None = None) -> list[TtsBackend]:
-    """The built-in backends, then each plugin's. A plugin that cannot load raises ValueError naming it."""
+def load_backends(plugins: str = "", piper_voices: str = "") -> list[TtsBackend]:
+    """The built-in backends (the Piper one over ``piper_voices``), then each plugin's (the tts_plugins setting,
+    comma-separated module:callable). A plugin that cannot load raises ValueError naming it."""
     specs = list(BUILTIN)
-    extra = os.environ.get(PLUGINS_ENV, "") if plugins is None else plugins
-    specs += [s.strip() for s in extra.split(",") if s.strip()]
+    specs += [s.strip() for s in plugins.split(",") if s.strip()]
     out = []
     for spec in specs:
         module, _, attr = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module), attr)
-            backend = factory()
+            backend = factory(piper_voices or None) if spec == PIPER else factory()
         except Exception as exc:
             raise ValueError(f"TTS plugin {spec!r} (tts_plugins) cannot be loaded: {type(exc).__name__}: {exc}; "
                              "give 'module:callable' returning an engine.tts.base.TtsBackend") from None

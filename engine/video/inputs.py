@@ -58,7 +58,7 @@ def decode_image(data: bytes) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def check_image(img: np.ndarray) -> list[str]:
+def check_image(img: np.ndarray, face_model: str | None = None) -> list[str]:
     """Raise on unusable portraits; return warnings. The face check uses engine.capture (MediaPipe Face
     Landmarker) when this build has it; otherwise it is skipped and a warning says so."""
     h, w = img.shape[:2]
@@ -69,7 +69,7 @@ def check_image(img: np.ndarray) -> list[str]:
                          f"to at most {MAX_ASPECT}:1 around the face (e.g. 9:16, 1:1 or 16:9)", "image")
     warnings = []
     try:
-        box = detect_face(img)
+        box = detect_face(img, face_model)
     except ImportError:
         warnings.append("face check skipped: engine.capture (MediaPipe) is not installed in this build")
         return warnings
@@ -87,11 +87,12 @@ def check_image(img: np.ndarray) -> list[str]:
     return warnings
 
 
-def detect_face(img: np.ndarray):
-    """(x0, y0, x1, y1) in pixels of the largest face (MediaPipe Face Landmarker via engine.capture), None if none."""
+def detect_face(img: np.ndarray, face_model: str | None = None):
+    """(x0, y0, x1, y1) in pixels of the largest face (MediaPipe Face Landmarker via engine.capture), None if none.
+    face_model: the face_landmarker.task to use; None = look it up (engine.capture.models)."""
     from engine.capture import CaptureSettings, FaceCapture, locate
 
-    fc = FaceCapture(str(locate()), CaptureSettings(smoothing=False))
+    fc = FaceCapture(str(locate(explicit=face_model or None)), CaptureSettings(smoothing=False))
     try:
         return fc.process(np.ascontiguousarray(img), 1).face_box
     finally:

@@ -49,7 +49,7 @@ class Job:
 
 class VideoWorker:
     def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str, warmup: str = "",
-                 parallel=None):
+                 parallel=None, face_model: str = ""):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, identity)
@@ -58,6 +58,7 @@ class VideoWorker:
         self.ckpt_dir, self.lora, self.device = ckpt_dir, lora or None, device or None
         self.engine = None
         self.parallel = parallel  # engine.video.parallel.group.ParallelConfig: this worker owns a rank group
+        self.face_model = face_model  # the portrait check's face_landmarker.task; empty = look it up
         self.jobs: dict[int, Job] = {}
         self.todo: queue.Queue[Job | None] = queue.Queue()
         self.out: queue.Queue[bytes] = queue.Queue()
@@ -171,7 +172,7 @@ class VideoWorker:
         t0 = time.monotonic()
         n_img = cfg["image_bytes"]
         img = decode_image(job.payload[:n_img])
-        warnings = check_image(img)
+        warnings = check_image(img, self.face_model)
         audio, aw = load_audio(job.payload[n_img:], cfg.get("max_audio_seconds", 3600.0))
         warnings += aw
         if self.engine is None and self.parallel is not None:
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora", default="")
     ap.add_argument("--device", default="")
     ap.add_argument("--warmup", default="", help="a size (704*384): load, compile and run once at start")
+    ap.add_argument("--face-landmarker", default="", help="face_landmarker.task for the portrait check (empty = look up)")
     ap.add_argument("--num-gpus-dit", type=int, default=1, help="> 1: own a rank group (docs/multi_gpu.md)")
     ap.add_argument("--vae-parallel", action="store_true")
     ap.add_argument("--rank-timeout", type=float, default=120.0)
@@ -278,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         parallel = ParallelConfig(num_gpus_dit=args.num_gpus_dit, enable_vae_parallel=args.vae_parallel,
                                   device="cuda" if dev.startswith("cuda") else dev, timeout_s=args.rank_timeout,
                                   stall_timeout_s=2 * args.rank_timeout)
-    worker = VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device, args.warmup, parallel)
+    worker = VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device, args.warmup, parallel,
+                         args.face_landmarker)
     try:
         worker.run()
     finally:

@@ -29,7 +29,7 @@ from engine.worker.capture_session import CAPTURE_ENGINE_INFO, CAPTURE_OPENED, I
 from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
 from engine.worker.speak_session import SpeakSession
 from engine.worker.specs import (CaptureSpec, ClipSpec, Done, ErrorReply, Hush, Opened, SpeakSpec, StreamSpec,
-                                 VideoInfoSpec)
+                                 VideoInfoSpec, WorkerConfig)
 from engine.tts.base import TtsError, VoiceMissing
 from engine.tts.registry import load_backends
 
@@ -41,30 +41,31 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
 
 
 class Worker:
-    def __init__(self, endpoint: str, identity: bytes, batch_window_s: float = 0.0):
+    def __init__(self, endpoint: str, identity: bytes, config: WorkerConfig):
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, identity)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
-        self.engines = {name: load_engine(name) for name in ENGINES}
+        self.engines = {name: load_engine(name, config.learned_weights) for name in ENGINES}
         self.sessions: dict[int, LiveSession | ClipSession | ImageSession | VideoSession | SpeakSession] = {}
-        self.tts = load_backends()  # Speak: built-in + tts_plugins backends (ValueError names a bad plugin)
+        # Speak: built-in + tts_plugins backends (ValueError names a bad plugin)
+        self.tts = load_backends(config.tts_plugins, config.piper_voices)
         self.voices = {v.id: (b, v) for b in self.tts for v in b.voices()}
-        if os.environ.get("AVATAR_BRIDGE_TTS_PREWARM") == "1":  # load Festival's voice now, not on the first call
+        if config.tts_prewarm:  # load Festival's voice now, not on the first call
             for b in self.tts:
                 getattr(b, "prewarm", lambda: None)()
         self.parent = os.getppid()
         self._out: list[bytes] = []  # replies not yet sent (see _flush)
         # How long audio that arrived may wait for other live streams' chunks to join its batch (see _collect).
-        self.batch_window_s = batch_window_s
+        self.batch_window_s = config.batch_window_ms / 1000.0
         self._chunks = 0  # audio chunks received since the last heartbeat
         self._chunk_rate = 0.0  # per second, measured over the last heartbeat interval
         self._deferred: list[tuple[int, int]] = []  # Speak NEXTs (sid, seq), done one at a time between drains
         self._last_beat = time.monotonic()  # when the last heartbeat left (run, _beat_if_due)
 
     def run(self) -> None:
-        info = {"pid": os.getpid(), "engines": describe_engines(), "capture_engine": CAPTURE_ENGINE_INFO,
+        info = {"pid": os.getpid(), "engines": describe_engines(self.engines), "capture_engine": CAPTURE_ENGINE_INFO,
                 "voices": [v.as_dict() for _, v in self.voices.values()]}
         self.sock.send(p.pack(p.READY, body=p.dumps(info)))
         beat = p.pack(p.BEAT)
@@ -362,12 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--identity", required=True)
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
-    ap.add_argument("--batch-window-ms", type=float, default=0.0,
-                    help="how long live-stream audio may wait to be batched with other streams' (server setting)")
+    ap.add_argument("--config", default="{}", help="the worker's settings as WorkerConfig JSON (engine/worker/specs.py)")
     args = ap.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
-        worker = Worker(args.connect, args.identity.encode(), args.batch_window_ms / 1000.0)
+        worker = Worker(args.connect, args.identity.encode(), WorkerConfig.from_json(args.config.encode()))
     except ValueError as exc:  # a TTS plugin or a weights file that cannot load: say which, and stop before READY
         log.error("engine worker cannot start: %s", exc)
         return 2

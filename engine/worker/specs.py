@@ -173,6 +173,17 @@ class ErrorReply(Spec):
     code: str = "INTERNAL"
 
 
+@dataclass(frozen=True)
+class WorkerConfig(Spec):
+    """Everything an expression worker is started with, in one argument (--config): no environment edits."""
+
+    batch_window_ms: float = 0.0  # how long live audio may wait to share an engine call with other streams'
+    learned_weights: str = ""  # folder of weights for the default learned engine; empty = the shipped ones
+    tts_plugins: str = ""  # extra TTS backends, comma-separated module:callable
+    piper_voices: str = ""  # folder of Piper voices; empty = the models folder's piper/
+    tts_prewarm: bool = False  # load Festival's voice at start, not on the first Speak
+
+
 _NESTED: dict[tuple[str, str], type[Spec]] = {
     ("StreamSpec", "style"): StyleSpec, ("ClipSpec", "style"): StyleSpec, ("SpeakSpec", "style"): StyleSpec,
     ("CaptureSpec", "settings"): CaptureSettingsSpec, ("Opened", "video"): VideoInfoSpec,
