@@ -14,6 +14,7 @@ from bridge_server.config import ServerConfig
 from bridge_server.settings_help import SETTING_HELP
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
 from engine.rig.emotions import EMOTION_NAMES
+from engine.worker.specs import StyleSpec
 
 EMOTIONS = list(EMOTION_NAMES)
 
@@ -40,6 +41,22 @@ def _add_serve(sub) -> None:
                         help=f"{what} (default {f.default!r}; env {ServerConfig.env_name(f.name)})".lstrip())
 
 
+def _add_server_and_style(ap) -> None:
+    """--server with its connection flags, then --fps and the style knobs animate and speak share; the style
+    defaults are the seam's (engine/worker/specs.StyleSpec), the ones a request that leaves them unset gets."""
+    from bridge_server.client import add_connection_args
+
+    ap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
+    add_connection_args(ap)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
+    ap.add_argument("--fps", type=int, default=30, choices=[30, 60])
+    d = StyleSpec()
+    ap.add_argument("--emotion", default=d.emotion, choices=EMOTIONS)
+    ap.add_argument("--emotion-strength", type=float, default=d.emotion_strength, help="0..1")
+    ap.add_argument("--intensity", type=float, default=d.intensity, help="mouth articulation 0..2")
+    ap.add_argument("--head-motion", type=float, default=d.head_motion, help="head and eye motion 0..2")
+    ap.add_argument("--seed", type=int, default=d.seed, help="blinks and idle motion; 0 = from the stream id")
+
+
 def _add_client(sub) -> None:
     from bridge_server.client import add_connection_args
 
@@ -47,14 +64,7 @@ def _add_client(sub) -> None:
     ap.set_defaults(run=_client)
     ap.add_argument("audio", help="wav/flac/ogg/mp3 file")
     ap.add_argument("--out", required=True, help="output path; .json or .csv (layout: docs/output_formats.md)")
-    ap.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
-    add_connection_args(ap)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
-    ap.add_argument("--fps", type=int, default=30, choices=[30, 60])
-    ap.add_argument("--emotion", default="neutral", choices=EMOTIONS)
-    ap.add_argument("--emotion-strength", type=float, default=0.5)
-    ap.add_argument("--intensity", type=float, default=1.0, help="mouth articulation 0..2")
-    ap.add_argument("--head-motion", type=float, default=1.0, help="head and eye motion 0..2")
-    ap.add_argument("--seed", type=int, default=0)
+    _add_server_and_style(ap)
     ap.add_argument("--engine", default="", help="expression engine (default: the server's; see capabilities)")
     ap.add_argument("--stream", action="store_true",
                     help="send the audio as a StreamExpression of PCM16 chunks instead of AnimateClip; the chunks "
@@ -78,14 +88,7 @@ def _add_client(sub) -> None:
     sp.add_argument("--list-voices", action="store_true", help="print the server's voices as JSON and exit")
     sp.add_argument("--out", help="frames output path; .json or .csv")
     sp.add_argument("--audio-out", help="speech output path (.wav, PCM16 mono at the voice's rate)")
-    sp.add_argument("--server", help="host:port of a running server; omitted = start an embedded one")
-    add_connection_args(sp)  # --tls-ca, --token-file, --connect-timeout (docs/security.md)
-    sp.add_argument("--fps", type=int, default=30, choices=[30, 60])
-    sp.add_argument("--emotion", default="neutral", choices=EMOTIONS)
-    sp.add_argument("--emotion-strength", type=float, default=0.5)
-    sp.add_argument("--intensity", type=float, default=1.0, help="mouth articulation 0..2")
-    sp.add_argument("--head-motion", type=float, default=1.0, help="head and eye motion 0..2")
-    sp.add_argument("--seed", type=int, default=0)
+    _add_server_and_style(sp)
     sp.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
 
     cap = sub.add_parser("capabilities", help="print the server's capabilities as JSON")

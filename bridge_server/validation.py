@@ -39,9 +39,9 @@ def style_spec(style: pb.ExpressionStyle, field: str, stream_id: str) -> StyleSp
     if style.emotion not in EMOTIONS:
         raise invalid(f"{field}.emotion={style.emotion} is unknown; use one of {sorted(EMOTIONS)}")
     out = {"emotion": EMOTIONS[style.emotion]}
-    for name, lo, hi, default in (("emotion_strength", 0, 1, 0.5), ("intensity", 0, 2, 1.0),
-                                  ("head_motion", 0, 2, 1.0)):
-        value = getattr(style, name) if style.HasField(name) else default
+    defaults = StyleSpec()  # a knob the client leaves unset takes the one default table's value
+    for name, lo, hi in (("emotion_strength", 0, 1), ("intensity", 0, 2), ("head_motion", 0, 2)):
+        value = getattr(style, name) if style.HasField(name) else getattr(defaults, name)
         if not (lo <= value <= hi):  # also rejects NaN
             raise invalid(f"{field}.{name}={value} is out of range; use {lo}..{hi}")
         out[name] = value

@@ -19,19 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
+# The session knobs (ExpressionStyle in the contract): the seam's typed spec is the engines' style, so one table
+# holds the defaults and a validated style reaches an engine unchanged.
+from engine.worker.specs import StyleSpec as Style  # noqa: F401  (re-exported)
 
 SAMPLE_RATE = 16000
-
-
-@dataclass
-class Style:
-    """Session knobs (see ExpressionStyle in the contract)."""
-
-    emotion: str = "neutral"  # neutral | happy | sad | angry | surprised
-    emotion_strength: float = 0.5  # 0..1
-    intensity: float = 1.0  # 0..2, mouth articulation
-    head_motion: float = 1.0  # 0..2, head and eye motion
-    seed: int = 0
 
 
 @dataclass

@@ -20,8 +20,8 @@ def frame_sample_indices(first: int, n: int, sample_rate: int, fps: int) -> np.n
 
 
 def style_from(spec: StyleSpec) -> Style:
-    """The validated style of a spec as the engines' Style (the same fields)."""
-    return Style(**spec.as_dict())
+    """The validated style of a spec, which the engines take as is."""
+    return spec
 
 
 class LiveSession:

@@ -41,13 +41,13 @@ class Spec:
 
 @dataclass(frozen=True)
 class StyleSpec(Spec):
-    """ExpressionStyle, validated: the fields of engine.expression.base.Style."""
+    """ExpressionStyle, validated; the engines take it as is (engine.expression.base.Style)."""
 
-    emotion: str = "neutral"
-    emotion_strength: float = 0.5
-    intensity: float = 1.0
-    head_motion: float = 1.0
-    seed: int = 0
+    emotion: str = "neutral"  # neutral | happy | sad | angry | surprised (engine.rig.emotions)
+    emotion_strength: float = 0.5  # 0..1
+    intensity: float = 1.0  # 0..2, mouth articulation
+    head_motion: float = 1.0  # 0..2, head and eye motion
+    seed: int = 0  # blinks and idle motion; the front derives one from the stream id when 0
 
 
 @dataclass(frozen=True)
