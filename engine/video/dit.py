@@ -543,25 +543,31 @@ class WanS2VTransformer(nn.Module):
             tokens = blk(tokens, segs, cond.context, sa)
         cache.grids, cache.n_ref = grids, n_ref
 
+    def block_inputs(self, x: torch.Tensor, t: torch.Tensor, audio_feats: torch.Tensor, frame0: int,
+                     cond: "CondCache", ref_shift: int, pose: torch.Tensor | None):
+        """What a causal block's forward needs before its layers (one place for the one-rank and the
+        sequence-parallel forward): sizes, noisy tokens, their RoPE and the sink's (reference frame at
+        max(30, frame0 + δ)), time vectors, the ring write position and the audio tokens."""
+        _, _, nb, hl, wl = x.shape
+        hp, wp = hl // 2, wl // 2
+        tokens = self.noisy_tokens(x, pose)
+        freqs = self.rope.freqs(list(range(frame0, frame0 + nb)), list(range(hp)), list(range(wp)), x.device)
+        ref_t = max(30, frame0 + ref_shift)
+        cgrids = [([ref_t], *cond.grids[0][1:])] + list(cond.grids[1:])
+        cfreqs = self.grid_freqs(cgrids, x.device)
+        e, e0 = self.time_vectors(t)
+        g, a = self.audio_tokens(audio_feats)
+        return nb, hp, wp, tokens, tokens.shape[1], freqs, cfreqs, e, e0, frame0 * hp * wp, g, a
+
     @torch.no_grad()
     def forward_block(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, audio_feats: torch.Tensor,
                       frame0: int, kv: "BlockKVCache", cond: "CondCache", ref_shift: int,
                       pose: torch.Tensor | None = None) -> torch.Tensor:
         """One block of latent frames [B,16,nb,H_l,W_l] at absolute latent frame ``frame0``.
         ``kv`` is this denoising step's ring cache; ``ref_shift`` is LiveAvatar's δ in {4..30}."""
-        b, _, nb, hl, wl = x.shape
-        hp, wp = hl // 2, wl // 2
-        fsl = hp * wp
-        tokens = self.noisy_tokens(x, pose)
-        n0 = tokens.shape[1]
-        freqs = self.rope.freqs(list(range(frame0, frame0 + nb)), list(range(hp)), list(range(wp)), x.device)
-        ref_t = max(30, frame0 + ref_shift)
-        cgrids = [([ref_t], *cond.grids[0][1:])] + list(cond.grids[1:])
-        cfreqs = self.grid_freqs(cgrids, x.device)
-        e, e0 = self.time_vectors(t)
+        nb, hp, wp, tokens, n0, freqs, cfreqs, e, e0, start, g, a = self.block_inputs(
+            x, t, audio_feats, frame0, cond, ref_shift, pose)
         segs = [Segment(0, n0, e0)]
-        start = frame0 * fsl
-        g, a = self.audio_tokens(audio_feats)
 
         def hook(layer, q_r, k_n, k_r, v):
             keys, vals = kv.write_and_window(layer, start, k_r, v)

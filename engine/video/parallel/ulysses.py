@@ -140,18 +140,8 @@ def forward_block(dit: WanS2VTransformer, sp: SeqParallel, x: torch.Tensor, t: t
     """``WanS2VTransformer.forward_block`` (LiveAvatar causal block) over the ranks of ``sp``. ``kv`` is this
     rank's share of the step's KV ring: this rank's heads only (H / sp.size), so the ring's memory splits too;
     ``cond`` is the full sink cache (the sink prefill runs on every rank)."""
-    b, _, nb, hl, wl = x.shape
-    hp, wp = hl // 2, wl // 2
-    fsl = hp * wp
-    tokens = dit.noisy_tokens(x, pose)
-    n0 = tokens.shape[1]
-    freqs = dit.rope.freqs(list(range(frame0, frame0 + nb)), list(range(hp)), list(range(wp)), x.device)
-    ref_t = max(30, frame0 + ref_shift)
-    cgrids = [([ref_t], *cond.grids[0][1:])] + list(cond.grids[1:])
-    cfreqs = dit.grid_freqs(cgrids, x.device)
-    e, e0 = dit.time_vectors(t)
-    start = frame0 * fsl
-    g, a = dit.audio_tokens(audio_feats)
+    nb, hp, wp, tokens, n0, freqs, cfreqs, e, e0, start, g, a = dit.block_inputs(
+        x, t, audio_feats, frame0, cond, ref_shift, pose)
     h0, h1 = sp.heads(dit.config.num_heads)
     sizes, lo, hi = sp.bounds(n0)
 
