@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.capture import smoothing
+from engine.config import ConfigMixin
 from engine.rig import ARKIT_INDEX, NUM_BLENDSHAPES, NUM_BONES
 from engine.rig.eyes import eye_quats
 from engine.rig.head import NECK_SHARE
@@ -35,17 +36,13 @@ LIP_UPPER, LIP_LOWER, FOREHEAD, CHIN = 13, 14, 10, 152  # MediaPipe face mesh in
 
 
 @dataclass
-class CaptureSettings:
+class CaptureSettings(ConfigMixin):
     max_faces: int = 1  # faces searched per image (1..4); >1 re-runs detection more often and can lose small faces
     face_index: int = -1  # -1 = the largest face (sticky); N = the N-th face from the image's left
     smoothing: bool = True  # One Euro filtering (engine.capture.smoothing)
     mirrored: bool = False  # the images are mirrored (selfie preview): flip them back first
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CaptureSettings":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import ConfigMixin
+
 SAMPLE_RATE = 16000
 HOP = 160
 WIN = 400
@@ -34,7 +36,7 @@ VIDEO_HEAD_GATE = 0.2  # synthetic jaw at which the video head passes fully
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigMixin):
     n_mels: int = 40
     f_min: float = 60.0
     f_max: float = 7600.0
@@ -44,10 +46,6 @@ class ModelConfig:
     hidden: int = 128
     delay: int = 5  # output step j describes time (j - delay) * 10 ms
     n_visemes: int = 15
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def mel_matrix(n_mels: int, f_min: float, f_max: float) -> np.ndarray:

@@ -5,34 +5,23 @@ field by field) and the worker reads attributes. The worker answers with ``Opene
 Nothing on either side looks settings up by string, and nothing is validated twice: the front's validation
 (bridge_server/validation.py) is the one check, the worker trusts a spec.
 
-This module imports nothing from the engines, so the front may import it (tests/test_layering.py).
+This module imports nothing from the engines (only the config base class), so the front may import it
+(tests/test_layering.py).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from engine.config import ConfigMixin
 
 
-class Spec:
-    """as_dict / from_dict / to_json / from_json for a dataclass whose fields are JSON values or other Specs."""
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+class Spec(ConfigMixin):
+    """A config (from_dict / as_dict, engine/config.py) that crosses the seam as JSON (to_json / from_json)."""
 
     def to_json(self) -> bytes:
         return json.dumps(self.as_dict(), separators=(",", ":")).encode()
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        kw = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in d:
-                continue  # the field's default (a newer front may omit it; an older worker ignores extras)
-            value = d[f.name]
-            nested = _NESTED.get((cls.__name__, f.name))
-            kw[f.name] = nested.from_dict(value) if nested is not None and value is not None else value
-        return cls(**kw)
 
     @classmethod
     def from_json(cls, body):
@@ -60,6 +49,7 @@ class StreamSpec(Spec):
     fps: int
     engine: str = ""  # empty = the default engine
     style: StyleSpec = field(default_factory=StyleSpec)
+    _nested: ClassVar[dict] = {"style": StyleSpec}
 
     @property
     def frame_bytes(self) -> int:
@@ -79,6 +69,7 @@ class ClipSpec(Spec):
     transcript: str = ""
     language: str = ""
     phones: list = field(default_factory=list)  # [[start, end, label], ...]
+    _nested: ClassVar[dict] = {"style": StyleSpec}
 
 
 @dataclass(frozen=True)
@@ -99,6 +90,7 @@ class CaptureSpec(Spec):
     model_path: str = ""  # empty = look the model up
     max_image_pixels: int = 4096 * 4096
     skip_audio: bool = False  # VIDEO: do not send the file's audio track back
+    _nested: ClassVar[dict] = {"settings": CaptureSettingsSpec}
 
 
 @dataclass(frozen=True)
@@ -111,6 +103,7 @@ class SpeakSpec(Spec):
     speaking_rate: float = 1.0
     engine: str = ""
     style: StyleSpec = field(default_factory=StyleSpec)
+    _nested: ClassVar[dict] = {"style": StyleSpec}
 
 
 @dataclass(frozen=True)
@@ -143,6 +136,7 @@ class Opened(Spec):
     sample_rate: int = 0
     # CaptureVideo
     video: VideoInfoSpec | None = None
+    _nested: ClassVar[dict] = {"video": VideoInfoSpec}
 
 
 @dataclass(frozen=True)
@@ -183,8 +177,3 @@ class WorkerConfig(Spec):
     piper_voices: str = ""  # folder of Piper voices; empty = the models folder's piper/
     tts_prewarm: bool = False  # load Festival's voice at start, not on the first Speak
 
-
-_NESTED: dict[tuple[str, str], type[Spec]] = {
-    ("StreamSpec", "style"): StyleSpec, ("ClipSpec", "style"): StyleSpec, ("SpeakSpec", "style"): StyleSpec,
-    ("CaptureSpec", "settings"): CaptureSettingsSpec, ("Opened", "video"): VideoInfoSpec,
-}
