@@ -1,7 +1,7 @@
-// Builds the console front end into bridge_server/console/static (committed, so the wheel ships it).
+// Bundles the console's JavaScript into bridge_server/console/static/console.js (committed, so the wheel ships it).
 // Rebuild after editing src/: `npm ci && npm run build` (docs/console.md).
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 
 const out = '../bridge_server/console/static';
 mkdirSync(out, { recursive: true });
@@ -15,4 +15,4 @@ await build({
   legalComments: 'linked', // three.js / three-vrm MIT notices go to console.js.LEGAL.txt beside the bundle
   logLevel: 'info',
 });
-for (const f of ['index.html', 'style.css']) copyFileSync(f, `${out}/${f}`);
+// index.html and style.css are hand-written and live only in static/ (nothing to build for them).
