@@ -55,9 +55,7 @@ def bench_pipeline(jpegs: list[bytes], rounds: int) -> dict:
         for data in jpegs:
             ts += 33_333
             t0 = time.perf_counter()
-            b = s.image(ts, 0, 0, 0, data)
-            p.pack_frames(b.first_index, b.sample_index, b.weights, b.rotations, b.translation, 0.0, s.sample_rate,
-                          False, [], b.confidence, b.face_lost)
+            p.pack_frames(s.process(ts, 0, 0, 0, data))
             times.append(time.perf_counter() - t0)
     s.close()
     t = np.array(times[len(jpegs) // 10:])  # skip warm-up (first detection)

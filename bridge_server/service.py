@@ -30,8 +30,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
         rows = front.pool.engines + (front.video_pool.engines if front.video_pool else [])
         if front.pool.capture_engine:
             rows = rows + [front.pool.capture_engine]
-        engines = [pb.EngineInfo(name=e["name"], kind=e["kind"], description=e["description"],
-                                 is_default=e["is_default"], lookahead_ms=e["lookahead_s"] * 1000) for e in rows]
+        engines = [pb.EngineInfo(name=e.name, kind=e.kind, description=e.description, is_default=e.is_default,
+                                 lookahead_ms=e.lookahead_s * 1000) for e in rows]
         cfg = front.cfg
         return pb.Capabilities(
             server_version=front.version, api_version=API_VERSION, engines=engines,
@@ -42,8 +42,8 @@ class BridgeService(pb_grpc.AvatarBridgeServicer):
                              max_pending_frames=cfg.max_pending_frames,
                              min_sample_rate=validation.MIN_RATE, max_sample_rate=validation.MAX_RATE,
                              max_channels=validation.MAX_CHANNELS),
-            voices=[pb.VoiceInfo(id=v["id"], language=v["language"], engine=v["engine"], sample_rate=v["sample_rate"],
-                                 description=v["description"], missing=v["missing"]) for v in front.pool.voices])
+            voices=[pb.VoiceInfo(id=v.id, language=v.language, engine=v.engine, sample_rate=v.sample_rate,
+                                 description=v.description, missing=v.missing) for v in front.pool.voices])
 
     async def StreamExpression(self, request_iterator, context):
         await expression.stream_expression(self.front, request_iterator, context)

@@ -6,7 +6,8 @@ import grpc
 from avatarbridge.v1 import bridge_pb2 as pb
 from bridge_server.workers import StreamError
 from engine.rig.emotions import EMOTION_NAMES
-from engine.worker.specs import CaptureSettingsSpec, CaptureSpec, ClipSpec, SpeakSpec, StreamSpec, StyleSpec
+from engine.worker.specs import (CaptureSettingsSpec, CaptureSpec, ClipSpec, EngineInfo, SpeakSpec, StreamSpec, StyleSpec,
+                                 VoiceInfo)
 
 SUPPORTED_FPS = (30, 60)
 MIN_RATE, MAX_RATE = 8000, 48000
@@ -27,8 +28,8 @@ def check_fps(fps: int, field: str) -> int:
     return fps
 
 
-def check_engine(name: str, engines: list[dict], field: str) -> str:
-    names = [e["name"] for e in engines]
+def check_engine(name: str, engines: list[EngineInfo], field: str) -> str:
+    names = [e.name for e in engines]
     if name and name not in names:
         raise invalid(f"{field}={name!r} is not an engine of this server; available: {', '.join(names)} "
                       "(or leave it empty for the default)")
@@ -50,7 +51,7 @@ def style_spec(style: pb.ExpressionStyle, field: str, stream_id: str) -> StyleSp
     return StyleSpec(**out)
 
 
-def stream_config(h: pb.StreamHeader, engines: list[dict]) -> StreamSpec:
+def stream_config(h: pb.StreamHeader, engines: list[EngineInfo]) -> StreamSpec:
     if h.encoding not in ENCODING_NAMES:
         raise invalid(f"header.encoding={pb.AudioEncoding.Name(h.encoding) if h.encoding in pb.AudioEncoding.values() else h.encoding} "
                       "is not supported; use AUDIO_ENCODING_PCM16 or AUDIO_ENCODING_FLOAT32")
@@ -67,7 +68,7 @@ def stream_config(h: pb.StreamHeader, engines: list[dict]) -> StreamSpec:
                       style=style_spec(h.style, "header.style", h.stream_id))
 
 
-def clip_config(r: pb.AnimateClipRequest, engines: list[dict], max_seconds: float) -> ClipSpec:
+def clip_config(r: pb.AnimateClipRequest, engines: list[EngineInfo], max_seconds: float) -> ClipSpec:
     if not r.audio_file:
         raise invalid("audio_file is empty; send the bytes of a wav/flac/ogg/mp3 file")
     check_fps(r.fps, "fps")
@@ -134,7 +135,7 @@ def control_char(text: str) -> int:
     return -1
 
 
-def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> SpeakSpec:
+def speak_config(r: pb.SpeakStart, voices: list[VoiceInfo], engines: list[EngineInfo]) -> SpeakSpec:
     """A SpeakStart -> the worker's config: the voice resolved here, so an unknown one fails before any work."""
     from engine.tts.registry import resolve
 
@@ -162,10 +163,10 @@ def speak_config(r: pb.SpeakStart, voices: list[dict], engines: list[dict]) -> S
     voice, why = resolve(voices, r.voice, r.language)
     if voice is None:
         raise invalid("start." + why)
-    if voice["missing"]:
-        raise StreamError(grpc.StatusCode.FAILED_PRECONDITION, f"voice {voice['id']!r} cannot speak: {voice['missing']}")
-    default = next((e["name"] for e in engines if e["is_default"]), "")
-    return SpeakSpec(text=text, voice=voice["id"], speaking_rate=rate, fps=r.fps, engine=default,
+    if voice.missing:
+        raise StreamError(grpc.StatusCode.FAILED_PRECONDITION, f"voice {voice.id!r} cannot speak: {voice.missing}")
+    default = next((e.name for e in engines if e.is_default), "")
+    return SpeakSpec(text=text, voice=voice.id, speaking_rate=rate, fps=r.fps, engine=default,
                      style=style_spec(r.style, "start.style", r.stream_id))
 
 

@@ -21,7 +21,7 @@ import zmq
 from bridge_server import metrics
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 from engine.worker import protocol as p
-from engine.worker.specs import ErrorReply
+from engine.worker.specs import Done, EngineInfo, ErrorReply, Opened, VoiceInfo, WorkerInfo
 
 log = logging.getLogger("bridge_server.workers")
 # Plain ints: zmq's enum flags cost a Python-level __or__ on every call.
@@ -44,10 +44,13 @@ class StreamError(Exception):
 class Event:
     kind: bytes  # protocol.FRAMES / DONE / ERROR / OPENED
     seq: int = 0
-    meta: dict = field(default_factory=dict)  # DONE / ERROR / OPENED
+    msg: Opened | Done | ErrorReply | None = None  # OPENED / DONE / ERROR, decoded once (engine/worker/specs.py)
     frames: p.FrameBlock | None = None  # FRAMES
     received: float = 0.0
     track: tuple | None = None  # TRACK: (start seconds, sample rate, channels, pcm16 bytes)
+
+
+_REPLIES = {p.OPENED: Opened, p.DONE: Done, p.ERROR: ErrorReply}  # typed replies, by message kind
 
 
 class WorkerStream:
@@ -93,7 +96,7 @@ class WorkerStream:
         if isinstance(ev, StreamError):
             raise ev
         if ev.kind == p.ERROR:
-            err = ErrorReply.from_dict(ev.meta)
+            err = ev.msg
             raise StreamError(getattr(grpc.StatusCode, err.code, grpc.StatusCode.INTERNAL), err.message)
         return ev
 
@@ -121,11 +124,10 @@ class WorkerHandle:
 class WorkerPool:
     def __init__(self, count: int, worker_timeout_s: float = 10.0, max_inflight: int = 8,
                  log_level: str = "info", log_format: str = "json", module: str = "engine.worker",
-                 extra_args: list[str] | None = None, decode_frames=None):
+                 extra_args: list[str] | None = None):
         self.count = count
-        # Another worker kind (the video engine) reuses this pool: its module, args and FRAMES decoder.
+        # Another worker kind (the video engine) reuses this pool: its module and args.
         self.module, self.extra_args = module, list(extra_args or [])
-        self.decode_frames = decode_frames or (lambda body: p.unpack_frames(body, NUM_BLENDSHAPES, NUM_BONES))
         self.worker_timeout_s = worker_timeout_s
         self.max_inflight = max_inflight
         self.log_args = ["--log-level", log_level, "--log-format", log_format]
@@ -141,9 +143,9 @@ class WorkerPool:
         self._flush_workers: list[WorkerHandle] = []  # workers with queued messages
         self.slots: list[WorkerHandle | None] = [None] * count
         self.by_identity: dict[bytes, WorkerHandle] = {}
-        self.engines: list[dict] = []  # expression engines (engine.expression.registry.describe_engines rows)
-        self.capture_engine: dict | None = None  # the capture engine's row, from the same READY
-        self.voices: list[dict] = []  # Speak voices the workers have (engine.tts.base.Voice.as_dict rows)
+        self.engines: list[EngineInfo] = []  # the engines a worker's READY named (expression, or the video model)
+        self.capture_engine: EngineInfo | None = None  # the capture engine, from the same READY
+        self.voices: list[VoiceInfo] = []  # Speak voices the workers have
         self._sids = itertools.count(1)
         self._gen = itertools.count()
         self._tasks: set[asyncio.Task] = set()
@@ -284,24 +286,24 @@ class WorkerPool:
         if kind == p.BEAT:
             return
         if kind == p.READY:
-            info = p.loads(body)
-            self.engines = info["engines"]
-            self.capture_engine = info.get("capture_engine")
-            self.voices = info.get("voices", [])
+            info = WorkerInfo.from_json(body)
+            self.engines = info.engines
+            self.capture_engine = info.capture_engine
+            self.voices = info.voices
             h.ready.set()
             self._failed_starts = 0
             metrics.WORKERS_ALIVE.set(sum(1 for w in self.slots if w and w.alive and w.ready.is_set()))
-            log.info("engine worker ready", extra={"worker": h.identity.decode(), "pid": info["pid"]})
+            log.info("engine worker ready", extra={"worker": h.identity.decode(), "pid": info.pid})
             return
         ws = h.streams.get(sid)
         if ws is None:
             return  # the stream ended already; late replies are dropped on purpose
         if kind == p.FRAMES:
-            ws.deliver(Event(kind, seq, frames=self.decode_frames(body), received=now))
+            ws.deliver(Event(kind, seq, frames=p.unpack_frames(body, NUM_BLENDSHAPES, NUM_BONES), received=now))
         elif kind == p.TRACK:
             ws.deliver(Event(kind, seq, track=p.unpack_track(body), received=now))
         else:
-            ws.deliver(Event(kind, seq, p.loads(body), received=now))
+            ws.deliver(Event(kind, seq, _REPLIES[kind].from_json(body), received=now))
 
     def send(self, h: WorkerHandle, sid: int, msg: bytes) -> None:
         """Queue a message for h; everything queued during one event-loop pass leaves as one multipart message

@@ -365,11 +365,11 @@ def test_cli_speak_refuses_a_non_utf8_file(tmp_path):
 
 
 def test_every_default_language_has_a_voice():
-    voices = [v.as_dict() for b in load_backends("") for v in b.voices()]
+    voices = [v for b in load_backends("") for v in b.voices()]
     from engine.tts.registry import resolve
     for lang in ("en", "zh", "ja", "de", "fr", "es"):
         v, why = resolve(voices, "", lang)
-        assert v is not None and not v["missing"], why
+        assert v is not None and not v.missing, why
 
 
 def test_stream_expression_with_live_phone_timings(server, tmp_path):

@@ -110,6 +110,7 @@ def test_cli_and_rpc_resolve_the_same_defaults(tmp_path, model, flags, request_f
 
     from bridge_server.cli_video import add_video_commands, resolve
     from engine.video.worker import make_params
+    from engine.worker.specs import VideoSpec
 
     lora = tmp_path / "liveavatar.safetensors"
     lora.write_bytes(b"")
@@ -118,8 +119,7 @@ def test_cli_and_rpc_resolve_the_same_defaults(tmp_path, model, flags, request_f
     argv = ["generate", "--ckpt_dir", str(tmp_path), "--image", "i.png", "--audio", "a.wav", "--model", model]
     args = ap.parse_args(argv + (["--lora", str(lora)] if model == "liveavatar" else []) + flags)
     k = resolve(args)
-    rpc = make_params(model, {"size": "", "seed": 0, "sample_steps": 0, "infer_frames": 0, "sample_solver": "",
-                              "sample_guide_scale": 0.0, "sample_shift": 0.0, "num_clip": 0, **request_fields})
+    rpc = make_params(model, VideoSpec(image_bytes=1, **request_fields))
     for name in ("size", "seed", "num_clip", "infer_frames", "sample_steps", "sample_solver", "sample_guide_scale",
                  "sample_shift"):
         assert k[name] == getattr(rpc, name), name

@@ -26,9 +26,10 @@ with atheris.instrument_imports(include=["bridge_server.validation"]):
 
 from avatarbridge.v1 import bridge_pb2 as pb  # noqa: E402
 from bridge_server.workers import StreamError  # noqa: E402
+from engine.worker.specs import EngineInfo  # noqa: E402
 
-ENGINES = [{"name": "learned-v2", "is_default": True}, {"name": "learned-v1", "is_default": False},
-           {"name": "dsp-v1", "is_default": False}]
+ENGINES = [EngineInfo(name="learned-v2", kind="expression", is_default=True),
+           EngineInfo(name="learned-v1", kind="expression"), EngineInfo(name="dsp-v1", kind="expression")]
 SERVER = types.SimpleNamespace(face_landmarker="/nonexistent/face_landmarker.task", max_image_pixels=4096 * 4096)
 KINDS = (pb.ExpressionRequest, pb.AnimateClipRequest, pb.CaptureRequest, pb.CaptureVideoRequest)
 

@@ -14,7 +14,7 @@ from bridge_server.rpc.live import live_stream
 from bridge_server.rpc.messages import MICROS
 from bridge_server.workers import Event, WorkerStream
 from engine.worker import protocol as p
-from engine.worker.specs import CaptureSpec, Done, Opened
+from engine.worker.specs import CaptureSpec, Opened
 
 
 async def capture_stream(front: Front, request_iterator, context) -> None:
@@ -42,7 +42,7 @@ class CaptureVideoSink(Sink):
 
     async def done(self, ev: Event) -> None:
         await self.context.write(pb.CaptureVideoResponse(
-            status=messages.stream_status(self.sent, Done.from_dict(ev.meta), self.opened)))
+            status=messages.stream_status(self.sent, ev.msg, self.opened)))
 
 
 async def capture_video(front: Front, request_iterator, context) -> None:
@@ -53,9 +53,9 @@ async def capture_video(front: Front, request_iterator, context) -> None:
         data = await front.read_file(context)
         ws = front.pool.open_stream()
         try:
-            ws.send(p.VIDEO, 0, p.pack_clip(spec.as_dict(), data))
+            ws.send(p.VIDEO, 0, p.pack_clip(spec, data))
             del data
-            opened = Opened.from_dict((await ws.next_event()).meta)
+            opened = (await ws.next_event()).msg
             info = opened.video
             await context.write(pb.CaptureVideoResponse(video=pb.VideoInfo(
                 width=info.width, height=info.height, fps=info.fps, duration=info.duration, codec=info.codec,

@@ -13,7 +13,7 @@ from bridge_server.rpc.forward import Sink, forward
 from bridge_server.rpc.live import expression_response, live_stream
 from bridge_server.workers import Event, StreamError, WorkerStream
 from engine.worker import protocol as p
-from engine.worker.specs import Done, Opened, StreamSpec
+from engine.worker.specs import Opened, StreamSpec
 
 
 async def stream_expression(front: Front, request_iterator, context) -> None:
@@ -42,7 +42,7 @@ class ClipSink(Sink):
         await super().frames(ev)
 
     async def done(self, ev: Event) -> None:
-        done = Done.from_dict(ev.meta)
+        done = ev.msg
         await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, done, self.opened)))
         metrics.AUDIO_SECONDS.labels("AnimateClip").inc(done.audio_seconds)
 
@@ -55,8 +55,8 @@ async def animate_clip(front: Front, request, context) -> None:
         ws = front.pool.open_stream()
         call.outputs = front.open_outputs(call.stream_id, spec.fps)
         try:
-            ws.send(p.CLIP, 0, p.pack_clip(spec.as_dict(), request.audio_file))
-            opened = Opened.from_dict((await ws.next_event()).meta)
+            ws.send(p.CLIP, 0, p.pack_clip(spec, request.audio_file))
+            opened = (await ws.next_event()).msg
             await forward(ws, ClipSink(context, call, ws, spec.fps, opened))
         finally:
             ws.close()

@@ -13,7 +13,7 @@ from bridge_server.rpc import messages
 from bridge_server.rpc.calls import Front, LiveCall
 from bridge_server.rpc.forward import Sink, forward
 from bridge_server.workers import Event, StreamError, WorkerStream
-from engine.worker.specs import Done, Opened
+from engine.worker.specs import Opened
 
 
 def expression_response(batch: pb.FrameBatch) -> pb.ExpressionResponse:
@@ -65,7 +65,7 @@ class LiveSink(Sink):
             metrics.WORKER_RTT.observe(ev.received - arrived)
 
     async def done(self, ev: Event) -> None:
-        done = Done.from_dict(ev.meta)
+        done = ev.msg
         await self.context.write(pb.ExpressionResponse(status=messages.stream_status(self.sent, done, self.opened)))
         metrics.AUDIO_SECONDS.labels(self.call.rpc).inc(done.audio_seconds)
         if self.call.end_message and not self.call.drain.is_set():
@@ -99,7 +99,7 @@ async def live_stream(front: Front, context, call: LiveCall, open_kind: bytes, s
     call.outputs = front.open_outputs(call.stream_id, fps or 30)
     try:
         ws.send(open_kind, 0, spec.to_json())
-        opened = Opened.from_dict((await ws.next_event()).meta)
+        opened = (await ws.next_event()).msg
         await context.write(pb.ExpressionResponse(
             header=messages.expression_header(call.stream_id, fps, sample_rate, opened)))
         sink = LiveSink(front, context, call, ws, sample_rate, opened)

@@ -44,3 +44,24 @@ def stream_status(sent: int, done: Done, opened: Opened) -> pb.StreamStatus:
     """The final status of a stream of frames, from the worker's DONE reply."""
     return pb.StreamStatus(frames_sent=sent, audio_seconds=done.audio_seconds, warnings=done.warnings,
                            engine=opened.engine, face_lost_frames=done.face_lost_frames)
+
+
+def video_header(stream_id: str, opened: Opened, encoding: int) -> pb.VideoHeader:
+    """The video worker's OPENED: engine = the model it runs, video = the size, rate and frames to expect."""
+    v = opened.video
+    return pb.VideoHeader(stream_id=stream_id, width=v.width, height=v.height, fps=v.fps, model=opened.engine,
+                          frame_encoding=encoding, expected_frames=v.frame_count, warnings=opened.warnings)
+
+
+def video_frame_batches(block, max_bytes: int):
+    """A block of rendered video frames -> lists of VideoFrame, each list under the gRPC send limit."""
+    batch, size = [], 0
+    times = block.times.tolist()
+    for i, data in enumerate(block.images):
+        if batch and size + len(data) + 64 > max_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(pb.VideoFrame(index=block.first_index + i, time=times[i], data=data))
+        size += len(data) + 64
+    if batch:
+        yield batch

@@ -13,7 +13,7 @@ from bridge_server.rpc.calls import Front, LiveCall, run_reader
 from bridge_server.rpc.forward import Sink, forward
 from bridge_server.workers import Event, WorkerStream
 from engine.worker import protocol as p
-from engine.worker.specs import Done, Hush, Opened
+from engine.worker.specs import Hush
 
 
 class SpeakSink(Sink):
@@ -37,7 +37,7 @@ class SpeakSink(Sink):
             sample_index=round(start * self.sample_rate), time=start, pcm16=pcm)))
 
     async def done(self, ev: Event) -> None:
-        done = Done.from_dict(ev.meta)
+        done = ev.msg
         await self.context.write(pb.SpeakResponse(status=pb.SpeakStatus(
             frames_sent=self.sent, audio_seconds=done.audio_seconds, warnings=done.warnings,
             sentences=done.sentences, synthesis_seconds=done.synthesis_seconds, stopped=done.stopped_at >= 0)))
@@ -55,7 +55,7 @@ async def speak(front: Front, request_iterator, context) -> None:
         call.reader = asyncio.create_task(run_reader(call, ws, lambda: _read_stops(front, context, ws, stopped)))
         try:
             ws.send(p.SPEAK, 0, spec.to_json())
-            opened = Opened.from_dict((await ws.next_event()).meta)
+            opened = (await ws.next_event()).msg
             rate = opened.sample_rate
             await context.write(pb.SpeakResponse(header=pb.SpeakHeader(
                 stream_id=call.stream_id, voice=opened.voice, language=opened.language,

@@ -14,7 +14,7 @@ from bridge_server.rpc.calls import Front
 from bridge_server.rpc.forward import Sink, forward
 from bridge_server.rpc.messages import MICROS
 from bridge_server.workers import StreamError, WorkerPool
-from engine.worker.specs import Done, Opened
+from engine.worker.specs import Done, Opened, VideoSpec, VideoWorkerConfig
 from engine.worker import protocol as p
 
 log = logging.getLogger("bridge_server.video")
@@ -26,28 +26,21 @@ MAX_INFER_FRAMES = 240
 async def start_video_pool(cfg) -> WorkerPool | None:
     if not cfg.video_ckpt_dir:
         return None
-    args = ["--ckpt-dir", os.path.abspath(cfg.video_ckpt_dir)]
-    if cfg.face_landmarker:  # the portrait check's face model (empty: the worker looks it up)
-        args += ["--face-landmarker", os.path.abspath(cfg.face_landmarker)]
-    if cfg.video_lora:
-        args += ["--lora", os.path.abspath(cfg.video_lora)]
-    if cfg.video_device:
-        args += ["--device", cfg.video_device]
-    if getattr(cfg, "video_warmup", ""):
-        args += ["--warmup", cfg.video_warmup]
-    if cfg.video_num_gpus_dit > 1 or cfg.video_vae_parallel:  # a rank group (docs/multi_gpu.md)
-        args += ["--num-gpus-dit", str(cfg.video_num_gpus_dit), "--rank-timeout", str(cfg.video_rank_timeout_s)]
-        args += ["--vae-parallel"] if cfg.video_vae_parallel else []
+    config = VideoWorkerConfig(
+        ckpt_dir=os.path.abspath(cfg.video_ckpt_dir), lora=os.path.abspath(cfg.video_lora) if cfg.video_lora else "",
+        device=cfg.video_device, warmup=cfg.video_warmup,
+        face_landmarker=os.path.abspath(cfg.face_landmarker) if cfg.face_landmarker else "",
+        num_gpus_dit=cfg.video_num_gpus_dit, vae_parallel=bool(cfg.video_vae_parallel),
+        rank_timeout_s=cfg.video_rank_timeout_s)
     # Heartbeats come from the worker's main thread while another thread loads/computes; a long unpickle
     # (the 11 GB umT5 file) can hold the GIL for a while, so allow more silence than expression workers.
     pool = WorkerPool(1, max(cfg.worker_timeout_s, 120.0), 2, cfg.log_level, cfg.log_format,
-                      module="engine.video.worker",
-                      extra_args=args, decode_frames=p.VideoBlock)
+                      module="engine.video.worker", extra_args=["--config", config.to_json().decode()])
     await pool.start(timeout_s=120.0)
     return pool
 
 
-def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict:
+def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> VideoSpec:
     def bad(field: str, msg: str):
         return StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {msg}")
     if not req.image:
@@ -67,32 +60,19 @@ def video_config(req: pb.GenerateVideoRequest, max_audio_seconds: float) -> dict
         raise bad("jpeg_quality", "must be 1..100 (0 = 90)")
     if req.model not in _MODELS or req.frame_encoding not in (0, 1, 2):
         raise bad("model" if req.model not in _MODELS else "frame_encoding", "unknown enum value")
-    return {"image_bytes": len(req.image), "prompt": req.prompt, "size": req.size, "seed": req.seed,  # size: parsed by the worker
-            "model": _MODELS[req.model], "sample_steps": req.sample_steps,
-            "sample_guide_scale": req.sample_guide_scale, "sample_shift": req.sample_shift,
-            "sample_solver": req.sample_solver, "infer_frames": req.infer_frames, "num_clip": req.num_clip,
-            "encoding": "rgb" if req.frame_encoding == pb.FRAME_ENCODING_RGB else "jpeg",
-            "jpeg_quality": req.jpeg_quality or 90, "max_audio_seconds": max_audio_seconds}
-
-
-def _batches(block, max_bytes: int):
-    """Split a block's frames into messages under the gRPC send limit."""
-    batch, size = [], 0
-    for i, data in enumerate(block.frames):
-        if batch and size + len(data) + 64 > max_bytes:
-            yield batch
-            batch, size = [], 0
-        batch.append(pb.VideoFrame(index=block.first_index + i, time=block.times[i], data=data))
-        size += len(data) + 64
-    if batch:
-        yield batch
+    return VideoSpec(image_bytes=len(req.image), prompt=req.prompt, size=req.size, seed=req.seed,
+                     model=_MODELS[req.model], sample_steps=req.sample_steps,
+                     sample_guide_scale=req.sample_guide_scale, sample_shift=req.sample_shift,
+                     sample_solver=req.sample_solver, infer_frames=req.infer_frames, num_clip=req.num_clip,
+                     encoding="rgb" if req.frame_encoding == pb.FRAME_ENCODING_RGB else "jpeg",
+                     jpeg_quality=req.jpeg_quality or 90, max_audio_seconds=max_audio_seconds)
 
 
 class VideoSink(Sink):
     """Encoded video frames, split under the message size limit, each batch followed by its measured expression
     frames when asked for; the worker makes the next block only when given credit (NEXT)."""
 
-    def __init__(self, front: Front, context, call, ws, opened: dict, enc: int, measure: "_ExpressionTap | None",
+    def __init__(self, front: Front, context, call, ws, opened: Opened, enc: int, measure: "_ExpressionTap | None",
                  t_request: float):
         super().__init__(context, call, ws, 0, None)
         self.front, self.opened, self.enc, self.measure = front, opened, enc, measure
@@ -102,23 +82,23 @@ class VideoSink(Sink):
         block = ev.frames
         if not block.last:
             self.ws.send(p.NEXT, 0)  # credit for one more block
-        for batch in _batches(block, self.front.cfg.max_message_bytes):
+        for batch in messages.video_frame_batches(block, self.front.cfg.max_message_bytes):
             await self.context.write(pb.GenerateVideoResponse(frames=pb.VideoFrameBatch(frames=batch)))
             if self.measure:
-                expr = await self.measure.frames(batch, self.enc, self.opened["width"], self.opened["height"])
+                expr = await self.measure.frames(batch, self.enc, self.opened.video.width, self.opened.video.height)
                 await self.context.write(pb.GenerateVideoResponse(expression=expr))
         if self.sent == 0 and len(block):
             metrics.VIDEO_TTFF.observe(time.monotonic() - self.t_request)
         self.sent += len(block)
         metrics.FRAMES_SENT.labels("GenerateVideo").inc(len(block))
-        metrics.video_block(self.call.stream_id, block.meta.get("stats") or {})
+        metrics.video_block(self.call.stream_id, block.stats or {})
 
     async def done(self, ev) -> None:
-        m = ev.meta
-        warnings = list(m["warnings"]) + (await self.measure.close() if self.measure else [])
+        done: Done = ev.msg
+        warnings = list(done.warnings) + (await self.measure.close() if self.measure else [])
         await self.context.write(pb.GenerateVideoResponse(status=pb.VideoStatus(
-            frames_sent=self.sent, audio_seconds=m["audio_seconds"],
-            generation_seconds=m["generation_seconds"], warnings=warnings)))
+            frames_sent=self.sent, audio_seconds=done.audio_seconds,
+            generation_seconds=done.generation_seconds, warnings=warnings)))
 
 
 async def generate_video(front: Front, request: pb.GenerateVideoRequest, context) -> None:
@@ -131,17 +111,14 @@ async def generate_video(front: Front, request: pb.GenerateVideoRequest, context
                               "(the Wan2.2-S2V-14B files; fetch with `avatar-bridge models fetch s2v-14b`) and "
                               "optionally --video-lora liveavatar.safetensors")
         t_request = time.monotonic()
-        cfg = video_config(request, min(front.cfg.max_clip_seconds, front.cfg.max_audio_seconds))
+        spec = video_config(request, min(front.cfg.max_clip_seconds, front.cfg.max_audio_seconds))
         ws = pool.open_stream()
         measure = _ExpressionTap(front, call) if request.with_expression else None
         try:
-            ws.send(p.CLIP, 0, p.pack_clip(cfg, request.image + request.audio_file))
-            opened = (await ws.next_event()).meta
-            enc = pb.FRAME_ENCODING_RGB if cfg["encoding"] == "rgb" else pb.FRAME_ENCODING_JPEG
-            await context.write(pb.GenerateVideoResponse(header=pb.VideoHeader(
-                stream_id=call.stream_id, width=opened["width"], height=opened["height"], fps=opened["fps"],
-                model=opened["model"], frame_encoding=enc, expected_frames=opened["expected_frames"],
-                warnings=opened["warnings"])))
+            ws.send(p.CLIP, 0, p.pack_clip(spec, request.image + request.audio_file))
+            opened: Opened = (await ws.next_event()).msg
+            enc = pb.FRAME_ENCODING_RGB if spec.encoding == "rgb" else pb.FRAME_ENCODING_JPEG
+            await context.write(pb.GenerateVideoResponse(header=messages.video_header(call.stream_id, opened, enc)))
             if measure:
                 await context.write(pb.GenerateVideoResponse(expression_header=await measure.open()))
             await forward(ws, VideoSink(front, context, call, ws, opened, enc, measure, t_request))
@@ -164,7 +141,7 @@ class _ExpressionTap:
 
     async def open(self) -> pb.ExpressionHeader:
         self.ws.send(p.CAPTURE, 0, self.spec.to_json())
-        self.opened = Opened.from_dict((await self.ws.next_event()).meta)
+        self.opened = (await self.ws.next_event()).msg
         return messages.expression_header(self.call.stream_id, 0, MICROS, self.opened)
 
     async def frames(self, batch, encoding, width: int, height: int) -> pb.FrameBatch:
@@ -187,4 +164,4 @@ class _ExpressionTap:
         while True:
             ev = await self.ws.next_event()
             if ev.kind == p.DONE:
-                return [f"expression: {w}" for w in Done.from_dict(ev.meta).warnings]
+                return [f"expression: {w}" for w in ev.msg.warnings]

@@ -49,26 +49,27 @@ def normalize_language(tag: str) -> str:
     return ALIASES.get(t, t)
 
 
-def resolve(voices: list[dict], voice: str, language: str) -> tuple[dict | None, str]:
-    """(voice dict, "") or (None, why: the field, what is installed). voices: Voice.as_dict() rows."""
-    by_id = {v["id"]: v for v in voices}
+def resolve(voices: list, voice: str, language: str):
+    """(voice, "") or (None, why: the field, what is installed). voices: rows with the fields of base.Voice
+    (id, language, engine, missing): the worker's Voice or the front's VoiceInfo."""
+    by_id = {v.id: v for v in voices}
     if voice:
         v = by_id.get(voice) or by_id.get(_unique_suffix(voices, voice))
         if v is None:
             return None, (f"voice={voice!r} is not installed on this server; installed: "
                           f"{', '.join(sorted(by_id))} (or leave voice empty for the language's default)")
-        if language and not _same_language(normalize_language(language), v["language"]):
-            return None, (f"voice={v['id']!r} speaks {v['language']!r}, not language={language!r}; leave language "
+        if language and not _same_language(normalize_language(language), v.language):
+            return None, (f"voice={v.id!r} speaks {v.language!r}, not language={language!r}; leave language "
                           "empty or pick a voice of that language")
         return v, ""
     lang = normalize_language(language)
-    cands = [v for v in voices if v["language"] == lang] or [v for v in voices if _same_language(lang, v["language"])]
+    cands = [v for v in voices if v.language == lang] or [v for v in voices if _same_language(lang, v.language)]
     if not cands:
-        langs = sorted({v["language"] for v in voices})
+        langs = sorted({v.language for v in voices})
         return None, (f"language={language!r} has no installed voice; installed languages: {', '.join(langs)}")
     order = DEFAULTS.get(lang, ())
-    ranked = sorted(cands, key=lambda v: (bool(v["missing"]), order.index(v["id"]) if v["id"] in order else 99,
-                                          v["engine"] != "espeak"))
+    ranked = sorted(cands, key=lambda v: (bool(v.missing), order.index(v.id) if v.id in order else 99,
+                                          v.engine != "espeak"))
     return ranked[0], ""
 
 
@@ -76,7 +77,7 @@ def _same_language(a: str, b: str) -> bool:
     return a == b or a.split("-")[0] == b.split("-")[0]
 
 
-def _unique_suffix(voices: list[dict], name: str) -> str:
+def _unique_suffix(voices: list, name: str) -> str:
     """'us-slt-hts' -> 'festival:us-slt-hts' when exactly one backend has that voice name."""
-    hits = [v["id"] for v in voices if v["id"].split(":", 1)[-1] == name]
+    hits = [v.id for v in voices if v.id.split(":", 1)[-1] == name]
     return hits[0] if len(hits) == 1 else ""

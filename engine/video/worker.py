@@ -2,10 +2,11 @@
 engine.worker.protocol). Generation runs in a thread so the main loop keeps heartbeats flowing
 during minutes-long model loads and DiT steps; the main thread alone touches the socket.
 
-server -> worker: CLIP (json config + image + audio bytes), NEXT (credit for one more block),
+server -> worker: CLIP (a VideoSpec + image + audio bytes), NEXT (credit for one more block),
 CLOSE (cancel: the generation stops at its next block boundary), STOP.
-worker -> server: READY, OPENED (video header json), FRAMES (see protocol.pack_video), DONE, ERROR, BEAT.
-Frames are JPEG/RGB-encoded in the worker so the server only forwards bytes.
+worker -> server: READY, OPENED, FRAMES (protocol.FrameBlock with the encoded images), DONE, ERROR, BEAT.
+Frames are JPEG/RGB-encoded in the worker so the server only forwards bytes. The socket, READY and heartbeats
+are the expression worker's (engine/worker/link.py); the worker is started with one VideoWorkerConfig.
 """
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ import zmq
 
 from engine.logjson import setup_logging
 from engine.worker import protocol as p
+from engine.worker.link import WorkerLink
+from engine.worker.specs import Done, EngineInfo, ErrorReply, Opened, VideoInfoSpec, VideoSpec, VideoWorkerConfig, WorkerInfo
 
 log = logging.getLogger("engine.video.worker")
 AHEAD = 2  # blocks a generation may run ahead of the client
+AUDIO_RATE = 16000  # the generation's audio clock (the audio encoder's rate): frame times are on it
 
 
 def encode_frames(frames: np.ndarray, encoding: str, quality: int) -> list[bytes]:
@@ -41,46 +45,40 @@ def encode_frames(frames: np.ndarray, encoding: str, quality: int) -> list[bytes
 
 
 class Job:
-    def __init__(self, sid: int, cfg: dict, payload: bytes):
-        self.sid, self.cfg, self.payload = sid, cfg, payload
+    def __init__(self, sid: int, spec: VideoSpec, payload: bytes):
+        self.sid, self.spec, self.payload = sid, spec, payload
         self.credit = threading.Semaphore(AHEAD)
         self.cancelled = False
 
 
 class VideoWorker:
-    def __init__(self, endpoint: str, identity: bytes, ckpt_dir: str, lora: str, device: str, warmup: str = "",
-                 parallel=None, face_model: str = ""):
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, identity)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
-        self.ckpt_dir, self.lora, self.device = ckpt_dir, lora or None, device or None
+    def __init__(self, endpoint: str, identity: bytes, config: VideoWorkerConfig):
+        self.link = WorkerLink(endpoint, identity)
+        self.sock = self.link.sock
+        self.ckpt_dir, self.lora, self.device = config.ckpt_dir, config.lora or None, config.device or None
         self.engine = None
-        self.parallel = parallel  # engine.video.parallel.group.ParallelConfig: this worker owns a rank group
-        self.face_model = face_model  # the portrait check's face_landmarker.task; empty = look it up
+        self.parallel = parallel_config(config)  # engine.video.parallel.group.ParallelConfig: a rank group
+        self.face_model = config.face_landmarker  # the portrait check's face_landmarker.task; empty = look it up
         self.jobs: dict[int, Job] = {}
         self.todo: queue.Queue[Job | None] = queue.Queue()
         self.out: queue.Queue[bytes] = queue.Queue()
-        self.parent = os.getppid()
-        if warmup:  # first job of the generation thread: requests queue behind it, none pays the compile
-            self.todo.put(WARMUP + warmup)
+        if config.warmup:  # first job of the generation thread: requests queue behind it, none pays the compile
+            self.todo.put(WARMUP + config.warmup)
         threading.Thread(target=self._generate_loop, daemon=True).start()
 
-    def info(self) -> dict:
+    def info(self) -> WorkerInfo:
         mode = "liveavatar" if self.lora else "s2v"
-        return {"pid": os.getpid(), "engines": [{
-            "name": f"wan2.2-s2v-14b{'+liveavatar' if self.lora else ''}", "kind": "video",
-            "description": f"talking-video DiT ({mode} mode by default), checkpoints {self.ckpt_dir}",
-            "is_default": True, "lookahead_s": 0.0}]}
+        return WorkerInfo(pid=os.getpid(), engines=[EngineInfo(
+            name=f"wan2.2-s2v-14b{'+liveavatar' if self.lora else ''}", kind="video",
+            description=f"talking-video DiT ({mode} mode by default), checkpoints {self.ckpt_dir}",
+            is_default=True, lookahead_s=0.0)])
 
     def run(self) -> None:
         from engine.video.checkpoints import missing_files
         miss = missing_files(self.ckpt_dir)
         if miss:  # serve anyway: requests get the same message (FAILED_PRECONDITION) until the files arrive
             log.warning("video checkpoint directory is incomplete", extra={"dir": self.ckpt_dir, "missing": miss})
-        self.sock.send(p.pack(p.READY, body=p.dumps(self.info())))
-        last_beat = 0.0
+        self.link.ready(self.info())
         while True:
             if self.sock.poll(50):
                 while True:
@@ -98,18 +96,14 @@ class VideoWorker:
                 except queue.Empty:
                     break
             now = time.monotonic()
-            if now - last_beat >= 1.0:
-                if os.getppid() != self.parent:
-                    log.warning("parent process went away; video worker exiting")
-                    return
-                self.sock.send(p.pack(p.BEAT))
-                last_beat = now
+            if self.link.beat_due(now) and not self.link.beat(now):
+                return
 
     def handle(self, msg: bytes) -> None:
         kind, sid, seq, body = p.unpack(msg)
         if kind == p.CLIP:
-            cfg, payload = p.unpack_clip(body)
-            job = self.jobs[sid] = Job(sid, cfg, payload)
+            spec, payload = p.unpack_clip(body, VideoSpec)
+            job = self.jobs[sid] = Job(sid, spec, payload)
             self.todo.put(job)
         elif kind == p.NEXT:
             job = self.jobs.get(sid)
@@ -126,7 +120,7 @@ class VideoWorker:
         self.out.put(p.pack(kind, sid, 0, body))
 
     def _error(self, sid: int, code: str, message: str) -> None:
-        self._send(p.ERROR, sid, p.dumps({"code": code, "message": message}))
+        self._send(p.ERROR, sid, ErrorReply(code=code, message=message).to_json())
 
     def _generate_loop(self) -> None:
         while True:
@@ -168,12 +162,11 @@ class VideoWorker:
         from engine.video.inputs import check_image, choose_size, decode_image, load_audio, parse_size
         from engine.video.pipeline import VideoEngine, fit_advice
 
-        cfg = job.cfg
+        spec = job.spec
         t0 = time.monotonic()
-        n_img = cfg["image_bytes"]
-        img = decode_image(job.payload[:n_img])
+        img = decode_image(job.payload[:spec.image_bytes])
         warnings = check_image(img, self.face_model)
-        audio, aw = load_audio(job.payload[n_img:], cfg.get("max_audio_seconds", 3600.0))
+        audio, aw = load_audio(job.payload[spec.image_bytes:], spec.max_audio_seconds)
         warnings += aw
         if self.engine is None and self.parallel is not None:
             from engine.video.parallel.engine import ParallelVideoEngine
@@ -182,11 +175,11 @@ class VideoWorker:
             self.engine = VideoEngine(self.ckpt_dir, lora=self.lora, device=self.device)
         eng = self.engine
         eng.check_files()
-        mode = cfg["model"] or ("liveavatar" if self.lora else "s2v")
+        mode = spec.model or ("liveavatar" if self.lora else "s2v")
         if mode == "liveavatar" and not self.lora:
             raise ValueError("model LIVEAVATAR needs the LiveAvatar LoRA: start the server with --video-lora "
                              "PATH (fetch: avatar-bridge models fetch liveavatar), or ask for VIDEO_MODEL_S2V")
-        params = make_params(mode, cfg)
+        params = make_params(mode, spec)
         oh, ow = choose_size(img.shape[0], img.shape[1], parse_size(params.size))
         if self.parallel is not None:
             eng.layout(params)  # an uneven split is the request's error, before the group is bothered
@@ -198,25 +191,23 @@ class VideoWorker:
         eng.load()  # lazy: the first request pays for it
         fps = params.fps
         expected = max(0, int(np.ceil(audio.size / 16000 * fps)) - 3)
-        self._send(p.OPENED, job.sid, p.dumps({"width": ow, "height": oh, "fps": fps, "model": mode,
-                                               "expected_frames": expected, "warnings": warnings}))
+        self._send(p.OPENED, job.sid, Opened(engine=mode, warnings=warnings, video=VideoInfoSpec(
+            width=ow, height=oh, fps=float(fps), frame_count=expected)).to_json())
         sent = 0
         ttff = None
-        for chunk in eng.stream(img, audio, cfg.get("prompt", ""), params):
+        for chunk in eng.stream(img, audio, spec.prompt, params):
             job.credit.acquire()
             if job.cancelled:
                 log.info("video stream %d cancelled after %d frames", job.sid, sent)
                 return
-            data = encode_frames(chunk.frames, cfg["encoding"], cfg["jpeg_quality"])
-            meta = {"first_index": chunk.first_index, "times": [float(t) for t in chunk.times_s],
-                    "last": chunk.last, "width": ow, "height": oh, "stats": chunk.stats}
+            data = encode_frames(chunk.frames, spec.encoding, spec.jpeg_quality)
             if ttff is None and len(data):
                 ttff = time.monotonic() - t0
-            self._send(p.FRAMES, job.sid, p.pack_video(meta, data))
+            self._send(p.FRAMES, job.sid, p.pack_frames(video_block(chunk, data, audio.size / AUDIO_RATE)))
             sent += len(data)
-        self._send(p.DONE, job.sid, p.dumps({"audio_seconds": audio.size / 16000, "frames": sent,
-                                             "generation_seconds": time.monotonic() - t0, "warnings": warnings,
-                                             "ttff_s": ttff}))
+        self._send(p.DONE, job.sid, Done(audio_seconds=audio.size / AUDIO_RATE, frames=sent,
+                                         generation_seconds=time.monotonic() - t0, warnings=warnings,
+                                         ttff_s=ttff).to_json())
 
 
 WARMUP = "warmup:"
@@ -229,11 +220,30 @@ def _free_gpu_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def make_params(mode: str, cfg: dict):
+def make_params(mode: str, spec: VideoSpec):
     from engine.video.pipeline import GenParams
-    return GenParams.for_mode(mode, **{k: cfg.get(k) for k in (
-        "size", "seed", "sample_steps", "infer_frames", "sample_solver", "sample_guide_scale", "sample_shift",
-        "num_clip")})
+    return GenParams.for_mode(mode, size=spec.size, seed=spec.seed, sample_steps=spec.sample_steps,
+                              infer_frames=spec.infer_frames, sample_solver=spec.sample_solver,
+                              sample_guide_scale=spec.sample_guide_scale, sample_shift=spec.sample_shift,
+                              num_clip=spec.num_clip)
+
+
+def video_block(chunk, images: list[bytes], audio_seconds: float) -> p.FrameBlock:
+    """A block of generated frames as the seam's one frame type: timed on the 16 kHz audio clock they follow."""
+    idx = np.round(np.asarray(chunk.times_s, np.float64) * AUDIO_RATE).astype(np.uint64)
+    return p.FrameBlock(chunk.first_index, idx, None, None, None, audio_seconds, AUDIO_RATE, chunk.last,
+                        images=images, stats=chunk.stats)
+
+
+def parallel_config(config: VideoWorkerConfig):
+    """The rank group this worker owns (docs/multi_gpu.md), or None for one device."""
+    if config.num_gpus_dit <= 1 and not config.vae_parallel:
+        return None
+    from engine.video.parallel.group import ParallelConfig
+    dev = config.device or "cuda"
+    return ParallelConfig(num_gpus_dit=config.num_gpus_dit, enable_vae_parallel=config.vae_parallel,
+                          device="cuda" if dev.startswith("cuda") else dev, timeout_s=config.rank_timeout_s,
+                          stall_timeout_s=2 * config.rank_timeout_s)
 
 
 def classify(exc: Exception) -> tuple[str, str]:
@@ -261,27 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m engine.video.worker")
     ap.add_argument("--connect", required=True)
     ap.add_argument("--identity", required=True)
-    ap.add_argument("--ckpt-dir", required=True)
-    ap.add_argument("--lora", default="")
-    ap.add_argument("--device", default="")
-    ap.add_argument("--warmup", default="", help="a size (704*384): load, compile and run once at start")
-    ap.add_argument("--face-landmarker", default="", help="face_landmarker.task for the portrait check (empty = look up)")
-    ap.add_argument("--num-gpus-dit", type=int, default=1, help="> 1: own a rank group (docs/multi_gpu.md)")
-    ap.add_argument("--vae-parallel", action="store_true")
-    ap.add_argument("--rank-timeout", type=float, default=120.0)
+    ap.add_argument("--config", required=True, help="the worker's settings as VideoWorkerConfig JSON (engine/worker/specs.py)")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--log-format", default="json", choices=["json", "text"])
     args = ap.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    parallel = None
-    if args.num_gpus_dit > 1 or args.vae_parallel:
-        from engine.video.parallel.group import ParallelConfig
-        dev = args.device or "cuda"
-        parallel = ParallelConfig(num_gpus_dit=args.num_gpus_dit, enable_vae_parallel=args.vae_parallel,
-                                  device="cuda" if dev.startswith("cuda") else dev, timeout_s=args.rank_timeout,
-                                  stall_timeout_s=2 * args.rank_timeout)
-    worker = VideoWorker(args.connect, args.identity.encode(), args.ckpt_dir, args.lora, args.device, args.warmup, parallel,
-                         args.face_landmarker)
+    worker = VideoWorker(args.connect, args.identity.encode(), VideoWorkerConfig.from_json(args.config.encode()))
     try:
         worker.run()
     finally:

@@ -1,6 +1,8 @@
 """Capture streams inside a worker: images or a video file -> frames (engine.capture)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from engine.capture import UNMEASURED, CaptureSettings, FaceCapture, models
@@ -8,13 +10,15 @@ from engine.capture.images import ImageError, decode_image
 from engine.rig import NUM_BLENDSHAPES
 from engine.capture.video import VideoReader
 from engine.rig import NUM_BONES
-from engine.worker.specs import CaptureSpec, Done, Opened
+from engine.worker import protocol as p
+from engine.worker.handler import Replies, Session
+from engine.worker.specs import CaptureSpec, Done, EngineInfo, Opened, VideoInfoSpec
 
 CAPTURE_ENGINE = "mediapipe-face-landmarker"
 # What the worker tells the front about the capture engine (its READY info and each capture stream's OPENED).
-CAPTURE_ENGINE_INFO = {"name": CAPTURE_ENGINE, "kind": "capture", "is_default": True, "lookahead_s": 0.0,
-                       "description": "MediaPipe Face Landmarker: images/video -> 51 measured ARKit weights "
-                                      "(tongueOut unmeasured), head pose, eye rotations"}
+CAPTURE_ENGINE_INFO = EngineInfo(name=CAPTURE_ENGINE, kind="capture", is_default=True, lookahead_s=0.0,
+                                 description="MediaPipe Face Landmarker: images/video -> 51 measured ARKit weights "
+                                             "(tongueOut unmeasured), head pose, eye rotations")
 CAPTURE_OPENED = Opened(engine=CAPTURE_ENGINE, lookahead_s=0.0, unmeasured_blendshapes=list(UNMEASURED))
 
 MICROS = 1_000_000  # capture time codes are microseconds: sample_rate = 1e6
@@ -35,21 +39,19 @@ def settings_from(spec: CaptureSpec) -> CaptureSettings:
     return CaptureSettings(**spec.settings.as_dict())
 
 
-class Block:
-    """Frames in worker-protocol shape (what pack_frames needs)."""
-
-    def __init__(self, first: int, frames: list, times_us: list[int]):
-        n = len(frames)
-        self.first_index = first
-        self.sample_index = np.array(times_us, np.uint64)
-        self.weights = np.array([f.weights for f in frames], np.float32).reshape(n, NUM_BLENDSHAPES)
-        self.rotations = np.array([f.rotations.reshape(-1) for f in frames], np.float32).reshape(n, NUM_BONES * 4)
-        self.translation = np.array([f.translation for f in frames], np.float32).reshape(n, 3)
-        self.confidence = np.array([f.confidence for f in frames], np.float32)
-        self.face_lost = np.array([f.face_lost for f in frames], bool)
+def capture_block(first: int, frames: list, times_us: list[int], audio_seconds: float, last: bool) -> p.FrameBlock:
+    """Captured frames (engine.capture) as the one frame type of the seam, timed in microseconds."""
+    n = len(frames)
+    return p.FrameBlock(
+        first, np.array(times_us, np.uint64),
+        np.array([f.weights for f in frames], np.float32).reshape(n, NUM_BLENDSHAPES),
+        np.array([f.rotations.reshape(-1) for f in frames], np.float32).reshape(n, NUM_BONES * 4),
+        np.array([f.translation for f in frames], np.float32).reshape(n, 3), audio_seconds, MICROS, last, [],
+        confidence=np.array([f.confidence for f in frames], np.float32),
+        face_lost=np.array([f.face_lost for f in frames], bool))
 
 
-class ImageSession:
+class ImageSession(Session):
     """CaptureStream: one image in, one frame out."""
 
     sample_rate = MICROS
@@ -63,14 +65,24 @@ class ImageSession:
         self.last_us: int | None = None
         self.warnings: list[str] = []
 
-    def image(self, ts_us: int, width: int, height: int, encoding: int, data: bytes) -> Block:
+    def opened(self) -> Opened:
+        return CAPTURE_OPENED
+
+    def image(self, out: Replies, body) -> None:
+        out.block(self.process(*p.unpack_image(body)))
+
+    def end(self, out: Replies) -> None:
+        self.close()
+        self.finish(out, self.done())
+
+    def process(self, ts_us: int, width: int, height: int, encoding: int, data: bytes) -> p.FrameBlock:
         if ts_us < 0 or (self.last_us is not None and ts_us <= self.last_us):
             raise ImageError(f"image.timestamp_us={ts_us} must be >= 0 and after the previous image's "
                              f"({self.last_us}); timestamps must strictly increase", "image.timestamp_us")
         self.last_us = ts_us
         rgb = decode_image(data, encoding, width, height, self.max_pixels)
         frame = self.capture.process(rgb, ts_us)
-        block = Block(self.count, [frame], [ts_us])
+        block = capture_block(self.count, [frame], [ts_us], 0.0, False)
         self.count += 1
         self.lost += int(frame.face_lost)
         return block
@@ -85,7 +97,7 @@ class ImageSession:
         self.capture.close()
 
 
-class VideoSession:
+class VideoSession(Session):
     """CaptureVideo: the audio track in 1 s chunks, then frames in small blocks, on demand (NEXT)."""
 
     sample_rate = MICROS
@@ -113,10 +125,23 @@ class VideoSession:
         if not self.info.has_audio:
             self.warnings.append("the video has no audio track")
 
-    def next_item(self):
-        """('track', tuple) or ('frames', Block, last)."""
+    def opened(self) -> Opened:
+        return dataclasses.replace(CAPTURE_OPENED, video=VideoInfoSpec(**vars(self.info)))
+
+    def begin(self, out: Replies) -> None:
+        self.next(out)
+
+    def next(self, out: Replies) -> None:
+        """One audio chunk of the file while there are any, then one block of frames."""
         if self.track:
-            return ("track", self.track.pop(0))
+            out.track(*self.track.pop(0))
+            return
+        block = self.next_block()
+        out.block(block)
+        if block.last:
+            self.finish(out, self.done())
+
+    def next_block(self) -> p.FrameBlock:
         frames, times = [], []
         for rgb, t in self.frames:
             f = self.capture.process(rgb, int(round(t * MICROS)))
@@ -127,10 +152,10 @@ class VideoSession:
         last = len(frames) < self.BLOCK_FRAMES
         if last:  # a full final block is followed by an empty last one; cheap and simple
             self.close()
-        block = Block(self.count, frames, times)
+        block = capture_block(self.count, frames, times, self.audio_seconds, last)
         self.count += len(frames)
         self.lost += int(block.face_lost.sum())
-        return ("frames", block, last)
+        return block
 
     def done(self) -> Done:
         if self.count == 0:

@@ -8,33 +8,26 @@ when its parent process goes away.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
 import os
+import logging
 import time
-import traceback
 
 import zmq
 
-from engine.audio import AudioError
-from engine.capture.images import ImageError
-from engine.capture.models import ModelMissing
-from engine.capture.video import VideoError
 from engine.logjson import setup_logging
-from engine.rig import NUM_BONES
-from engine.expression.base import Frames
 from engine.expression.registry import DEFAULT_ENGINE, ENGINES, describe_engines, load_engine
 from engine.worker import protocol as p
-from engine.worker.capture_session import CAPTURE_ENGINE_INFO, CAPTURE_OPENED, ImageSession, VideoSession
-from engine.worker.session import ClipSession, LiveSession, frame_sample_indices
+from engine.worker.capture_session import CAPTURE_ENGINE_INFO, ImageSession, VideoSession
+from engine.worker.errors import error_reply
+from engine.worker.handler import Replies, Session
+from engine.worker.link import HEARTBEAT_S, WorkerLink
+from engine.worker.session import ClipSession, LiveSession
 from engine.worker.speak_session import SpeakSession
-from engine.worker.specs import (CaptureSpec, ClipSpec, Done, ErrorReply, Hush, Opened, SpeakSpec, StreamSpec,
-                                 VideoInfoSpec, WorkerConfig)
-from engine.tts.base import TtsError, VoiceMissing
+from engine.worker.specs import (CaptureSpec, ClipSpec, Hush, SpeakSpec, StreamSpec, VoiceInfo,
+                                 WorkerConfig, WorkerInfo)
 from engine.tts.registry import load_backends
 
 log = logging.getLogger("engine.worker")
-HEARTBEAT_S = 1.0
 MAX_BATCH = 256  # live-stream audio chunks pushed through an engine together
 FIRST_AUDIO_S = 0.15  # Speak: when a new stream's first sentence is due (its time-to-first-audio budget)
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
@@ -42,47 +35,40 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs per call
 
 class Worker:
     def __init__(self, endpoint: str, identity: bytes, config: WorkerConfig):
-        self.ctx = zmq.Context.instance()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, identity)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.link = WorkerLink(endpoint, identity)
+        self.sock = self.link.sock
         self.engines = {name: load_engine(name, config.learned_weights) for name in ENGINES}
-        self.sessions: dict[int, LiveSession | ClipSession | ImageSession | VideoSession | SpeakSession] = {}
+        self.sessions: dict[int, Session] = {}
         # Speak: built-in + tts_plugins backends (ValueError names a bad plugin)
         self.tts = load_backends(config.tts_plugins, config.piper_voices)
         self.voices = {v.id: (b, v) for b in self.tts for v in b.voices()}
         if config.tts_prewarm:  # load Festival's voice now, not on the first call
             for b in self.tts:
                 getattr(b, "prewarm", lambda: None)()
-        self.parent = os.getppid()
         self._out: list[bytes] = []  # replies not yet sent (see _flush)
         # How long audio that arrived may wait for other live streams' chunks to join its batch (see _collect).
         self.batch_window_s = config.batch_window_ms / 1000.0
         self._chunks = 0  # audio chunks received since the last heartbeat
         self._chunk_rate = 0.0  # per second, measured over the last heartbeat interval
         self._deferred: list[tuple[int, int]] = []  # Speak NEXTs (sid, seq), done one at a time between drains
-        self._last_beat = time.monotonic()  # when the last heartbeat left (run, _beat_if_due)
+        # One opener per session kind: the spec it reads and how it becomes a session (see handler.py).
+        self.openers = {p.OPEN: self._open_live, p.CLIP: self._open_clip, p.CAPTURE: self._open_capture,
+                        p.VIDEO: self._open_video, p.SPEAK: self._open_speak}
 
     def run(self) -> None:
-        info = {"pid": os.getpid(), "engines": describe_engines(self.engines), "capture_engine": CAPTURE_ENGINE_INFO,
-                "voices": [v.as_dict() for _, v in self.voices.values()]}
-        self.sock.send(p.pack(p.READY, body=p.dumps(info)))
-        beat = p.pack(p.BEAT)
-        last_beat = self._last_beat = time.monotonic()
+        self.link.ready(WorkerInfo(
+            pid=os.getpid(), engines=describe_engines(self.engines),
+            capture_engine=CAPTURE_ENGINE_INFO, voices=[VoiceInfo.from_dict(v.as_dict()) for _, v in self.voices.values()]))
         while True:
             # Deferred Speak sentences (see _collect) are work to do now: no waiting for a message then.
             if (self.sock.poll(0 if self._deferred else int(HEARTBEAT_S * 1000)) or self._deferred) \
-                    and not self._collect(last_beat):
+                    and not self._collect(self.link.last_beat):
                 return
             now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_S:
-                self._chunk_rate, self._chunks = self._chunks / (now - last_beat), 0
-                if os.getppid() != self.parent:
-                    log.warning("parent process went away; worker exiting")
+            if self.link.beat_due(now):
+                self._chunk_rate, self._chunks = self._chunks / (now - self.link.last_beat), 0
+                if not self.link.beat(now):
                     return
-                self.sock.send(beat)
-                last_beat = self._last_beat = now
                 for b in self.tts:
                     getattr(b, "idle", lambda now: None)(now)  # Festival exits when unused for a while
 
@@ -91,9 +77,8 @@ class Worker:
         audio): at most one per HEARTBEAT_S, so the server's watchdog does not take a busy worker for a hung
         one and kill it with every stream it serves."""
         now = time.monotonic()
-        if now - self._last_beat >= HEARTBEAT_S:
-            self.sock.send(p.pack(p.BEAT))
-            self._last_beat = now
+        if self.link.beat_due(now):
+            self.link.beat(now)
 
     def _collect(self, last_beat: float) -> bool:
         """Drain what is queued (coming up for a heartbeat at least every second); audio chunks of different
@@ -130,7 +115,7 @@ class Worker:
                 if kind != p.AUDIO or sid in batch or len(batch) >= MAX_BATCH:
                     self._audio_batch(batch)  # first, so each stream's messages keep their order
                     batch = {}
-                if kind == p.NEXT and isinstance(self.sessions.get(sid), SpeakSession):
+                if kind == p.NEXT and getattr(self.sessions.get(sid), "scheduled", False):
                     # A Speak sentence waits behind every message already here and is then synthesised by
                     # deadline (_next_deferred), so live audio and the sentence that is due first are not
                     # queued behind other streams' sentences that have seconds of slack.
@@ -151,79 +136,68 @@ class Worker:
         return True
 
     def handle(self, kind: bytes, sid: int, seq: int, body: bytes) -> None:
-        """Every message but AUDIO (those go through _audio_batch)."""
+        """Every message but AUDIO (those go through _audio_batch): open a session, or hand the message to its
+        session (handler.py); an exception ends only this stream, with the status error_reply maps it to."""
+        out = Replies(self._out, sid, seq)
         try:
-            if kind == p.OPEN:
-                spec = StreamSpec.from_json(body)
-                s = self.sessions[sid] = LiveSession(self._engine(spec.engine), spec)
-                self._opened(sid, spec.engine, s.resampler.delay_s)
-            elif kind == p.CAPTURE:
-                self.sessions[sid] = ImageSession(CaptureSpec.from_json(body))
-                self._send_opened(sid, CAPTURE_OPENED)
-            elif kind == p.IMAGE:
-                s = self.sessions[sid]
-                b = s.image(*p.unpack_image(body))
-                self._send_block(sid, seq, s, b, False)
-            elif kind == p.VIDEO:
-                cfg, data = p.unpack_clip(body)
-                s = self.sessions[sid] = VideoSession(CaptureSpec.from_dict(cfg), data)
-                self._send_opened(sid, dataclasses.replace(CAPTURE_OPENED, video=VideoInfoSpec(**vars(s.info))))
-                self._video_item(sid, seq, s)
-            elif kind == p.END and isinstance(self.sessions.get(sid), ImageSession):
-                s = self.sessions.pop(sid)
-                s.close()
-                self._send(p.pack(p.DONE, sid, seq, s.done().to_json()))
-            elif kind == p.END:
-                s = self._live(sid)
-                self._send_frames(sid, seq, s, s.end(), True)
-                self.sessions.pop(sid, None)
-                self._done(sid, seq, s)
-            elif kind == p.CLIP:
-                cfg, data = p.unpack_clip(body)
-                spec = ClipSpec.from_dict(cfg)
-                s = ClipSession(self._engine(spec.engine), spec, data, tick=self._beat_if_due)
-                self.sessions[sid] = s
-                self._opened(sid, spec.engine, 0.0)
-                self._clip_block(sid, seq, s)
-            elif kind == p.SPEAK:
-                spec = SpeakSpec.from_json(body)
-                backend, voice = self.voices[spec.voice]
-                s = self.sessions[sid] = SpeakSession(self._engine(spec.engine), backend, voice, spec)
-                self._send_opened(sid, Opened(engine=s.stream.engine.name, lookahead_s=0.0,
-                                              viseme_names=list(s.stream.engine.viseme_names), voice=voice.id,
-                                              language=voice.language, tts_engine=voice.engine,
-                                              sample_rate=voice.sample_rate))
-                self._flush()  # the header leaves before the first sentence is synthesised
-                self._deferred.append((sid, seq))  # synthesised by deadline with the others (_next_deferred)
-            elif kind == p.PHONES:
-                self._live(sid).add_phones(p.loads(body))
-            elif kind == p.HUSH:
-                s = self.sessions.pop(sid, None)
-                if isinstance(s, SpeakSession):
-                    at = Hush.from_json(body).at_time
-                    self._send_frames(sid, seq, s, s.stop(at), True)
-                    self._speak_done(sid, seq, s, stopped_at=s.audio_seconds)
-            elif kind == p.NEXT:
-                s = self.sessions.get(sid)
-                if isinstance(s, SpeakSession):
-                    self._speak_step(sid, seq, s)
-                elif isinstance(s, ClipSession):
-                    self._clip_block(sid, seq, s)
-                elif isinstance(s, VideoSession):
-                    self._video_item(sid, seq, s)
+            opener = self.openers.get(kind)
+            if opener is not None:
+                s = self.sessions[sid] = opener(body)
+                out.opened(s.opened())
+                if s.scheduled:
+                    self._flush()  # the header leaves before the first step is computed
+                    self._deferred.append((sid, seq))  # run by deadline with the others (_next_deferred)
+                else:
+                    s.begin(out)
             elif kind == p.CLOSE:
                 self._forget(sid)
-        except (AudioError, ImageError, VideoError) as exc:
+                return
+            elif kind == p.NEXT:
+                s = self.sessions.get(sid)
+                if s is None:
+                    return  # the stream ended (or was closed) while its credit was on the way
+                s.next(out)
+            elif kind == p.HUSH:
+                s = self.sessions.get(sid)
+                if s is None:
+                    return  # it finished speaking before the barge-in arrived
+                s.hush(out, Hush.from_json(body).at_time)
+            else:
+                s = self.sessions.get(sid)
+                if s is None:
+                    raise KeyError(f"no stream {sid} in this worker")
+                if kind == p.END:
+                    s.end(out)
+                elif kind == p.IMAGE:
+                    s.image(out, body)
+                elif kind == p.PHONES:
+                    s.phones(p.loads(body))
+            if s.finished:
+                self.sessions.pop(sid, None)
+        except Exception as exc:  # bad input or an engine bug ends this stream, not the worker
             self._forget(sid)
-            self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
-        except (ModelMissing, VoiceMissing) as exc:
-            self._forget(sid)
-            self._error(sid, seq, "FAILED_PRECONDITION", str(exc))
-        except TtsError as exc:
-            self._forget(sid)
-            self._error(sid, seq, "INTERNAL", f"speech synthesis failed: {exc}")
-        except Exception as exc:  # an engine bug must end this stream, not the worker
-            self._fail(sid, seq, exc)
+            out.error(error_reply(exc, sid))
+
+    # -- openers: a spec in, a session out -----------------------------------------------------------------
+    def _open_live(self, body) -> Session:
+        spec = StreamSpec.from_json(body)
+        return LiveSession(self._engine(spec.engine), spec)
+
+    def _open_clip(self, body) -> Session:
+        spec, data = p.unpack_clip(body, ClipSpec)
+        return ClipSession(self._engine(spec.engine), spec, data, tick=self._beat_if_due)
+
+    def _open_capture(self, body) -> Session:
+        return ImageSession(CaptureSpec.from_json(body))
+
+    def _open_video(self, body) -> Session:
+        spec, data = p.unpack_clip(body, CaptureSpec)
+        return VideoSession(spec, data)
+
+    def _open_speak(self, body) -> Session:
+        spec = SpeakSpec.from_json(body)
+        backend, voice = self.voices[spec.voice]
+        return SpeakSession(self._engine(spec.engine), backend, voice, spec)
 
     def _audio_batch(self, batch: dict[int, tuple[int, bytes]]) -> None:
         """AUDIO messages of distinct live streams: decoded one by one (a bad chunk fails only its stream),
@@ -233,10 +207,7 @@ class Worker:
             try:
                 s = self._live(sid)
                 groups.setdefault(s.engine, []).append((sid, seq, s, s.decode(body)))
-            except AudioError as exc:
-                self._forget(sid)
-                self._error(sid, seq, "INVALID_ARGUMENT", str(exc))
-            except Exception as exc:
+            except Exception as exc:  # a bad chunk (AudioError) or a bug ends only its stream
                 self._fail(sid, seq, exc)
         for engine, items in groups.items():
             try:
@@ -246,11 +217,8 @@ class Worker:
                     self._fail(sid, seq, exc)
                 continue
             for (sid, seq, s, _), f in zip(items, frames):
-                self._send_frames(sid, seq, s, s.deliver(f), False)
+                Replies(self._out, sid, seq).frames(s, s.deliver(f), False)
         self._flush()
-
-    def _send(self, msg: bytes) -> None:
-        self._out.append(msg)
 
     def _flush(self) -> None:
         """Every queued reply in one multipart message: one wake-up of ZeroMQ's I/O thread per batch, not one
@@ -261,32 +229,12 @@ class Worker:
 
     def _fail(self, sid: int, seq: int, exc: Exception) -> None:
         self._forget(sid)
-        log.error("stream %d failed: %s", sid, "".join(traceback.format_exception(exc)))
-        self._error(sid, seq, "INTERNAL", f"engine error: {type(exc).__name__}: {exc}")
+        Replies(self._out, sid, seq).error(error_reply(exc, sid))
 
     def _forget(self, sid: int) -> None:
         s = self.sessions.pop(sid, None)
-        if isinstance(s, (ImageSession, VideoSession)):
-            s.close()  # MediaPipe graphs hold threads and memory
-
-    def _send_opened(self, sid: int, opened: Opened) -> None:
-        self._send(p.pack(p.OPENED, sid, 0, opened.to_json()))
-
-    def _send_block(self, sid: int, seq: int, s, b, last: bool) -> None:
-        body = p.pack_frames(b.first_index, b.sample_index, b.weights, b.rotations, b.translation, s.audio_seconds,
-                             s.sample_rate, last, [], b.confidence, b.face_lost)
-        self._send(p.pack(p.FRAMES, sid, seq, body))
-
-    def _video_item(self, sid: int, seq: int, s: VideoSession) -> None:
-        item = s.next_item()
-        if item[0] == "track":
-            self._send(p.pack(p.TRACK, sid, seq, p.pack_track(*item[1])))
-            return
-        _, block, last = item
-        self._send_block(sid, seq, s, block, last)
-        if last:
-            self.sessions.pop(sid, None)
-            self._send(p.pack(p.DONE, sid, seq, s.done().to_json()))
+        if s is not None:
+            s.close()
 
     def _next_deferred(self) -> tuple[int, int]:
         """Earliest deadline first: a stream's next sentence is due when the audio it was sent finishes
@@ -295,66 +243,23 @@ class Worker:
             s = self.sessions.get(item[0])
             if not isinstance(s, SpeakSession):
                 return -1.0  # gone: drop it first
-            return s.opened + FIRST_AUDIO_S if s.started is None else s.started + s.audio_seconds
+            return s.opened_at + FIRST_AUDIO_S if s.started is None else s.started + s.audio_seconds
         i = min(range(len(self._deferred)), key=lambda j: due(self._deferred[j]))
         return self._deferred.pop(i)
 
     def _speak_next(self, sid: int, seq: int) -> None:
         """A deferred NEXT; the stream may have been closed or stopped since."""
-        s = self.sessions.get(sid)
-        if isinstance(s, SpeakSession):
+        if sid in self.sessions:
             self.handle(p.NEXT, sid, seq, b"")
-
-    def _speak_step(self, sid: int, seq: int, s: SpeakSession) -> None:
-        """One sentence: its audio (TRACK), then the frames it completes (FRAMES; the server's cue for NEXT)."""
-        start, pcm, frames, last = s.step()
-        if s.started is None:
-            s.started = time.monotonic()  # the client starts playing about now
-        self._send(p.pack(p.TRACK, sid, seq, p.pack_track(start / s.sample_rate, s.sample_rate, 1, pcm.tobytes())))
-        self._send_frames(sid, seq, s, frames, last)
-        if last:
-            self.sessions.pop(sid, None)
-            self._speak_done(sid, seq, s)
-
-    def _speak_done(self, sid: int, seq: int, s: SpeakSession, stopped_at: float = -1.0) -> None:
-        self._send(p.pack(p.DONE, sid, seq, Done(
-            audio_seconds=s.audio_seconds, warnings=s.warnings, sentences=s.sentences,
-            synthesis_seconds=s.synthesis_s, stopped_at=stopped_at).to_json()))
 
     def _engine(self, name: str):
         return self.engines[name or DEFAULT_ENGINE]
-
-    def _opened(self, sid: int, engine: str, extra_delay_s: float) -> None:
-        eng = self._engine(engine)
-        # The look-ahead a client sees includes the resampler's delay for its rate.
-        self._send_opened(sid, Opened(engine=eng.name, lookahead_s=eng.lookahead_s + extra_delay_s,
-                                      viseme_names=list(eng.viseme_names)))
 
     def _live(self, sid: int) -> LiveSession:
         s = self.sessions.get(sid)
         if not isinstance(s, LiveSession):
             raise KeyError(f"no live stream {sid} in this worker")
         return s
-
-    def _clip_block(self, sid: int, seq: int, s: ClipSession) -> None:
-        frames, last = s.next_block()
-        self._send_frames(sid, seq, s, frames, last)
-        if last:
-            self.sessions.pop(sid, None)
-            self._done(sid, seq, s)
-
-    def _send_frames(self, sid: int, seq: int, s, frames: Frames, last: bool) -> None:
-        idx = frame_sample_indices(frames.first_index, len(frames), s.sample_rate, s.fps)
-        body = p.pack_frames(frames.first_index, idx, frames.weights, frames.rotations.reshape(len(frames), NUM_BONES * 4),
-                             frames.translation, s.audio_seconds, s.sample_rate, last, frames.warnings,
-                             visemes=frames.visemes)
-        self._send(p.pack(p.FRAMES, sid, seq, body))
-
-    def _done(self, sid: int, seq: int, s) -> None:
-        self._send(p.pack(p.DONE, sid, seq, Done(audio_seconds=s.audio_seconds, warnings=s.warnings).to_json()))
-
-    def _error(self, sid: int, seq: int, code: str, message: str) -> None:
-        self._send(p.pack(p.ERROR, sid, seq, ErrorReply(message=message, code=code).to_json()))
 
 
 def main(argv: list[str] | None = None) -> int:

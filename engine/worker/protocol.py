@@ -3,37 +3,39 @@
 One ZeroMQ frame per message (plus the ROUTER's identity frame): a 13-byte
 header ``<kind:1s><stream id:u64><seq:u32>`` and a body. Single frames keep the
 per-message cost low; at 200 streams x 25 chunks/s that cost is what limits a
-2-core box. Small metadata is JSON; frame arrays travel as raw little-endian.
+2-core box. Small metadata is JSON (the typed specs of specs.py); frame arrays travel as raw little-endian.
 
 server -> worker                      body
-  OPEN    b"O"  open a live stream      json(config)
+  OPEN    b"O"  open a live stream      specs.StreamSpec
   AUDIO   b"A"  PCM chunk, any split    bytes in the client's encoding
   END     b"E"  end of audio: flush     -
-  CLIP    b"F"  decode a whole file     u32 json length, json(config), file bytes
+  CLIP    b"F"  decode a whole file     u32 json length, specs.ClipSpec, file bytes (video worker: VideoSpec,
+                                        portrait + audio file bytes)
   NEXT    b"N"  next block of a clip    -
   CLOSE   b"C"  forget the stream       -   (no reply)
   STOP    b"S"  exit cleanly            -
-  CAPTURE b"P"  open a capture stream   json(config)
+  CAPTURE b"P"  open a capture stream   specs.CaptureSpec
   IMAGE   b"I"  one camera image        see pack_image
-  VIDEO   b"V"  capture a video file    u32 json length, json(config), file bytes (as CLIP)
-  SPEAK   b"K"  text -> speech + frames json(config); replies OPENED, then per sentence TRACK + FRAMES
-  HUSH    b"X"  barge-in on a Speak     json({at_time}); replies FRAMES (easing to rest, last) + DONE
+  VIDEO   b"V"  capture a video file    u32 json length, specs.CaptureSpec, file bytes (as CLIP)
+  SPEAK   b"K"  text -> speech + frames specs.SpeakSpec; replies OPENED, then per sentence TRACK + FRAMES
+  HUSH    b"X"  barge-in on a Speak     specs.Hush; replies FRAMES (easing to rest, last) + DONE
   PHONES  b"T"  live stream phones      json([[start, end, label], ...])   (no reply)
 
 worker -> server
-  READY   b"R"  after loading engines   json(info)
-  OPENED  b"o"  reply to OPEN / CLIP    json({engine, lookahead_s})
+  READY   b"R"  after loading engines   specs.WorkerInfo
+  OPENED  b"o"  reply to OPEN / CLIP    specs.Opened
   BEAT    b"H"  heartbeat, every second -
-  FRAMES  b"f"  frames (reply to AUDIO / END / CLIP / NEXT / IMAGE), see pack_frames
+  FRAMES  b"f"  frames (reply to AUDIO / END / CLIP / NEXT / IMAGE), see pack_frames: expression frames, or
+                rendered video frames (the video worker's reply to CLIP / NEXT)
   TRACK   b"a"  a video's audio chunk   <d start><I rate><I channels> + PCM16 (reply to VIDEO / SPEAK / NEXT)
-  DONE    b"d"  after END / last block  json({audio_seconds, warnings})
-  ERROR   b"e"  the stream is over      json({code, message})
+  DONE    b"d"  after END / last block  specs.Done
+  ERROR   b"e"  the stream is over      specs.ErrorReply
 """
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,7 +49,7 @@ _FRAMES = struct.Struct("<QIBdII")  # first_index, n, flags, audio_seconds, samp
 _U32 = struct.Struct("<I")
 _IMAGE = struct.Struct("<qIIB")  # timestamp_us, width, height, encoding
 _TRACK = struct.Struct("<dII")  # start seconds, sample rate, channels
-HAS_TRANSLATION, LAST_BLOCK, HAS_QUALITY, HAS_VISEMES = 1, 2, 4, 8
+HAS_TRANSLATION, LAST_BLOCK, HAS_QUALITY, HAS_VISEMES, HAS_RIG, HAS_IMAGES, HAS_STATS = 1, 2, 4, 8, 16, 32, 64
 
 
 def pack(kind: bytes, sid: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
@@ -59,14 +61,16 @@ def unpack(buf: bytes) -> tuple[bytes, int, int, memoryview]:
     return kind, sid, seq, memoryview(buf)[_HEAD.size:]
 
 
-def pack_clip(cfg: dict, data: bytes) -> bytes:
-    js = dumps(cfg)
+def pack_clip(spec, data: bytes) -> bytes:
+    """A spec (specs.Spec) followed by file bytes: CLIP and VIDEO."""
+    js = spec.to_json()
     return _U32.pack(len(js)) + js + data
 
 
-def unpack_clip(body: memoryview) -> tuple[dict, bytes]:
+def unpack_clip(body: memoryview, spec_type):
+    """(spec_type instance, file bytes)."""
     (n,) = _U32.unpack_from(body)
-    return loads(body[4:4 + n]), bytes(body[4 + n:])
+    return spec_type.from_json(body[4:4 + n]), bytes(body[4 + n:])
 
 
 def pack_image(timestamp_us: int, width: int, height: int, encoding: int, data: bytes) -> bytes:
@@ -89,50 +93,69 @@ def unpack_track(body: memoryview) -> tuple[float, int, int, bytes]:
 
 @dataclass
 class FrameBlock:
+    """The one frame type between engine and front: a block of consecutive frames of one stream.
+
+    Expression frames carry the rig (weights, rotations, ...); rendered video frames carry encoded images
+    instead. Both are timed by sample_index on the stream's audio clock (sample_rate)."""
+
     first_index: int
     sample_index: np.ndarray  # (n,) uint64, on the input audio's clock
-    weights: np.ndarray  # (n, 52) float32
-    rotations: np.ndarray  # (n, bones * 4) float32
+    weights: np.ndarray | None  # (n, 52) float32; None for rendered video
+    rotations: np.ndarray | None  # (n, bones * 4) float32; None for rendered video
     translation: np.ndarray | None  # (n, 3) float32
     audio_seconds: float
     sample_rate: int
     last: bool
-    warnings: list[str]
+    warnings: list[str] = field(default_factory=list)
     confidence: np.ndarray | None = None  # (n,) float32; None = 1.0 for every frame
     face_lost: np.ndarray | None = None  # (n,) bool; capture only
     visemes: np.ndarray | None = None  # (n, V) float32
+    images: list[bytes] | None = None  # rendered video: one encoded image (JPEG or raw RGB) per frame
+    stats: dict | None = None  # rendered video: the block's timings (engine.video.pipeline.VideoChunk.stats)
 
     def __len__(self) -> int:
         return int(self.sample_index.shape[0])
 
+    @property
+    def times(self) -> np.ndarray:
+        """Each frame's time in seconds on the stream's clock."""
+        return self.sample_index / float(self.sample_rate)
 
-def pack_frames(first_index: int, sample_index: np.ndarray, weights: np.ndarray, rotations: np.ndarray,
-                translation: np.ndarray | None, audio_seconds: float, sample_rate: int, last: bool,
-                warnings: list[str], confidence: np.ndarray | None = None,
-                face_lost: np.ndarray | None = None, visemes: np.ndarray | None = None) -> bytes:
-    n = int(sample_index.shape[0])
-    has_vis = visemes is not None and n > 0
-    flags = ((HAS_TRANSLATION if translation is not None else 0) | (LAST_BLOCK if last else 0)
-             | (HAS_QUALITY if confidence is not None else 0) | (HAS_VISEMES if has_vis else 0))
-    warn = dumps(warnings) if warnings else b""
-    parts = [_FRAMES.pack(first_index, n, flags, audio_seconds, sample_rate, len(warn)), warn,
-             np.ascontiguousarray(sample_index, "<u8").tobytes(), np.ascontiguousarray(weights, "<f4").tobytes(),
-             np.ascontiguousarray(rotations, "<f4").tobytes()]
-    if translation is not None:
-        parts.append(np.ascontiguousarray(translation, "<f4").tobytes())
-    if confidence is not None:
-        lost = np.zeros(n, bool) if face_lost is None else face_lost
-        parts += [np.ascontiguousarray(confidence, "<f4").tobytes(), np.ascontiguousarray(lost, "u1").tobytes()]
+
+def pack_frames(b: FrameBlock) -> bytes:
+    """The FRAMES body: a fixed header, the JSON warnings (and stats), then raw little-endian arrays."""
+    n = len(b)
+    has_vis = b.visemes is not None and n > 0
+    flags = ((HAS_TRANSLATION if b.translation is not None else 0) | (LAST_BLOCK if b.last else 0)
+             | (HAS_QUALITY if b.confidence is not None else 0) | (HAS_VISEMES if has_vis else 0)
+             | (HAS_RIG if b.weights is not None else 0) | (HAS_IMAGES if b.images is not None else 0)
+             | (HAS_STATS if b.stats else 0))
+    warn = dumps([b.warnings, b.stats] if b.stats else b.warnings) if (b.warnings or b.stats) else b""
+    parts = [_FRAMES.pack(b.first_index, n, flags, b.audio_seconds, b.sample_rate, len(warn)), warn,
+             np.ascontiguousarray(b.sample_index, "<u8").tobytes()]
+    if b.weights is not None:
+        parts += [np.ascontiguousarray(b.weights, "<f4").tobytes(), np.ascontiguousarray(b.rotations, "<f4").tobytes()]
+    if b.translation is not None:
+        parts.append(np.ascontiguousarray(b.translation, "<f4").tobytes())
+    if b.confidence is not None:
+        lost = np.zeros(n, bool) if b.face_lost is None else b.face_lost
+        parts += [np.ascontiguousarray(b.confidence, "<f4").tobytes(), np.ascontiguousarray(lost, "u1").tobytes()]
     if has_vis:
-        parts.append(struct.pack("<I", visemes.shape[1]))
-        parts.append(np.ascontiguousarray(visemes, "<f4").tobytes())
+        parts.append(_U32.pack(b.visemes.shape[1]))
+        parts.append(np.ascontiguousarray(b.visemes, "<f4").tobytes())
+    if b.images is not None:
+        parts.append(np.asarray([len(im) for im in b.images], "<u4").tobytes())
+        parts += b.images
     return b"".join(parts)
 
 
 def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> FrameBlock:
     first, n, flags, seconds, rate, wlen = _FRAMES.unpack_from(body)
     pos = _FRAMES.size
-    warnings = loads(body[pos:pos + wlen]) if wlen else []
+    warnings, stats = [], None
+    if wlen:
+        extra = loads(body[pos:pos + wlen])
+        warnings, stats = extra if flags & HAS_STATS else (extra, None)
     pos += wlen
 
     def take(dtype: str, count: int) -> np.ndarray:
@@ -142,8 +165,10 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
         return arr
 
     idx = take("<u8", n)
-    weights = take("<f4", n * num_blendshapes).reshape(n, num_blendshapes)
-    rots = take("<f4", n * num_bones * 4).reshape(n, num_bones * 4)
+    weights = rots = None
+    if flags & HAS_RIG:
+        weights = take("<f4", n * num_blendshapes).reshape(n, num_blendshapes)
+        rots = take("<f4", n * num_bones * 4).reshape(n, num_bones * 4)
     trans = take("<f4", n * 3).reshape(n, 3) if flags & HAS_TRANSLATION else None
     conf = lost = None
     if flags & HAS_QUALITY:
@@ -151,36 +176,17 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
         lost = take("u1", n).astype(bool)
     vis = None
     if flags & HAS_VISEMES:
-        (nv,) = struct.unpack_from("<I", body, pos)
+        (nv,) = _U32.unpack_from(body, pos)
         pos += 4
         vis = take("<f4", n * nv).reshape(n, nv)
-    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, conf, lost,
-                      vis)
-
-
-def pack_video(meta: dict, frames: list[bytes]) -> bytes:
-    """The video worker's FRAMES body: u32 json length, json(meta + each frame's size), the encoded frames."""
-    meta = dict(meta, sizes=[len(f) for f in frames])
-    js = dumps(meta)
-    return _U32.pack(len(js)) + js + b"".join(frames)
-
-
-class VideoBlock:
-    """A decoded video FRAMES body: metadata + the encoded frames (JPEG or raw RGB)."""
-
-    def __init__(self, body: memoryview):
-        (n,) = _U32.unpack_from(body)
-        self.meta = loads(body[4:4 + n])
-        pos, self.frames = 4 + n, []
-        for size in self.meta["sizes"]:
-            self.frames.append(bytes(body[pos:pos + size]))
+    images = None
+    if flags & HAS_IMAGES:
+        images = []
+        for size in take("<u4", n).tolist():
+            images.append(bytes(body[pos:pos + size]))
             pos += size
-        self.first_index = self.meta["first_index"]
-        self.times = self.meta["times"]
-        self.last = self.meta["last"]
-
-    def __len__(self) -> int:
-        return len(self.frames)
+    return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, conf, lost,
+                      vis, images, stats)
 
 
 def dumps(obj) -> bytes:

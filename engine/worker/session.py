@@ -8,15 +8,10 @@ import numpy as np
 from engine.audio import MAX_DECODE_SECONDS, AudioError, AudioTooLong, PcmDecoder, StreamResampler, decode_file, resample
 from engine.expression.base import SAMPLE_RATE, ExpressionEngine, Frames, Style
 from engine.rig import NUM_BLENDSHAPES, NUM_BONES
-from engine.worker.specs import ClipSpec, StreamSpec, StyleSpec
+from engine.worker.handler import Replies, Session
+from engine.worker.specs import ClipSpec, Done, Opened, StreamSpec, StyleSpec
 
 log = logging.getLogger("engine.worker")
-
-
-def frame_sample_indices(first: int, n: int, sample_rate: int, fps: int) -> np.ndarray:
-    """Input-clock sample index of frames first..first+n-1: round(k * sr / fps)."""
-    k = np.arange(first, first + n, dtype=np.uint64)
-    return (2 * k * np.uint64(sample_rate) + np.uint64(fps)) // np.uint64(2 * fps)
 
 
 def style_from(spec: StyleSpec) -> Style:
@@ -24,8 +19,14 @@ def style_from(spec: StyleSpec) -> Style:
     return spec
 
 
-class LiveSession:
-    """A StreamExpression stream: PCM chunks in, frames out as soon as they are complete."""
+def expression_opened(engine: ExpressionEngine, extra_delay_s: float) -> Opened:
+    return Opened(engine=engine.name, lookahead_s=engine.lookahead_s + extra_delay_s,
+                  viseme_names=list(engine.viseme_names))
+
+
+class LiveSession(Session):
+    """A StreamExpression stream: PCM chunks in, frames out as soon as they are complete. Its audio goes through
+    the worker's batch (decode, engine.push_many, deliver), the rest through the handler calls below."""
 
     def __init__(self, engine: ExpressionEngine, spec: StreamSpec):
         self.sample_rate = spec.sample_rate
@@ -36,10 +37,14 @@ class LiveSession:
         self.stream = engine.open(self.fps, style_from(spec.style))
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.warnings: list[str] = []
-        self.phones = LivePhones()
+        self.phone_track = LivePhones()
 
-    def add_phones(self, rows: list[list]) -> None:
-        self.warnings.extend(self.phones.add(self.stream, rows, self.audio_seconds))
+    def opened(self) -> Opened:
+        # The look-ahead a client sees includes the resampler's delay for its rate.
+        return expression_opened(self.engine, self.resampler.delay_s)
+
+    def phones(self, rows: list[list]) -> None:
+        self.warnings.extend(self.phone_track.add(self.stream, rows, self.audio_seconds))
 
     def decode(self, data: bytes) -> np.ndarray:
         """PCM bytes -> the engine's 16 kHz mono samples (AudioError on bad bytes)."""
@@ -49,7 +54,11 @@ class LiveSession:
         """Frames the engine gave for decode()'s samples -> counted, warnings noted."""
         return self._note(self.counter.track(frames))
 
-    def end(self) -> Frames:
+    def end(self, out: Replies) -> None:
+        out.frames(self, self._tail(), True)
+        self.finish(out, Done(audio_seconds=self.audio_seconds, warnings=self.warnings))
+
+    def _tail(self) -> Frames:
         self.warnings.extend(self.decoder.downmix.warnings)
         dropped = self.decoder.pending_bytes
         if dropped:
@@ -69,8 +78,8 @@ class LiveSession:
         return frames
 
 
-class ClipSession:
-    """An AnimateClip request: the decoded file is animated block by block, on demand."""
+class ClipSession(Session):
+    """An AnimateClip request: the decoded file is animated block by block, on demand (NEXT)."""
 
     BLOCK_SECONDS = 1.0
 
@@ -99,6 +108,7 @@ class ClipSession:
         self.samples = x.shape[0]
         self.counter = FrameCounter(self.sample_rate, self.fps)
         self.audio16k = resample(x, self.sample_rate, SAMPLE_RATE)
+        self.engine = engine
         self.stream = engine.open(self.fps, style_from(spec.style))
         self.pos = 0
         self.warnings: list[str] = list(decode_warnings)
@@ -106,6 +116,18 @@ class ClipSession:
             self.warnings.extend(apply_phones(self.stream, self.audio16k, spec.phones))
         elif spec.transcript:
             self.warnings.extend(apply_transcript(self.stream, self.audio16k, spec.transcript, spec.language, tick))
+
+    def opened(self) -> Opened:
+        return expression_opened(self.engine, 0.0)
+
+    def begin(self, out: Replies) -> None:
+        self.next(out)
+
+    def next(self, out: Replies) -> None:
+        frames, last = self.next_block()
+        out.frames(self, frames, last)
+        if last:
+            self.finish(out, Done(audio_seconds=self.audio_seconds, warnings=self.warnings))
 
     def next_block(self) -> tuple[Frames, bool]:
         """Frames for the next block of audio, and whether this was the last one."""

@@ -20,7 +20,8 @@ from engine.rig import NUM_BONES
 from engine.tts.base import TtsBackend, Voice
 from engine.tts.text import Piece, pieces
 from engine.worker.session import FrameCounter, ShiftedTrack, _concat, style_from
-from engine.worker.specs import SpeakSpec
+from engine.worker.handler import Replies, Session
+from engine.worker.specs import Done, Opened, SpeakSpec
 
 EASE_S = 0.25  # barge-in: the face goes from where it was to rest over this long
 SENTENCE_GAP_S = 0.3  # = timing.SIL_FULL_S: a pause this long brings the mouth fully to rest
@@ -43,7 +44,11 @@ def _pad_to_rest(audio: np.ndarray, rate: int, phones: list[Phone], first: bool)
     return audio, before / rate
 
 
-class SpeakSession:
+class SpeakSession(Session):
+    """Its sentences are run by the worker's deadline scheduler (scheduled): each NEXT is one sentence."""
+
+    scheduled = True
+
     def __init__(self, engine: ExpressionEngine, backend: TtsBackend, voice: Voice, spec: SpeakSpec):
         self.backend, self.voice = backend, voice
         self.sample_rate = voice.sample_rate
@@ -61,13 +66,36 @@ class SpeakSession:
         self._prev: list[Phone] = []  # the previous sentence's phones (coarticulation across the boundary)
         self._history: list[Frames] = []
         self.synthesis_s = 0.0
-        self.opened = time.monotonic()  # the worker's deadlines (main.py: _next_deferred)
+        self.opened_at = time.monotonic()  # the worker's deadlines (main.py: _next_deferred)
         self.started: float | None = None  # when the first audio left
         self.sentences = 0
 
     @property
     def audio_seconds(self) -> float:
         return self.samples / self.sample_rate
+
+    def opened(self) -> Opened:
+        eng = self.stream.engine
+        return Opened(engine=eng.name, lookahead_s=0.0, viseme_names=list(eng.viseme_names), voice=self.voice.id,
+                      language=self.voice.language, tts_engine=self.voice.engine, sample_rate=self.voice.sample_rate)
+
+    def next(self, out: Replies) -> None:
+        """One sentence: its audio (TRACK), then the frames it completes (FRAMES; the server's cue for NEXT)."""
+        start, pcm, frames, last = self.step()
+        if self.started is None:
+            self.started = time.monotonic()  # the client starts playing about now
+        out.track(start / self.sample_rate, self.sample_rate, 1, pcm.tobytes())
+        out.frames(self, frames, last)
+        if last:
+            self.finish(out, self._done())
+
+    def hush(self, out: Replies, at_time: float) -> None:
+        out.frames(self, self.stop(at_time), True)
+        self.finish(out, self._done(stopped_at=self.audio_seconds))
+
+    def _done(self, stopped_at: float = -1.0) -> Done:
+        return Done(audio_seconds=self.audio_seconds, warnings=self.warnings, sentences=self.sentences,
+                    synthesis_seconds=self.synthesis_s, stopped_at=stopped_at)
 
     def step(self) -> tuple[int, np.ndarray, Frames, bool]:
         """The next sentence -> (its first sample, its PCM16 samples, the frames now complete, last?)."""

@@ -10,6 +10,7 @@ This module imports nothing from the engines (only the config base class), so th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -134,8 +135,10 @@ class Opened(Spec):
     language: str = ""
     tts_engine: str = ""
     sample_rate: int = 0
-    # CaptureVideo
+    # CaptureVideo: the file's properties; GenerateVideo: the video made (engine = its model, frame_count =
+    # the frames expected)
     video: VideoInfoSpec | None = None
+    warnings: list = field(default_factory=list)  # GenerateVideo: the portrait and audio checks' warnings
     _nested: ClassVar[dict] = {"video": VideoInfoSpec}
 
 
@@ -150,6 +153,10 @@ class Done(Spec):
     sentences: int = 0
     synthesis_seconds: float = 0.0
     stopped_at: float = -1.0  # a barge-in's position in seconds; -1 = spoke to the end
+    # GenerateVideo
+    frames: int = 0
+    generation_seconds: float = 0.0
+    ttff_s: float | None = None  # request in the worker -> first frame encoded
 
 
 @dataclass(frozen=True)
@@ -177,3 +184,77 @@ class WorkerConfig(Spec):
     piper_voices: str = ""  # folder of Piper voices; empty = the models folder's piper/
     tts_prewarm: bool = False  # load Festival's voice at start, not on the first Speak
 
+
+
+@dataclass(frozen=True)
+class EngineInfo(Spec):
+    """One GetCapabilities row: an engine a worker has loaded."""
+
+    name: str
+    kind: str  # expression | capture | video
+    description: str = ""
+    lookahead_s: float = 0.0
+    is_default: bool = False
+
+
+@dataclass(frozen=True)
+class VoiceInfo(Spec):
+    """One Speak voice a worker has (the fields of engine.tts.base.Voice that a client sees)."""
+
+    id: str
+    language: str
+    engine: str
+    sample_rate: int = 0
+    description: str = ""
+    missing: str = ""  # non-empty: the voice's files are missing; the text says how to install them
+
+
+@dataclass(frozen=True)
+class WorkerInfo(Spec):
+    """READY: what a worker has loaded."""
+
+    pid: int
+    engines: list = field(default_factory=list)  # [EngineInfo]
+    capture_engine: EngineInfo | None = None
+    voices: list = field(default_factory=list)  # [VoiceInfo]
+    _nested: ClassVar[dict] = {"capture_engine": EngineInfo}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        info = super().from_dict(d)
+        return dataclasses.replace(info, engines=[EngineInfo.from_dict(e) for e in info.engines],
+                                   voices=[VoiceInfo.from_dict(v) for v in info.voices])
+
+
+@dataclass(frozen=True)
+class VideoSpec(Spec):
+    """CLIP to the video worker: a GenerateVideo request, validated; the payload is the image then the audio."""
+
+    image_bytes: int  # the payload's first image_bytes are the portrait
+    prompt: str = ""
+    size: str = ""  # "W*H"; empty = the mode's default (GenParams.for_mode); parsed by the worker
+    seed: int = 0  # 0 = the mode's default
+    model: str = ""  # liveavatar | s2v; empty = liveavatar when the server has the LoRA
+    sample_steps: int = 0
+    sample_guide_scale: float = 0.0
+    sample_shift: float = 0.0
+    sample_solver: str = ""
+    infer_frames: int = 0
+    num_clip: int = 0
+    encoding: str = "jpeg"  # jpeg | rgb
+    jpeg_quality: int = 90
+    max_audio_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class VideoWorkerConfig(Spec):
+    """Everything the video worker is started with, in one argument (--config)."""
+
+    ckpt_dir: str
+    lora: str = ""  # LiveAvatar LoRA; empty = S2V only
+    device: str = ""  # cuda, cuda:1, cpu; empty = cuda when available
+    warmup: str = ""  # a size (704*384): load, compile and run once at start
+    face_landmarker: str = ""  # the portrait check's face_landmarker.task; empty = look it up
+    num_gpus_dit: int = 1  # > 1: own a rank group (docs/multi_gpu.md)
+    vae_parallel: bool = False
+    rank_timeout_s: float = 120.0
