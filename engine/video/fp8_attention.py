@@ -198,7 +198,8 @@ class CudnnFp8Attention:
         o, _, amax_s, amax_o = g.sdpa_fp8(q=tq, k=tk, v=tv, descale_q=sc[0], descale_k=sc[1], descale_v=sc[2],
                                           descale_s=sc[3], scale_s=sc[4], scale_o=sc[5], generate_stats=False,
                                           attn_scale=shape_q[-1] ** -0.5, use_causal_mask=False, name="sdpa_fp8")
-        o.set_output(True).set_dim(shape_q).set_stride(stride_q).set_data_type(
+        b, h, m, d = shape_q  # O is allocated contiguous [B, M, H, d] by ``run``
+        o.set_output(True).set_dim(shape_q).set_stride((m * h * d, d, h * d, 1)).set_data_type(
             cudnn.data_type.BFLOAT16 if o_bf16 else e4m3)
         for a in (amax_s, amax_o):
             a.set_output(True).set_dim((1, 1, 1, 1)).set_stride((1, 1, 1, 1)).set_data_type(f32)
