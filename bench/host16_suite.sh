@@ -25,12 +25,15 @@ say() { echo "[suite +$(($(date +%s) - T0))s] $*" | tee -a "$LOG"; }
 if [ "${QUICK:-0}" = 1 ]; then  # every part, tiny, unpinned-ish (all on CPUs 0,1)
   S=3; A_SRV=0,1; A_CLI=0,1; C_SRV=0,1; C_CLI=0,1; D_SRV=0,1; D_CLI=0,1; NCLI=2; TLS_S=2; TLS_ROUNDS=1
   A40="10 20"; A100="10"; DSP="10"; LV1="10"; LB_PER="5 10"; LB_PIN="--no-pin"; LB_CLI="--client-cpus 0,1"
-  TLS_N=5; PART_T=120; LB_T=150
+  TLS_N=5; PART_T=120; TLS_T=120; LB_T=150
 else
-  S=${LEVEL_SECONDS:-12}; A_SRV=0,1; A_CLI=2-5; C_SRV=6,7; C_CLI=8,9; D_SRV=10,11; D_CLI=12-15; NCLI=4
+  S=${LEVEL_SECONDS:-10}; A_SRV=0,1; A_CLI=2-5; C_SRV=6,7; C_CLI=8,9; D_SRV=10,11; D_CLI=12-15; NCLI=4
   TLS_S=15; TLS_ROUNDS=3
   A40="100 150 200 250"; A100="150 200 250 300"; DSP="100 150 200"; LV1="75 100 150"; LB_PER="75 100 150 200"
-  LB_PIN="--proxy-cpus 6,7"; LB_CLI="--client-cpus 8-15"; TLS_N=50; PART_T=300; LB_T=200
+  LB_PIN="--proxy-cpus 6,7"; LB_CLI="--client-cpus 8-15"; TLS_N=50
+  # Limits, so that the whole suite ends within 9 minutes even if every part runs into its limit: phase 1 is two
+  # parts of <= 150 s on each side (expected ~110 s each), phase 2 <= 180 s (expected ~120 s).
+  PART_T=150; TLS_T=240; LB_T=180
 fi
 
 # One part: a `timeout` around it (its whole process group: servers, fronts, workers, client processes), each
@@ -81,7 +84,7 @@ COMMON=(--workers 2 --clients $NCLI --channels 8 --seconds $S)
     "${COMMON[@]}" --chunk-ms 100 --streams $A100 --json "$OUT/default_100ms.json" --note "phase 1, concurrent parts"
 ) &
 (
-  part tls $PART_T $PY bench/tls_bench.py --streams $TLS_N --seconds $TLS_S --rounds $TLS_ROUNDS \
+  part tls $TLS_T $PY bench/tls_bench.py --streams $TLS_N --seconds $TLS_S --rounds $TLS_ROUNDS \
     --server-cpus $C_SRV --client-cpus $C_CLI "${PKI[@]}" --json "$OUT/tls.json"
 ) &
 (
