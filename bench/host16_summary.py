@@ -32,14 +32,17 @@ def log_lines(out: str) -> dict[str, list[str]]:
     return tagged
 
 
-def json_rows(lines: list[str]) -> list[dict]:
+def json_rows(lines: list[str], key: str = "streams") -> list[dict]:
+    """The benches' per-level JSON lines (those holding `key`), not the servers' JSON log lines."""
     rows = []
     for line in lines:
         if line.startswith("{"):
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
-                pass
+                continue
+            if isinstance(row, dict) and key in row:
+                rows.append(row)
     return rows
 
 
@@ -101,7 +104,7 @@ def main() -> int:
 
     print("\n## TLS cost (tls_bench: server pinned to 2 CPUs, 1 worker, client on 2 others; rounds rotated)\n")
     tls = load(out, "tls.json")
-    rows = tls["rows"] if tls else json_rows(logs.get("tls", []))
+    rows = tls["rows"] if tls else json_rows(logs.get("tls", []), "mode")
     if rows:
         base = {k: [r[k] for r in rows if r["mode"] == "plaintext"] for k in
                 ("front_cpu_s_per_stream", "server_cpu_s_per_stream")}
