@@ -72,8 +72,13 @@ def main() -> int:
     ap.add_argument("--fronts", type=int, default=1, help="serve --fronts per backend")
     ap.add_argument("--proxy-cpus", default="", help="pin HAProxy here (and run one thread per CPU)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin anything (a small shared machine)")
+    ap.add_argument("--per-backend", type=int, nargs="+", default=[],
+                    help="load levels in streams per backend: N backends run N times each value (instead of the same "
+                         "--streams for every backend count, which wastes levels far below or above capacity)")
     ap.add_argument("--json", help="write every level's results here")
-    args, rest = ap.parse_known_args()  # the rest goes to stream_bench.py (--streams, --clients, --engine, ...)
+    args, rest = ap.parse_known_args()
+    if args.per_backend and "--streams" in rest:
+        raise SystemExit("lb_bench: give either --per-backend or --streams, not both")  # the rest goes to stream_bench.py (--streams, --clients, --engine, ...)
     if shutil.which("haproxy") is None:
         raise SystemExit("lb_bench: haproxy is not installed (apt-get install haproxy)")
     proxy_cpus = cpu_list(args.proxy_cpus)
@@ -118,9 +123,11 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("lb_bench: HAProxy never saw every backend UP")
                 time.sleep(0.1)
+            print(f"lb_bench: {n} backend(s) UP behind HAProxy", flush=True)
             out = os.path.join(tmp, f"levels-{n}.json")
+            levels = ["--streams", *(str(n * s) for s in args.per_backend)] if args.per_backend else []
             subprocess.run([sys.executable, os.path.join(ROOT, "bench", "stream_bench.py"), "--target",
-                            f"127.0.0.1:{port}", "--metrics-ports", *map(str, mports), "--json", out, *rest],
+                            f"127.0.0.1:{port}", "--metrics-ports", *map(str, mports), "--json", out, *levels, *rest],
                            cwd=ROOT, check=True)
             data = json.load(open(out))
             for row in data["rows"]:

@@ -7,6 +7,11 @@ every mode, so both the front's CPU and the whole server's (front + workers) are
 a CA made for the run (tests/tls_certs.py, the openssl command).
 
     python bench/tls_bench.py --streams 50 --seconds 30 --rounds 3
+
+On a machine with more cores, give the server cores of its own and the client others, so neither's CPU time is
+disturbed by the other (the per-stream CPU figure is then not at the mercy of a shared scheduler):
+
+    python bench/tls_bench.py --server-cpus 0,1 --client-cpus 2,3 --workers 2 ...
 """
 from __future__ import annotations
 
@@ -27,8 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from avatarbridge.v1 import bridge_pb2_grpc as pb_grpc  # noqa: E402
-from bench.stream_bench import cpu_model, cpu_seconds, load_speech, one_stream  # noqa: E402
-from tests.tls_certs import make_pki  # noqa: E402
+from bench.stream_bench import cpu_list, cpu_model, cpu_seconds, load_speech, one_stream  # noqa: E402
+from tests.tls_certs import Pki, make_pki  # noqa: E402
 
 TOKEN = "bench-token-" + "5e1f0c2a9b7d4e3f8a6c"
 
@@ -43,7 +48,8 @@ class _WithMetadata:
         return self.stub.StreamExpression(metadata=self.metadata)
 
 
-def start_server(tmp: str, mode: str, pki, workers: int) -> tuple[subprocess.Popen, dict]:
+def start_server(tmp: str, mode: str, pki, workers: int, cpus: list[int] | None = None
+                 ) -> tuple[subprocess.Popen, dict]:
     ready = os.path.join(tmp, f"ready-{mode}-{time.monotonic_ns()}.json")
     extra = []
     if mode != "plaintext":
@@ -55,7 +61,7 @@ def start_server(tmp: str, mode: str, pki, workers: int) -> tuple[subprocess.Pop
         extra += ["--auth-token-file", tokens]
     proc = subprocess.Popen([sys.executable, "-m", "bridge_server.cli", "serve", "--port", "0", "--metrics-port", "-1",
                              "--workers", str(workers), "--ready-file", ready, "--log-level", "warning", *extra],
-                            cwd=ROOT)
+                            cwd=ROOT, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     deadline = time.monotonic() + 120
     while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -89,8 +95,17 @@ async def run_streams(target: str, mode: str, pki, pcm: bytes, streams: int, sec
     return lat, errors
 
 
+def given_pki(d: pathlib.Path) -> Pki:
+    """Certificates made earlier (tests/tls_certs.make_pki's file names); only the CA and the server's are used."""
+    need = [d / "test-ca.pem", d / "server.pem", d / "server.key"]
+    missing = [p.name for p in need if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--pki {d}: missing {', '.join(missing)} (make them with tests/tls_certs.make_pki)")
+    return Pki(need[0], need[1], need[2], d / "client.pem", d / "client.key", d / "other-ca.pem")
+
+
 def measure(tmp: str, mode: str, pki, pcm: bytes, args) -> dict:
-    proc, info = start_server(tmp, mode, pki, args.workers)
+    proc, info = start_server(tmp, mode, pki, args.workers, cpu_list(args.server_cpus))
     try:
         front, pids = [info["pid"]], [info["pid"], *info["worker_pids"]]
         front0, all0, t0 = cpu_seconds(front), cpu_seconds(pids), time.monotonic()
@@ -119,13 +134,20 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3,
                     help="repeat plaintext / tls / tls+token this many times, rotating which goes first")
     ap.add_argument("--audio", default=os.path.join(ROOT, "examples", "hello.wav"))
+    ap.add_argument("--server-cpus", default="", help="pin the server and its workers to these CPUs (e.g. 0,1)")
+    ap.add_argument("--client-cpus", default="", help="pin the load generator to these CPUs (e.g. 2,3)")
+    ap.add_argument("--pki", default="",
+                    help="a folder holding test-ca.pem, server.pem and server.key to use instead of making them with "
+                         "openssl (for a host without the openssl command; tests/tls_certs.py makes such a folder)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
+    if args.client_cpus:
+        os.sched_setaffinity(0, cpu_list(args.client_cpus))
     pcm = load_speech(args.audio)
     modes = ("plaintext", "tls", "tls+token")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        pki = make_pki(pathlib.Path(tmp) / "pki")
+        pki = given_pki(pathlib.Path(args.pki)) if args.pki else make_pki(pathlib.Path(tmp) / "pki")
         for r in range(args.rounds):
             # Each round starts with the next mode, so no mode always runs first or last while other work on a
             # shared machine comes and goes.
@@ -160,7 +182,9 @@ def main() -> int:
               f"{summary[mode]['server_overhead_pct']:+.1f} % |")
     if args.json:
         meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()} {os.cpu_count()} cores",
-                "cpu": cpu_model(), "python": platform.python_version(), "command": " ".join(sys.argv)}
+                "cpu": cpu_model(), "python": platform.python_version(), "workers": args.workers,
+                "server_cpus": cpu_list(args.server_cpus), "client_cpus": cpu_list(args.client_cpus),
+                "command": " ".join(sys.argv)}
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows, "summary": summary}, fh, indent=1)
     return 0
