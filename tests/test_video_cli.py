@@ -108,7 +108,7 @@ def test_cli_and_rpc_resolve_the_same_defaults(tmp_path, model, flags, request_f
     GenParams.for_mode (an RPC field left at 0 means that default, seed included)."""
     import argparse
 
-    from bridge_server.cli_video import add_video_commands, resolve
+    from bridge_server.cli.video import add_video_commands, resolve
     from engine.video.worker import make_params
     from engine.worker.specs import VideoSpec
 

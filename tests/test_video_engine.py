@@ -319,7 +319,7 @@ def test_streaming_vae_decode_equals_one_shot_decode(tmp_path):
 def test_cli_presets_and_flag_precedence():
     import argparse
 
-    from bridge_server.cli_video import add_video_commands, resolve
+    from bridge_server.cli.video import add_video_commands, resolve
     ap = argparse.ArgumentParser()
     add_video_commands(ap.add_subparsers(dest="cmd"))
     args = ap.parse_args(["generate", "--ckpt_dir", "x", "--lora", "l.safetensors", "--image", "i", "--audio", "a",

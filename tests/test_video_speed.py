@@ -211,7 +211,7 @@ def test_engine_stream_speed_path_matches_reference(ckpt):
 
 
 def test_speed_options_from_env_and_cli(monkeypatch):
-    from bridge_server.cli_video import speed_options
+    from bridge_server.cli.video import speed_options
     from engine.video.speed import SpeedOptions
     monkeypatch.setenv("AVATAR_VIDEO_COMPILE", "1")
     monkeypatch.setenv("AVATAR_VIDEO_QUANT", "fp8")

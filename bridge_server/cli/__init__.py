@@ -8,8 +8,8 @@ import sys
 import time
 from dataclasses import fields
 
-from bridge_server import cli_capture, cli_checks
-from bridge_server.cli_render import add_render_parser
+from bridge_server.cli import capture as cli_capture, checks as cli_checks
+from bridge_server.cli.render import add_render_parser
 from bridge_server.config import ServerConfig
 from bridge_server.settings_help import SETTING_HELP
 from engine.expression.cli import add_expression_commands  # train-expression, eval-expression
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_capture.add_parsers(sub)
     add_render_parser(sub)
     add_expression_commands(sub)
-    from bridge_server.cli_video import add_video_commands
+    from bridge_server.cli.video import add_video_commands
     add_video_commands(sub)
     from bridge_server.console.main import add_parser as add_console_parser  # web console (docs/console.md)
     add_console_parser(sub)
@@ -322,6 +322,3 @@ def _stream_file(client, data: bytes, args, style, anim):
     import itertools
     return Animation.collect(announced(client.stream(itertools.chain([first], reqs), timeout=args.timeout)), anim)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

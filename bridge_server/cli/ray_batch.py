@@ -42,7 +42,7 @@ def _job_task(job: dict) -> dict:
     """Runs on a Ray worker: the engine, one generation, the MP4 back as bytes."""
     import ray
 
-    from bridge_server.cli_video import generate_one
+    from bridge_server.cli.video import generate_one
     from engine.video.pipeline import VideoEngine
 
     k = job["params"]
@@ -65,7 +65,7 @@ def _job_task(job: dict) -> dict:
 
 def validate(path: str, args) -> dict:
     """A job from a profile file, or an InputError/ValueError/OSError naming what is wrong with it."""
-    from bridge_server.cli_video import resolve
+    from bridge_server.cli.video import resolve
     from engine.video.inputs import check_image, decode_image, load_audio
 
     with open(path) as fh:
@@ -100,7 +100,7 @@ def run_batch_on_ray(args, files: list[str]) -> int:
     except ImportError:
         raise RayBatchError("--ray needs Ray on this machine and the cluster's nodes: "
                             "pip install 'avatar-bridge[ray]'") from None
-    from bridge_server.cli_video import speed_options
+    from bridge_server.cli.video import speed_options
 
     check_address(args.ray)
     os.makedirs(args.out_dir, exist_ok=True)

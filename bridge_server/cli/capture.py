@@ -36,7 +36,7 @@ def add_parsers(sub) -> None:
 
 def _capture(args) -> int:
     from avatarbridge.v1 import bridge_pb2 as pb
-    from bridge_server import cli_checks
+    from bridge_server.cli import checks as cli_checks
     from bridge_server.client import (CLIENT_ERRORS, VideoCaptureResult, cli_client, embedded_server,
                                       report_client_error)
 

@@ -243,8 +243,8 @@ def generate_one(eng, image: str, audio: str, prompt: str, k: dict, out: str, pr
 
 def _batch(args) -> int:
     files = sorted({f for pat in args.profiles for f in (glob.glob(pat) or [pat])})
-    if args.ray:  # one Ray task per profile (bridge_server/ray_batch.py)
-        from bridge_server.ray_batch import RayBatchError, run_batch_on_ray
+    if args.ray:  # one Ray task per profile (bridge_server/cli/ray_batch.py)
+        from bridge_server.cli.ray_batch import RayBatchError, run_batch_on_ray
         try:
             return run_batch_on_ray(args, files)
         except RayBatchError as exc:
