@@ -8,16 +8,8 @@ import os
 import sys
 import time
 
-# Presets built from the settings of Wan2.2-S2V's and LiveAvatar's shipped inference scripts (steps, frames per
-# clip, solver, guidance, shift); their README tables of recommended settings were not available here.
-PRESETS = {
-    "preview": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=3, num_clip=1),
-    "standard": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=4),
-    "long": dict(model="liveavatar", size="704*384", infer_frames=48, sample_steps=4, enable_online_decode=True,
-                 offload_model=True),
-    "hd": dict(model="s2v", size="1024*704", infer_frames=80, sample_steps=40, sample_guide_scale=4.5,
-               sample_shift=3.0, sample_solver="unipc"),
-}
+from bridge_server.video_presets import PRESETS
+
 KNOBS = ("model", "size", "num_clip", "infer_frames", "sample_steps", "sample_guide_scale", "sample_solver",
          "sample_shift", "seed", "offload_model", "enable_online_decode")
 

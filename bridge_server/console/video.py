@@ -21,7 +21,7 @@ import grpc
 from aiohttp import web
 
 from avatarbridge.v1 import bridge_pb2 as pb
-from bridge_server.cli.video import PRESETS
+from bridge_server.video_presets import PRESETS
 from bridge_server.console.relay import FormError, number
 
 KEEP_JOBS = 8
