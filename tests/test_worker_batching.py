@@ -26,9 +26,7 @@ def _cfg(engine: str) -> dict:
 
 
 @pytest.fixture
-def worker_pair(monkeypatch):
-    # No heartbeat during a test: a beat re-measures the chunk rate, which each test sets (see below).
-    monkeypatch.setattr("engine.worker.main.HEARTBEAT_S", 60.0)
+def worker_pair():
     ctx = zmq.Context.instance()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
@@ -36,6 +34,7 @@ def worker_pair(monkeypatch):
     # A window far longer than the 30 ms over which the test staggers its chunks, so a loaded machine cannot
     # push the last chunk out of it; the cases where nothing may wait are checked against the same window.
     w = Worker(router.getsockopt_string(zmq.LAST_ENDPOINT), b"w-test", WorkerConfig(batch_window_ms=WINDOW_S * 1000.0))
+    w.link.interval_s = 60.0  # no heartbeat during a test: a beat re-measures the chunk rate, which each test sets
     sizes: list[int] = []
     for eng in w.engines.values():  # record the size of every engine call
         orig = eng.push_many

@@ -26,6 +26,7 @@ class WorkerLink:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.parent = os.getppid()
+        self.interval_s = HEARTBEAT_S  # how often the server hears from us (its watchdog allows several misses)
         self.last_beat = time.monotonic()
 
     def ready(self, info: WorkerInfo) -> None:
@@ -33,7 +34,7 @@ class WorkerLink:
         self.last_beat = time.monotonic()
 
     def beat_due(self, now: float) -> bool:
-        return now - self.last_beat >= HEARTBEAT_S
+        return now - self.last_beat >= self.interval_s
 
     def beat(self, now: float) -> bool:
         """A heartbeat; False when the server (our parent process) is gone and the worker should exit."""

@@ -20,7 +20,7 @@ from engine.worker import protocol as p
 from engine.worker.capture_session import CAPTURE_ENGINE_INFO, ImageSession, VideoSession
 from engine.worker.errors import error_reply
 from engine.worker.handler import Replies, Session
-from engine.worker.link import HEARTBEAT_S, WorkerLink
+from engine.worker.link import WorkerLink
 from engine.worker.session import ClipSession, LiveSession
 from engine.worker.speak_session import SpeakSession
 from engine.worker.specs import (CaptureSpec, ClipSpec, Hush, SpeakSpec, StreamSpec, VoiceInfo,
@@ -61,7 +61,7 @@ class Worker:
             capture_engine=CAPTURE_ENGINE_INFO, voices=[VoiceInfo.from_dict(v.as_dict()) for _, v in self.voices.values()]))
         while True:
             # Deferred Speak sentences (see _collect) are work to do now: no waiting for a message then.
-            if (self.sock.poll(0 if self._deferred else int(HEARTBEAT_S * 1000)) or self._deferred) \
+            if (self.sock.poll(0 if self._deferred else int(self.link.interval_s * 1000)) or self._deferred) \
                     and not self._collect(self.link.last_beat):
                 return
             now = time.monotonic()
@@ -74,7 +74,7 @@ class Worker:
 
     def _beat_if_due(self) -> None:
         """A heartbeat from inside one long computation (a clip's forced alignment takes ~0.1 s per second of
-        audio): at most one per HEARTBEAT_S, so the server's watchdog does not take a busy worker for a hung
+        audio): at most one per heartbeat interval, so the server's watchdog does not take a busy worker for a hung
         one and kill it with every stream it serves."""
         now = time.monotonic()
         if self.link.beat_due(now):
@@ -93,7 +93,7 @@ class Worker:
         first = 0.0  # when the batch's first chunk arrived
         live = 0  # live streams of this worker that could still join the batch (0: do not wait)
         worth_waiting = self._chunk_rate * self.batch_window_s >= 2.0
-        while time.monotonic() - last_beat < HEARTBEAT_S:
+        while time.monotonic() - last_beat < self.link.interval_s:
             try:
                 parts = self.sock.recv_multipart(_NOBLOCK)  # the server may send several messages at once
             except zmq.Again:
