@@ -3,7 +3,8 @@
 Counted with a profile hook (sys.setprofile / threading.setprofile: every entry into a Python function, a
 coroutine resume included; functions written in C, such as gRPC's Cython core, protobuf's upb and pyzmq's
 socket calls, are not Python calls and are not counted):
-  front:  from the resume of the request reader (rpc/expression.pump_audio's `read`) that got the chunk, to
+  front:  from the resume of the request reader (rpc/expression.pump_audio's `read`, the reader task's outermost
+          frame) that got the chunk, to
           the pool's flush that hands it to ZeroMQ (WorkerPool._flush_sends), in the server's event-loop thread;
   worker: from the worker loop's drain (Worker._collect) that received it, to the engine's push_many.
 One live stream of 40 ms PCM16 chunks paced at real time; the median over the chunks is reported.
@@ -25,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 
 class PathCounter:
-    """Counts Python calls between a start marker (a function entered) and an end marker."""
+    """Counts Python calls between a start marker (a function entered, by qualified name) and an end marker."""
 
     def __init__(self, start: str, end: str):
         self.start, self.end = start, end
@@ -34,7 +35,7 @@ class PathCounter:
     def __call__(self, frame, event, arg):
         if event != "call":
             return
-        name = frame.f_code.co_name
+        name = frame.f_code.co_qualname
         if name == self.start:
             self.open, self.count = True, 0
         elif self.open and name == self.end:
@@ -55,7 +56,7 @@ def worker_path(chunks: int) -> list[int]:
     ctx = zmq.Context.instance()
     router = ctx.socket(zmq.ROUTER)
     router.bind("tcp://127.0.0.1:*")
-    counter = PathCounter("_collect", "push_many")
+    counter = PathCounter("Worker._collect", "LearnedExpressionEngine.push_many")
     w = Worker(router.getsockopt_string(zmq.LAST_ENDPOINT), b"w-count", WorkerConfig())
     threading.setprofile(counter)
     t = threading.Thread(target=w.run, daemon=True)
@@ -85,7 +86,7 @@ def front_path(chunks: int) -> list[int]:
     port_file = os.path.join(ROOT, "out", f"seam_calls_{os.getpid()}.ready")
     os.makedirs(os.path.dirname(port_file), exist_ok=True)
     cfg = ServerConfig(port=0, metrics_port=0, workers=1, ready_file=port_file, log_level="warning")
-    counter = PathCounter("read", "_flush_sends")
+    counter = PathCounter("pump_audio.<locals>.read", "WorkerPool._flush_sends")
     result: dict = {}
 
     def client() -> None:

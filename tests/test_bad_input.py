@@ -234,6 +234,20 @@ def test_idle_timeout(server):
     assert_still_serving(server)
 
 
+def test_idle_limit_counts_from_each_read_not_from_the_first(server):
+    """The idle limit (3 s here) is per gap between messages: a stream whose chunks come 2 s apart runs well past
+    3 s in all (one timer per stream re-arms from the latest read; it must not fire on the stream's age)."""
+    def gen():
+        yield header()
+        for _ in range(4):  # 0, 2, 4, 6 s: each gap under the limit, the stream twice as long as it
+            yield audio(SECOND[:3200])  # 0.1 s of PCM16
+            time.sleep(2.0)
+        yield END
+
+    resp = list(server.stub.StreamExpression(gen(), timeout=30))
+    assert resp[-1].WhichOneof("msg") == "status" and resp[-1].status.frames_sent > 0
+
+
 def test_concurrent_stream_limit(fresh_server):
     srv = fresh_server(workers=1, extra=["--max-concurrent-streams", "1"])
     release = threading.Event()

@@ -77,10 +77,14 @@ async def pump_images(front: Front, context, call: LiveCall, ws: WorkerStream, s
     seq, count, last_ts = 0, 1, None
 
     async def read() -> None:
+        async with front.idle_reads(context, "image", "send images continuously or end the stream with "
+                                                      "EndOfImages") as reads:
+            await read_all(reads)
+
+    async def read_all(reads) -> None:
         nonlocal seq, count, last_ts
         while True:
-            req = await front.read_idle(context, "image",
-                                        "send images continuously or end the stream with EndOfImages")
+            req = await reads.read()
             count += 1
             if req is grpc.aio.EOF or req.WhichOneof("msg") == "end":
                 break

@@ -72,10 +72,14 @@ async def pump_audio(front: Front, context, call: LiveCall, ws: WorkerStream, sp
     total, seq, count, last_phone = 0, 0, 1, 0.0
 
     async def read() -> None:
+        async with front.idle_reads(context, "audio", "send audio continuously (silence is fine) or end the stream "
+                                                      "with EndOfAudio") as reads:
+            await read_all(reads)
+
+    async def read_all(reads) -> None:
         nonlocal total, seq, count, last_phone
         while True:
-            req = await front.read_idle(context, "audio", "send audio continuously (silence is fine) or end "
-                                                          "the stream with EndOfAudio")
+            req = await reads.read()
             count += 1
             if req is grpc.aio.EOF:
                 break
