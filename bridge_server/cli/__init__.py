@@ -312,12 +312,14 @@ def _stream_file(client, data: bytes, args, style, anim):
     def announced(responses):
         said = False
         for r in responses:
+            yield r
+            # Said once the first frames are kept (the consumer asked for the next response, so it has taken
+            # this one): a SIGTERM right after the line then always finds frames to write.
             if not said and r.WhichOneof("msg") == "frames":
                 print(f"receiving frames from {args.audio}"
                       + (" at real time" if args.realtime else "") + " (SIGTERM or Ctrl-C writes what has arrived)",
                       file=sys.stderr, flush=True)
                 said = True
-            yield r
 
     import itertools
     return Animation.collect(announced(client.stream(itertools.chain([first], reqs), timeout=args.timeout)), anim)
