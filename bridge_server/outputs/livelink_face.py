@@ -158,6 +158,18 @@ def encode_packet(device_id: bytes, subject: bytes, frame_number: int, subframe:
     ))
 
 
+_WALL_MINUS_LOOP: list[float] = []  # sampled once per process (see wall_time)
+
+
+def wall_time(loop_t: float) -> float:
+    """The wall-clock time of an event-loop time. The offset between the two clocks is read once: read again for
+    each clip, it moved by the time between the two clock reads (a preempted process: a fraction of a
+    millisecond), and a subject's next clip no longer began exactly one frame after the last one ended."""
+    if not _WALL_MINUS_LOOP:
+        _WALL_MINUS_LOOP.append(time.time() - asyncio.get_running_loop().time())
+    return loop_t + _WALL_MINUS_LOOP[0]
+
+
 def seconds_of_day(wall: float) -> float:
     """Local time of day in seconds: the clock Unreal's default (system time) timecode provider reads."""
     lt = time.localtime(wall)
@@ -242,7 +254,7 @@ class LiveLinkFaceOutput(FrameOutput):
                 # at a time), so its timecode never goes back even when clips arrive faster than real time.
                 start = max(now, _SUBJECT_END.get(self.key, now - 1.0) + 1.0 / fps)
                 self.anchor = start - t
-                self.day_anchor = seconds_of_day(time.time()) + (self.anchor - now)
+                self.day_anchor = seconds_of_day(wall_time(self.anchor))
             # Timecode from the server's clock at the frame's due time: it keeps rising across clips, as the
             # app's does, so a receiver in Timecode mode never sees time go back when a new clip starts.
             frame, sub = frame_time(self.day_anchor + t, fps)
