@@ -407,6 +407,9 @@ class WanS2VTransformer(nn.Module):
         self.audio_injector = AudioInjector(cfg)
         self.frame_packer = FramePacker(cfg)
         self.rope = Rope3D(cfg.head_dim, cfg.rope_max_pos)
+        # The speed path's window self-attention ([B, L, H, d] q, keys, values -> [B, L, H, d]), called eager
+        # between the compiled regions, so another kernel can stand in without touching the compiled graphs.
+        self.window_attention = sdpa
 
     # -- embeddings ----------------------------------------------------------------------------------
     def embed_text(self, t5_out: torch.Tensor) -> torch.Tensor:
@@ -654,7 +657,7 @@ class WanS2VTransformer(nn.Module):
             q_r, _, k_r, v = regions("pre", *self._pre_args(blk, tokens, e0, cos, sin))
             kv.write_ref(i, rope_fp32(cond.k[i][:, :cond.n_ref], rcos, rsin))
             keys, vals = kv.write_and_window(i, start, k_r, v)
-            tokens = regions("post", *self._post_args(blk, tokens, sdpa(q_r, keys, vals), e0, tkv))
+            tokens = regions("post", *self._post_args(blk, tokens, self.window_attention(q_r, keys, vals), e0, tkv))
             tokens = self._inject_fast(regions, tokens, i, g, a)
         out = self.head(tokens, e)
         return self.unpatchify(out.float(), (nb, hp, wp))
