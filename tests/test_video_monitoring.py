@@ -34,7 +34,7 @@ def test_warmup_stats_and_portrait_encode_cache(ckpt, monkeypatch):
     eng = VideoEngine(ckpt, lora=os.path.join(ckpt, "liveavatar.safetensors"), device="cpu",
                       speed=SpeedOptions(compile=True, compile_backend="eager", compile_vae=False))
     secs = eng.warmup("64*64")
-    assert secs > 0 and eng.regions.graphs == 3 and set(eng.regions.warmed) == {"pre", "post", "inject"}
+    assert secs > 0 and eng.regions.graphs == 4 and set(eng.regions.warmed) == {"pre", "post", "inject", "ref_rope"}
     assert eng._encodes == {}  # the synthetic portrait is not kept
     encodes = []
     real = vae_mod.encode
@@ -44,7 +44,7 @@ def test_warmup_stats_and_portrait_encode_cache(ckpt, monkeypatch):
     audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     p = GenParams(size="64*64", seed=5, infer_frames=12, num_clip=1)
     first = list(eng.stream(img, audio, "a woman is talking", p))
-    assert eng.regions.graphs == 3  # the request compiled nothing
+    assert eng.regions.graphs == 4  # the request compiled nothing
     assert len(encodes) == 2  # reference + motion latents of this portrait
     for c in first:
         st = c.stats

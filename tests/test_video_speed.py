@@ -111,7 +111,8 @@ def test_regional_compile_one_graph_per_region_no_recompiles(dit, inputs, refere
     opts = SpeedOptions(compile=True, compile_backend="eager")  # dynamo capture without inductor's C++ build
     regions = make_regions(opts)
     out = causal_latents(dit, opts, **inputs, regions=regions)[0]
-    assert regions.graphs == 3 and set(regions.warmed) == {"pre", "post", "inject"} and not regions.fallbacks
+    assert regions.graphs == 4 and not regions.fallbacks
+    assert set(regions.warmed) == {"pre", "post", "inject", "ref_rope"}
     regions.assert_no_recompiles()
     regions.graphs += 1
     with pytest.raises(AssertionError, match="recompiled"):
@@ -132,7 +133,7 @@ def test_compile_failure_falls_back_to_eager_with_warning(dit, inputs, reference
     regions = make_regions(opts)
     with pytest.warns(RuntimeWarning, match="failed .*running it eager"):
         out = causal_latents(dit, opts, **inputs, regions=regions)[0]
-    assert set(regions.fallbacks) == {"pre", "post", "inject"} and not regions.active
+    assert set(regions.fallbacks) == {"pre", "post", "inject", "ref_rope"} and not regions.active
     assert max(_errs(out, reference)) < THRESHOLDS["fp32"]["fast"]
 
 
@@ -205,7 +206,7 @@ def test_engine_stream_speed_path_matches_reference(ckpt):
         eng = VideoEngine(ckpt, lora=lora, device="cpu", speed=opts)
         frames[name] = np.concatenate([c.frames for c in eng.stream(img, audio, "a woman is talking", p)])
         if opts.compile:
-            assert eng.regions.graphs == 3 and not eng.regions.fallbacks
+            assert eng.regions.graphs == 4 and not eng.regions.fallbacks
     a, b = frames["ref"].astype(np.int16), frames["compile"].astype(np.int16)
     assert a.shape == b.shape and np.abs(a - b).max() <= 1
 
