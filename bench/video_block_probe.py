@@ -29,11 +29,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT]
 
-from bench.video_bench import init_random  # noqa: E402
-from bench.video_speed_bench import decode_all, vae_timing  # noqa: E402
+from bench.video_speed_bench import LATENT_HW, decode_all, real_shape_model, vae_timing  # noqa: E402
 from engine.video import speed as sp  # noqa: E402
-from engine.video.config import S2VConfig  # noqa: E402
-from engine.video.dit import WanS2VTransformer, make_regions, sdpa  # noqa: E402
+from engine.video.dit import make_regions, sdpa  # noqa: E402
 
 T0 = time.perf_counter()
 CATEGORIES = (("attention", ("fmha", "flash", "sdpa", "attn", "cudnn")),
@@ -75,18 +73,8 @@ def main() -> int:
         with open(out_json, "w") as fh:
             json.dump(res, fh, indent=2)
 
-    cfg = S2VConfig(rope_max_pos=45000)
-    with torch.device("meta"):
-        m = WanS2VTransformer(cfg)
-    init_random(m, dev, dt)
-    hl, wl = 48, 88
-    g = torch.Generator(dev).manual_seed(0)
-    with torch.no_grad():
-        ctx = m.embed_text(torch.randn(1, 512, 4096, device=dev, dtype=dt, generator=g) * 0.1)
-        ref = torch.randn(1, 16, 1, hl, wl, device=dev, dtype=dt, generator=g)
-        motion = torch.randn(1, 16, 19, hl, wl, device=dev, dtype=dt, generator=g)
-        audio = torch.randn(1, 25, 1024, 12 * args.blocks, device=dev, generator=g)
-        noises = [torch.randn(1, 16, 3, hl, wl, device=dev, dtype=dt, generator=g) for _ in range(args.blocks)]
+    m, (ctx, ref, motion, audio, noises), g = real_shape_model(dev, dt, args.blocks)
+    hl, wl = LATENT_HW
     sync = torch.cuda.synchronize
 
     def run(opts, regions):

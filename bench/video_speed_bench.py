@@ -74,6 +74,27 @@ def vae_timing(vae, z, warm_motion, reps: int = 4):
     return sorted(ts)[len(ts) // 2], warm_s
 
 
+LATENT_HW = (48, 88)  # 384*704 pixels
+
+
+def real_shape_model(dev, dt, blocks: int):
+    """The 14B S2V DiT with random weights on ``dev``, and the same seeded inputs every run:
+    -> (model, (text context, ref latent, motion latents, audio features, one noise per block), generator)."""
+    cfg = S2VConfig(rope_max_pos=45000)
+    with torch.device("meta"):
+        m = WanS2VTransformer(cfg)
+    init_random(m, dev, dt)
+    hl, wl = LATENT_HW
+    g = torch.Generator(dev).manual_seed(0)
+    with torch.no_grad():
+        ctx = m.embed_text(torch.randn(1, 512, 4096, device=dev, dtype=dt, generator=g) * 0.1)
+        ref = torch.randn(1, 16, 1, hl, wl, device=dev, dtype=dt, generator=g)
+        motion = torch.randn(1, 16, 19, hl, wl, device=dev, dtype=dt, generator=g)
+        audio = torch.randn(1, 25, 1024, 12 * blocks, device=dev, generator=g)
+        noises = [torch.randn(1, 16, 3, hl, wl, device=dev, dtype=dt, generator=g) for _ in range(blocks)]
+    return m, (ctx, ref, motion, audio, noises), g
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -90,19 +111,9 @@ def main() -> int:
            "command": "python bench/video_speed_bench.py " + " ".join(sys.argv[1:]),
            "shape": "704*384, 3 latents (12 frames) per block, 4 steps, 4 KV caches, window 4 blocks, sink 2640",
            "modes": {}}
-    cfg = S2VConfig(rope_max_pos=45000)
-    with torch.device("meta"):
-        m = WanS2VTransformer(cfg)
-    init_random(m, dev, dt)
+    m, (ctx, ref, motion, audio, noises), g = real_shape_model(dev, dt, args.blocks)
     res["weights_gib"] = gib(torch.cuda.memory_allocated())
-    hl, wl = 48, 88
-    g = torch.Generator(dev).manual_seed(0)
-    with torch.no_grad():
-        ctx = m.embed_text(torch.randn(1, 512, 4096, device=dev, dtype=dt, generator=g) * 0.1)
-        ref = torch.randn(1, 16, 1, hl, wl, device=dev, dtype=dt, generator=g)
-        motion = torch.randn(1, 16, 19, hl, wl, device=dev, dtype=dt, generator=g)
-        audio = torch.randn(1, 25, 1024, 12 * args.blocks, device=dev, generator=g)
-        noises = [torch.randn(1, 16, 3, hl, wl, device=dev, dtype=dt, generator=g) for _ in range(args.blocks)]
+    hl, wl = LATENT_HW
     vae = warm_motion = None
     vae_eager_s = vae_comp_s = None
     if not args.skip_vae:
