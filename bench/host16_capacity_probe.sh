@@ -2,8 +2,9 @@
 # Issue 19: where a 2-core server's latency tail comes from at 150-250 default-engine streams, in one command of
 # < 8 minutes on the 16-core device host. Server (1 front unless said, 2 workers) on CPUs 0-1, 4 load-generator
 # processes on CPUs 2-9, one part at a time. Parts: 100 ms chunks as shipped (collections >= 1 ms logged per
-# process, bench/gcprobe); the same with the cyclic collector off in the server's processes; with the worker's
-# batch window off; 200 ms chunks, with and without the collector; 2 fronts without it; 40 ms as shipped.
+# process, bench/gcprobe); the same with the cyclic collector off in the server's processes, and with higher
+# collection thresholds there; with the worker's batch window off; 200 ms chunks, with and without the
+# collector; 2 fronts without it; 40 ms as shipped.
 #
 #   OUT=/some/dir bash bench/host16_capacity_probe.sh        # from the repository root
 #   QUICK=1 OUT=/tmp/q bash bench/host16_capacity_probe.sh   # smoke run on a small machine
@@ -18,7 +19,8 @@ else
   S=${LEVEL_SECONDS:-10}; PIN="--server-cpus 0,1 --client-cpus 2-9"; L100="150 200"; L200="200 250"; L40="100 150"
   NCLI=4; LIM=110
 fi
-SERVER_PROCS=bridge_server.cli,engine.worker
+OFF=(GCPROBE_PROCS=bridge_server.cli,engine.worker GCPROBE_MODE=off)
+THR=(GCPROBE_PROCS=bridge_server.cli,engine.worker GCPROBE_MODE=100000,50,1000)
 part() {  # tag, extra environment (KEY=VAL ...), then -- and stream_bench arguments
   local tag=$1; shift
   local envs=()
@@ -31,11 +33,12 @@ part() {  # tag, extra environment (KEY=VAL ...), then -- and stream_bench argum
     2>&1 | grep -v '^{' | tail -3
 }
 part base100 -- --chunk-ms 100 --streams $L100
-part gcoff100 GCPROBE_OFF=$SERVER_PROCS -- --chunk-ms 100 --streams $L100
+part gcoff100 "${OFF[@]}" -- --chunk-ms 100 --streams $L100
+part gcthreshold100 "${THR[@]}" -- --chunk-ms 100 --streams $L100
 part window0_100 AVATAR_BRIDGE_BATCH_WINDOW_MS=0 -- --chunk-ms 100 --streams $L100
 part base200 -- --chunk-ms 200 --streams $L200
-part gcoff200 GCPROBE_OFF=$SERVER_PROCS -- --chunk-ms 200 --streams $L200
-part fronts2_gcoff100 GCPROBE_OFF=$SERVER_PROCS -- --chunk-ms 100 --fronts 2 --streams $L100
+part gcoff200 "${OFF[@]}" -- --chunk-ms 200 --streams $L200
+part fronts2_gcoff100 "${OFF[@]}" -- --chunk-ms 100 --fronts 2 --streams $L100
 part base40 -- --chunk-ms 40 --streams $L40
 $PY - "$OUT" <<'PYEOF' | tee "$OUT/summary.md"
 import glob, json, os, sys
