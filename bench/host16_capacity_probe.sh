@@ -8,6 +8,7 @@
 #
 #   OUT=/some/dir bash bench/host16_capacity_probe.sh        # from the repository root
 #   QUICK=1 OUT=/tmp/q bash bench/host16_capacity_probe.sh   # smoke run on a small machine
+#   SKIP="base40 gcoff200" LEVEL_SECONDS=8 ...                # fewer parts, shorter levels
 set -u
 OUT=${OUT:-/tmp/capacity_probe}
 PY=${PYTHON:-python3}
@@ -23,6 +24,7 @@ OFF=(GCPROBE_PROCS=bridge_server.cli,engine.worker GCPROBE_MODE=off)
 THR=(GCPROBE_PROCS=bridge_server.cli,engine.worker GCPROBE_MODE=100000,50,1000)
 part() {  # tag, extra environment (KEY=VAL ...), then -- and stream_bench arguments
   local tag=$1; shift
+  case " ${SKIP:-} " in *" $tag "*) echo "== $tag: skipped"; return;; esac
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
