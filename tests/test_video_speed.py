@@ -237,3 +237,42 @@ def test_cli_generate_fp8_on_cpu_exits_2(ckpt, tmp_path, capsys):
                "--device", "cpu", "--quant", "fp8", "--no-progress"])
     assert rc == 2
     assert "compute capability 9.0" in capsys.readouterr().err
+
+
+def test_per_block_memos_hit_within_a_block_and_miss_on_new_data(dit):
+    """The speed path keeps a block's audio tokens and the no-pose term: the same features sliced again hit,
+    other features or an in-place change to them miss (stale tokens would animate the wrong audio)."""
+    import torch
+    calls = []
+    real = dit.audio_tokens
+
+    def counted(f):
+        calls.append(1)
+        return real(f)
+
+    dit.audio_tokens = counted
+    try:
+        base = torch.randn(1, 25, dit.config.audio_dim, 24)
+        a = dit._audio_tokens_once(base[..., 0:12])
+        b = dit._audio_tokens_once(base[..., 0:12])  # a new view of the same memory: hit
+        assert len(calls) == 1 and all(torch.equal(x, y) for x, y in zip(a, b))
+        dit._audio_tokens_once(base[..., 12:24])  # other audio: miss
+        assert len(calls) == 2
+        base.mul_(2.0)  # written in place: miss, and the tokens follow the new data
+        c = dit._audio_tokens_once(base[..., 12:24])
+        assert len(calls) == 3
+        assert all(torch.allclose(x, y) for x, y in zip(c, real(base[..., 12:24])))
+    finally:
+        del dit.audio_tokens
+    x = torch.randn(1, dit.config.in_dim, 1, 4, 4)
+    t1 = dit._noisy_tokens_fast(x, None)
+    assert torch.allclose(t1, dit.noisy_tokens(x, None), atol=1e-6)
+    w = dit.cond_encoder.bias  # what a convolution of zeros gives
+    with torch.no_grad():
+        saved = w.clone()
+        w.add_(1.0)  # new weights (a LoRA merge): the kept term is recomputed
+        try:
+            assert torch.allclose(dit._noisy_tokens_fast(x, None), dit.noisy_tokens(x, None), atol=1e-6)
+            assert not torch.allclose(dit._noisy_tokens_fast(x, None), t1)
+        finally:
+            w.copy_(saved)

@@ -394,6 +394,12 @@ class Cond:
     motion: torch.Tensor  # [B, 16, M, H_l, W_l] (M <= 19; zero-padded in front)
 
 
+def _view_key(x: torch.Tensor) -> tuple:
+    """What a tensor view reads: its storage, offset, shape and strides, and the version of its data."""
+    return (x.untyped_storage().data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x.dtype, x.device,
+            x._version)
+
+
 class WanS2VTransformer(nn.Module):
     """``WanModel_S2V`` / ``CausalWanModel_S2V`` (identical parameters)."""
 
@@ -641,11 +647,14 @@ class WanS2VTransformer(nn.Module):
         cache.grids, cache.n_ref = grids, n_ref
 
     def _audio_tokens_once(self, feats: torch.Tensor):
-        """Speed path: a block's audio tokens are the same for all its steps, so they are computed once while the
-        caller passes the same features tensor (the reference path recomputes them every step)."""
+        """Speed path: a block's audio tokens are the same for all its steps, so they are computed once per block
+        (the reference path recomputes them every step). Keyed by the memory the features view and its version
+        counter, so a caller that slices the same features again for each step (the TPP ranks) hits too, and an
+        in-place write to them misses. The memo holds the view, so its storage cannot be freed and reused."""
+        key = _view_key(feats)
         memo = self.__dict__.get("_audio_memo")
-        if memo is None or memo[0] is not feats:
-            memo = self.__dict__["_audio_memo"] = (feats, self.audio_tokens(feats))
+        if memo is None or memo[0] != key:
+            memo = self.__dict__["_audio_memo"] = (key, self.audio_tokens(feats), feats)
         return memo[1]
 
     def _noisy_tokens_fast(self, x: torch.Tensor, pose: torch.Tensor | None) -> torch.Tensor:
@@ -653,8 +662,9 @@ class WanS2VTransformer(nn.Module):
         shape: it is a constant, and the reference path convolved zeros every step."""
         if pose is not None:
             return self.noisy_tokens(x, pose)
-        w = self.cond_encoder.weight
-        key = (tuple(x.shape), x.dtype, x.device, w.data_ptr(), w._version)
+        # zeros through the encoder give its bias; the weight is keyed too, and the mask row added to it
+        key = (tuple(x.shape), x.dtype, x.device, *(_view_key(p) for p in (
+            self.cond_encoder.weight, self.cond_encoder.bias, self.trainable_cond_mask.weight)))
         memo = self.__dict__.get("_no_pose_memo")
         if memo is None or memo[0] != key:
             memo = self.__dict__["_no_pose_memo"] = (key, self._patch(self.cond_encoder, torch.zeros_like(x))
