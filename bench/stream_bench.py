@@ -133,6 +133,37 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def runqueue_wait_s(pids: list[int]) -> float:
+    """Seconds the processes' threads spent runnable but not running (the kernel's schedstat): how long they
+    queued for a CPU behind one another or other work."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                    total += int(fh.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a thread that ended, or a kernel without schedstats
+    return total / 1e9
+
+
+def steal_s(cpus: list[int]) -> float:
+    """CPU time the hypervisor took from these CPUs (steal in /proc/stat), in seconds."""
+    if not cpus:
+        return 0.0
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus and len(vals) > 7:
+                total += int(vals[7])
+    return total / tick
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -177,13 +208,17 @@ def cpu_model() -> str:
         return platform.processor()
 
 
-def histogram(ports, name: str) -> dict[float, float]:
-    """The histogram's buckets, summed over the servers' /metrics endpoints."""
+STAGES = ("to_worker", "in_worker", "from_worker", "write")  # the server's avatar_bridge_latency_stage_seconds
+
+
+def histogram(ports, name: str, labels: str = "") -> dict[float, float]:
+    """The histogram's buckets (of the series with `labels`, e.g. 'stage="write"'), summed over the servers'
+    /metrics endpoints."""
     out: dict[float, float] = {}
     for port in ([ports] if isinstance(ports, int) else ports):
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         for line in text.splitlines():
-            if line.startswith(name + "_bucket"):
+            if line.startswith(name + "_bucket") and labels in line:
                 le = line.split('le="')[1].split('"')[0]
                 key = float("inf") if le == "+Inf" else float(le)
                 out[key] = out.get(key, 0.0) + float(line.split()[-1])
@@ -232,13 +267,17 @@ def client_process(job: tuple) -> tuple[list, list]:
 
 
 def run_level(target, metrics_ports, pcm, streams, seconds, chunk_s, pids, engine: str = "", clients: int = 1,
-              client_cpus: list[int] | None = None, channels: int = 1, front_pids: list[int] | None = None) -> dict:
+              client_cpus: list[int] | None = None, channels: int = 1, front_pids: list[int] | None = None,
+              server_cpus: list[int] | None = None) -> dict:
     """One load level. pids: every server process (for CPU), front_pids: the gRPC fronts among them."""
     before = histogram(metrics_ports, "avatar_bridge_frame_latency_seconds")
     rtt0 = histogram(metrics_ports, "avatar_bridge_worker_roundtrip_seconds")
+    stage0 = {st: histogram(metrics_ports, "avatar_bridge_latency_stage_seconds", f'stage="{st}"') for st in STAGES}
+    lag0 = histogram(metrics_ports, "avatar_bridge_event_loop_lag_seconds")
     front_pids = front_pids if front_pids is not None else pids[:1]
     cpu0, t0 = cpu_seconds(pids), time.monotonic()
     front0 = cpu_seconds(front_pids)
+    wait0, steal0 = runqueue_wait_s(pids), steal_s(server_cpus or [])
     if clients <= 1:
         lat, errors = asyncio.run(client_streams(target, pcm, range(streams), streams, seconds, chunk_s, engine,
                                                  channels))
@@ -252,8 +291,11 @@ def run_level(target, metrics_ports, pcm, streams, seconds, chunk_s, pids, engin
         errors = [e for part in parts for e in part[1]]
     wall = time.monotonic() - t0
     cpu = cpu_seconds(pids) - cpu0
+    wait, steal = runqueue_wait_s(pids) - wait0, steal_s(server_cpus or []) - steal0
     after = histogram(metrics_ports, "avatar_bridge_frame_latency_seconds")
     rtt1 = histogram(metrics_ports, "avatar_bridge_worker_roundtrip_seconds")
+    stage1 = {st: histogram(metrics_ports, "avatar_bridge_latency_stage_seconds", f'stage="{st}"') for st in STAGES}
+    lag1 = histogram(metrics_ports, "avatar_bridge_event_loop_lag_seconds")
     lat_a = np.array(lat).reshape(-1, 2)
     lat_ms = lat_a[:, 0] * 1000
     steady = lat_ms[lat_a[:, 1] >= STEADY_AFTER_S]
@@ -269,8 +311,16 @@ def run_level(target, metrics_ports, pcm, streams, seconds, chunk_s, pids, engin
         # ZeroMQ and the worker (queue + batch wait + engine), the rest being the front's own
         "worker_rtt_p50_bucket_ms": bucket_quantile(rtt0, rtt1, 0.50) * 1000,
         "worker_rtt_p99_bucket_ms": bucket_quantile(rtt0, rtt1, 0.99) * 1000,
+        # the server's latency by stage (bucket upper bounds): which stage holds the tail
+        "stage_p50_p99_bucket_ms": {st: [bucket_quantile(stage0[st], stage1[st], q) * 1000 for q in (0.5, 0.99)]
+                                    for st in STAGES},
+        "loop_lag_p50_p99_bucket_ms": [bucket_quantile(lag0, lag1, q) * 1000 for q in (0.5, 0.99)],
         "server_cpu_ms_per_stream_s": 1000 * cpu / (streams * seconds) if pids else None,
-        "server_cores_used": cpu / wall if pids else None, "server_rss_mb": rss_mb(pids) if pids else None,
+        "server_cores_used": cpu / wall if pids else None,
+        # the server's threads' time runnable but waiting for a CPU, ms per second (summed over threads), and
+        # the share of the server's CPUs that the hypervisor took (steal)
+        "server_runqueue_wait_ms_per_s": 1000 * wait / wall if pids else None,
+        "server_cpu_steal_pct": 100 * steal / (wall * len(server_cpus)) if server_cpus else None, "server_rss_mb": rss_mb(pids) if pids else None,
         "front_cores": (cpu_seconds(front_pids) - front0) / wall if pids else None,
     }
 
@@ -307,6 +357,16 @@ def print_table(rows: list[dict]) -> None:
               f"| {f(r['server_cpu_ms_per_stream_s'], '.2f')} | "
               f"{f(r['server_cores_used'], '.2f')} | {f(r['front_cores'], '.2f')} | {f(r['server_rss_mb'], '.0f')} "
               f"| {'yes' if r['meets_target'] else 'no'} |")
+    staged = [r for r in rows if r.get("stage_p50_p99_bucket_ms")]
+    if staged:
+        print("\n| fronts | streams | " + " | ".join(f"{st} p50 / p99 (bucket) ms" for st in STAGES)
+              + " | front loop lag p50 / p99 (bucket) ms | run-queue wait ms/s | steal % |")
+        print("|---|---|" + "---|" * (len(STAGES) + 3))
+        for r in staged:
+            print(f"| {r['fronts']} | {r['streams']} | " + " | ".join(
+                "<= {:.0f} / {:.0f}".format(*r["stage_p50_p99_bucket_ms"][st]) for st in STAGES)
+                + " | <= {:.0f} / {:.0f} |".format(*r.get("loop_lag_p50_p99_bucket_ms", (nan, nan)))
+                + f" {f(r.get('server_runqueue_wait_ms_per_s'), '.0f')} | {f(r.get('server_cpu_steal_pct'), '.1f')} |")
 
 
 def main() -> int:
@@ -354,7 +414,7 @@ def main() -> int:
         try:
             for n in args.streams:
                 row = run_level(target, mports, pcm, n, args.seconds, args.chunk_ms / 1000, pids, args.engine,
-                                args.clients, client_cpus, args.channels, front_pids)
+                                args.clients, client_cpus, args.channels, front_pids, server_cpus)
                 row["fronts"] = fronts or "external"
                 row["meets_target"] = (row["errors"] == 0 and row["client_p99_ms"] is not None
                                        and row["client_p99_ms"] <= args.budget_ms)

@@ -1,6 +1,8 @@
 """Prometheus metrics (served on --metrics-port at /metrics)."""
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry()
@@ -22,6 +24,18 @@ FRAME_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 WORKER_RTT = Histogram("avatar_bridge_worker_roundtrip_seconds", "Audio chunk sent to a worker until its frames came back",
                        buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+# Where a live chunk's latency goes (the worker stamps when it received the chunk and when its engine call
+# returned; one monotonic clock for the host's processes): to_worker = front read it .. worker received it (the
+# front's send queue, ZeroMQ, the worker busy with an earlier batch); in_worker = batch window + engine call;
+# from_worker = engine call returned .. the front's loop read the frames; write = .. written to the client.
+LATENCY_STAGE = Histogram("avatar_bridge_latency_stage_seconds",
+                          "StreamExpression: each audio chunk's server latency by stage (to_worker, in_worker, "
+                          "from_worker, write)", ["stage"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+STAGE_TO_WORKER, STAGE_IN_WORKER, STAGE_FROM_WORKER, STAGE_WRITE = (
+    LATENCY_STAGE.labels(s) for s in ("to_worker", "in_worker", "from_worker", "write"))
+LOOP_LAG = Histogram("avatar_bridge_event_loop_lag_seconds",
+                     "How late the front's event loop ran a timer due every 50 ms (time every stream of this front "
+                     "waited behind other work)", buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 WORKERS_ALIVE = Gauge("avatar_bridge_workers_alive", "Engine workers connected and ready", registry=REGISTRY,
                       multiprocess_mode="livesum")
 WORKER_RESTARTS = Counter("avatar_bridge_worker_restarts_total", "Engine workers restarted after dying",
@@ -62,3 +76,12 @@ def serve_metrics(host: str, port: int) -> int:
         return -1
     server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
     return server.server_address[1]
+
+
+async def watch_loop_lag(period_s: float = 0.05) -> None:
+    """Observe LOOP_LAG until cancelled: one sleep per period, its lateness observed (a few µs per period)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period_s
+        await asyncio.sleep(period_s)
+        LOOP_LAG.observe(max(0.0, loop.time() - due))

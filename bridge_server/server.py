@@ -94,6 +94,7 @@ async def serve(cfg: ServerConfig) -> int:
                          f"({exc.strerror or exc}); pick another --metrics-port, 0 for any free port, or -1 "
                          "to turn metrics off") from None
     settle_heap()
+    lag_watch = asyncio.get_running_loop().create_task(metrics.watch_loop_lag())
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": f"{cfg.host}:{port}", "metrics_port": metrics_port,
@@ -113,6 +114,7 @@ async def serve(cfg: ServerConfig) -> int:
         loop.add_signal_handler(signal.SIGHUP, sec.tokens.reload)
     await stop.wait()
 
+    lag_watch.cancel()
     log.info("draining", extra={"live_streams": len(service.calls), "grace_s": cfg.grace_s})
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -136,6 +136,28 @@ def test_metrics_endpoint(server):
     assert server.metric("avatar_bridge_workers_alive") == 2
 
 
+def test_latency_stages_split_each_chunk(server):
+    """Every live chunk that yields frames is split into stages; the three up to the frames' return add up to
+    the worker round trip, and none is negative (they are differences of one host-wide monotonic clock)."""
+    stages = ("to_worker", "in_worker", "from_worker", "write")
+
+    def read():
+        return ({s: (server.metric("avatar_bridge_latency_stage_seconds_count", f'stage="{s}"'),
+                     server.metric("avatar_bridge_latency_stage_seconds_sum", f'stage="{s}"')) for s in stages},
+                server.metric("avatar_bridge_worker_roundtrip_seconds_count"),
+                server.metric("avatar_bridge_worker_roundtrip_seconds_sum"))
+    st0, n0, rtt0 = read()
+    x = (0.3 * np.sin(np.arange(16000 * 2) * 2 * np.pi * 220 / 16000)).astype(np.float32)
+    chunks = [audio(pcm16(x[i:i + 1600])) for i in range(0, len(x), 1600)]
+    list(server.stub.StreamExpression(iter([header(), *chunks, END]), timeout=30))
+    st1, n1, rtt1 = read()
+    count = {s: st1[s][0] - st0[s][0] for s in stages}
+    total = {s: st1[s][1] - st0[s][1] for s in stages}
+    assert set(count.values()) == {n1 - n0} and n1 - n0 >= 10, (count, n1 - n0)
+    assert all(v >= 0 for v in total.values()), total
+    assert total["to_worker"] + total["in_worker"] + total["from_worker"] == pytest.approx(rtt1 - rtt0, abs=1e-6)
+
+
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000])
 @pytest.mark.parametrize("fps", [30, 60])
 def test_frame_count_exact_for_awkward_lengths(server, rate, fps):

@@ -59,10 +59,18 @@ class LiveSink(Sink):
         self.pending -= n
         arrived = self.arrivals.pop(ev.seq, None)
         if arrived is not None:
-            lat = time.monotonic() - arrived
+            now = time.monotonic()
+            lat = now - arrived
             for _ in range(n):
                 metrics.FRAME_LATENCY.observe(lat)
             metrics.WORKER_RTT.observe(ev.received - arrived)
+            timing = ev.frames.timing
+            if timing is not None:
+                received, computed = timing
+                metrics.STAGE_TO_WORKER.observe(received - arrived)
+                metrics.STAGE_IN_WORKER.observe(computed - received)
+                metrics.STAGE_FROM_WORKER.observe(ev.received - computed)
+                metrics.STAGE_WRITE.observe(now - ev.received)
 
     async def done(self, ev: Event) -> None:
         done = ev.msg

@@ -43,13 +43,13 @@ class Replies:
     def block(self, block: p.FrameBlock) -> None:
         self.queue.append(p.pack(p.FRAMES, self.sid, self.seq, p.pack_frames(block)))
 
-    def frames(self, s: "Session", frames: Frames, last: bool) -> None:
-        """An engine's frames, timed on the session's input clock."""
+    def frames(self, s: "Session", frames: Frames, last: bool, timing: tuple[float, float] | None = None) -> None:
+        """An engine's frames, timed on the session's input clock (timing: see protocol.FrameBlock)."""
         n = len(frames)
         idx = frame_sample_indices(frames.first_index, n, s.sample_rate, s.fps)
         self.block(p.FrameBlock(frames.first_index, idx, frames.weights, frames.rotations.reshape(n, NUM_BONES * 4),
                                 frames.translation, s.audio_seconds, s.sample_rate, last, frames.warnings,
-                                visemes=frames.visemes))
+                                visemes=frames.visemes, timing=timing))
 
     def track(self, start_s: float, rate: int, channels: int, pcm16: bytes) -> None:
         self.queue.append(p.pack(p.TRACK, self.sid, self.seq, p.pack_track(start_s, rate, channels, pcm16)))

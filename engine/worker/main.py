@@ -95,13 +95,14 @@ class Worker:
         already, and only while chunks arrive fast enough for the wait to gather two or more. A learned-v1
         push costs a fixed ~1 ms plus ~0.15 ms per stream, so at 50 streams a worker that ran each chunk as it
         came spent most of a core on the fixed part (docs/benchmarks.md); at a few streams nothing waits."""
-        batch: dict[int, tuple[int, bytes]] = {}  # sid -> (seq, body), at most one chunk per stream
+        batch: dict[int, tuple[int, bytes, float]] = {}  # sid -> (seq, body, received), one chunk per stream
         first = 0.0  # when the batch's first chunk arrived
         live = 0  # live streams of this worker that could still join the batch (0: do not wait)
         worth_waiting = self._chunk_rate * self.batch_window_s >= 2.0
         while time.monotonic() - last_beat < self.link.interval_s:
             try:
                 parts = self.sock.recv_multipart(_NOBLOCK)  # the server may send several messages at once
+                received = time.monotonic()
             except zmq.Again:
                 wait = first + self.batch_window_s - time.monotonic() if batch and len(batch) < live else 0.0
                 if wait > 0 and self.sock.poll(max(1, round(wait * 1000))):
@@ -134,7 +135,7 @@ class Worker:
                         s = self.sessions.get(sid)
                         live = (sum(1 for x in self.sessions.values() if isinstance(x, LiveSession))
                                 if worth_waiting and getattr(getattr(s, "engine", None), "batches", False) else 0)
-                    batch[sid] = (seq, body)
+                    batch[sid] = (seq, body, received)
                 else:
                     self.handle(kind, sid, seq, body)
                     self._flush()
@@ -205,25 +206,27 @@ class Worker:
         backend, voice = self.voices[spec.voice]
         return SpeakSession(self._engine(spec.engine), backend, voice, spec)
 
-    def _audio_batch(self, batch: dict[int, tuple[int, bytes]]) -> None:
+    def _audio_batch(self, batch: dict[int, tuple[int, bytes, float]]) -> None:
         """AUDIO messages of distinct live streams: decoded one by one (a bad chunk fails only its stream),
-        then one push_many per engine (engines batch their compute across streams), frames sent in order."""
+        then one push_many per engine (engines batch their compute across streams), frames sent in order, each
+        with when its chunk arrived here and when the engine call returned (the front's latency stages)."""
         groups: dict[object, list] = {}
-        for sid, (seq, body) in batch.items():
+        for sid, (seq, body, received) in batch.items():
             try:
                 s = self._live(sid)
-                groups.setdefault(s.engine, []).append((sid, seq, s, s.decode(body)))
+                groups.setdefault(s.engine, []).append((sid, seq, s, s.decode(body), received))
             except Exception as exc:  # a bad chunk (AudioError) or a bug ends only its stream
                 self._fail(sid, seq, exc)
         for engine, items in groups.items():
             try:
                 frames = engine.push_many([it[2].stream for it in items], [it[3] for it in items])
             except Exception as exc:  # an engine bug ends these streams, not the worker
-                for sid, seq, _, _ in items:
+                for sid, seq, *_ in items:
                     self._fail(sid, seq, exc)
                 continue
-            for (sid, seq, s, _), f in zip(items, frames):
-                Replies(self._out, sid, seq).frames(s, s.deliver(f), False)
+            done = time.monotonic()
+            for (sid, seq, s, _, received), f in zip(items, frames):
+                Replies(self._out, sid, seq).frames(s, s.deliver(f), False, (received, done))
         self._flush()
 
     def _flush(self) -> None:

@@ -49,7 +49,9 @@ _FRAMES = struct.Struct("<QIBdII")  # first_index, n, flags, audio_seconds, samp
 _U32 = struct.Struct("<I")
 _IMAGE = struct.Struct("<qIIB")  # timestamp_us, width, height, encoding
 _TRACK = struct.Struct("<dII")  # start seconds, sample rate, channels
+_TIMING = struct.Struct("<dd")  # worker received, worker computed (CLOCK_MONOTONIC, shared by the host's processes)
 HAS_TRANSLATION, LAST_BLOCK, HAS_QUALITY, HAS_VISEMES, HAS_RIG, HAS_IMAGES, HAS_STATS = 1, 2, 4, 8, 16, 32, 64
+HAS_TIMING = 128
 
 
 def pack(kind: bytes, sid: int = 0, seq: int = 0, body: bytes = b"") -> bytes:
@@ -112,6 +114,9 @@ class FrameBlock:
     visemes: np.ndarray | None = None  # (n, V) float32
     images: list[bytes] | None = None  # rendered video: one encoded image (JPEG or raw RGB) per frame
     stats: dict | None = None  # rendered video: the block's timings (engine.video.pipeline.VideoChunk.stats)
+    # Live audio: (when the worker received the chunk, when its engine call returned), time.monotonic() seconds;
+    # the front splits each chunk's latency into stages with them (metrics.LATENCY_STAGE).
+    timing: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return int(self.sample_index.shape[0])
@@ -129,7 +134,7 @@ def pack_frames(b: FrameBlock) -> bytes:
     flags = ((HAS_TRANSLATION if b.translation is not None else 0) | (LAST_BLOCK if b.last else 0)
              | (HAS_QUALITY if b.confidence is not None else 0) | (HAS_VISEMES if has_vis else 0)
              | (HAS_RIG if b.weights is not None else 0) | (HAS_IMAGES if b.images is not None else 0)
-             | (HAS_STATS if b.stats else 0))
+             | (HAS_STATS if b.stats else 0) | (HAS_TIMING if b.timing else 0))
     warn = dumps([b.warnings, b.stats] if b.stats else b.warnings) if (b.warnings or b.stats) else b""
     parts = [_FRAMES.pack(b.first_index, n, flags, b.audio_seconds, b.sample_rate, len(warn)), warn,
              np.ascontiguousarray(b.sample_index, "<u8").tobytes()]
@@ -146,6 +151,8 @@ def pack_frames(b: FrameBlock) -> bytes:
     if b.images is not None:
         parts.append(np.asarray([len(im) for im in b.images], "<u4").tobytes())
         parts += b.images
+    if b.timing:
+        parts.append(_TIMING.pack(*b.timing))
     return b"".join(parts)
 
 
@@ -185,8 +192,9 @@ def unpack_frames(body: memoryview, num_blendshapes: int, num_bones: int) -> Fra
         for size in take("<u4", n).tolist():
             images.append(bytes(body[pos:pos + size]))
             pos += size
+    timing = _TIMING.unpack_from(body, pos) if flags & HAS_TIMING else None
     return FrameBlock(first, idx, weights, rots, trans, seconds, rate, bool(flags & LAST_BLOCK), warnings, conf, lost,
-                      vis, images, stats)
+                      vis, images, stats, timing)
 
 
 def dumps(obj) -> bytes:
