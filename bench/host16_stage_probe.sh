@@ -9,6 +9,7 @@
 #   OUT=/some/dir bash bench/host16_stage_probe.sh        # from the repository root
 #   QUICK=1 OUT=/tmp/q bash bench/host16_stage_probe.sh   # smoke run on a small machine
 #   SKIP="cpus3_100" LEVEL_SECONDS=8 ...                   # fewer parts, shorter levels
+#   L100="150 200 250" L40="100 125" L100B=200 ...          # other levels (2-CPU 100 ms / 40 ms; 3-4 CPUs)
 set -u
 OUT=${OUT:-/tmp/stage_probe}
 PY=${PYTHON:-python3}
@@ -17,7 +18,8 @@ mkdir -p "$OUT"
 if [ "${QUICK:-0}" = 1 ]; then
   S=2; CLI="0,1"; L100="5"; L100B="5"; L40="5"; NCLI=1; LIM=60
 else
-  S=${LEVEL_SECONDS:-8}; CLI="4-11"; L100="150 200"; L100B="200"; L40="75 100"; NCLI=4; LIM=100
+  S=${LEVEL_SECONDS:-8}; CLI="4-11"; L100=${L100:-"150 200"}; L100B=${L100B:-200}; L40=${L40:-"75 100"}; NCLI=4
+  LIM=$((40 + 25 * S))
 fi
 part() {  # tag, server CPUs, then stream_bench arguments
   local tag=$1 cpus=$2; shift 2

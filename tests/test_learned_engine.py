@@ -288,6 +288,24 @@ def test_push_many_equals_separate_pushes(eng):
         np.testing.assert_allclose(w, alone[i].weights, atol=1e-5)
 
 
+def test_finish_many_equals_separate_finishes(eng):
+    """Streams of different lengths, fps and styles that end together, finished in one batched pass, give each
+    what its own finish() gives; a stream already finished, or with nothing left, gets no frames."""
+    x = speech()[: 2 * SAMPLE_RATE]
+    lens = [x.size, 12_345, 16_000, 800, 0]
+    fps = [30, 60, 25, 30, 30]
+    styles = [Style(seed=i, emotion=("sad" if i % 2 else "neutral")) for i in range(len(lens))]
+    alone = [run(eng, x[:n], f, st) for n, f, st in zip(lens, fps, styles)]
+    streams = [eng.open(f, st) for f, st in zip(fps, styles)]
+    heads = eng.push_many(streams, [x[:n] for n in lens])
+    tails = eng.finish_many(streams)
+    assert [t.first_index for t in tails] == [len(h) for h in heads]
+    for a, h, t in zip(alone, heads, tails):
+        np.testing.assert_allclose(np.concatenate([h.weights, t.weights]), a.weights, atol=1e-5)
+    assert sum(len(t) for t in tails) > 0
+    assert all(len(f) == 0 for f in eng.finish_many(streams))  # finished already
+
+
 # ---------------------------------------------------------------- learned-v2's training data
 # Media of these repositories are reserved for independent evaluation: nothing may be trained on them.
 RESERVED = {"OpenTalker/SadTalker", "OpenTalker/video-retalking", "bytedance/LatentSync", "MeiGen-AI/InfiniteTalk",

@@ -11,6 +11,7 @@ import pytest
 import zmq
 
 from bridge_server.config import ServerConfig
+from engine.rig import NUM_BLENDSHAPES, NUM_BONES
 from engine.worker import protocol as p
 from engine.worker.main import Worker
 from engine.worker.specs import WorkerConfig
@@ -36,13 +37,19 @@ def worker_pair():
     w = Worker(router.getsockopt_string(zmq.LAST_ENDPOINT), b"w-test", WorkerConfig(batch_window_ms=WINDOW_S * 1000.0))
     w.link.interval_s = 60.0  # no heartbeat during a test: a beat re-measures the chunk rate, which each test sets
     sizes: list[int] = []
+    finishes: list[int] = []
     for eng in w.engines.values():  # record the size of every engine call
-        orig = eng.push_many
+        orig, orig_finish = eng.push_many, eng.finish_many
 
         def spy(streams, audio, orig=orig):
             sizes.append(len(streams))
             return orig(streams, audio)
-        eng.push_many = spy
+
+        def spy_finish(streams, orig=orig_finish):
+            finishes.append(len(streams))
+            return orig(streams)
+        eng.push_many, eng.finish_many = spy, spy_finish
+    w.finish_sizes = finishes
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
     ident, ready = router.recv_multipart()
@@ -81,6 +88,34 @@ def test_busy_batching_engine_shares_one_call(worker_pair):
     assert sorted(r[1] for r in replies) == list(range(1, n + 1))
     assert all(r[0] == p.FRAMES for r in replies)
     assert sizes == [n], sizes
+
+
+def test_streams_that_end_together_finish_in_one_call(worker_pair):
+    """ENDs of many live streams in one drain: one finish_many for all (not one engine pass per stream, which
+    stalled every other stream of the worker), each stream's last block before its DONE, and the same frames
+    as a stream that ends alone."""
+    w, router, ident, sizes = worker_pair
+    n = 8
+    _open(router, ident, "learned-v2", n + 1)
+    for sid in range(1, n + 2):
+        router.send_multipart([ident, p.pack(p.AUDIO, sid, 1, CHUNK * 5)])
+    assert [r[0] for r in _replies(router, n + 1)] == [p.FRAMES] * (n + 1)
+    w.finish_sizes.clear()
+    router.send_multipart([ident, *(p.pack(p.END, sid, 2) for sid in range(1, n + 1))])
+    got = _replies(router, 2 * n)
+    assert w.finish_sizes == [n], w.finish_sizes
+    for sid in range(1, n + 1):
+        mine = [r for r in got if r[1] == sid]
+        assert [r[0] for r in mine] == [p.FRAMES, p.DONE], mine
+    router.send_multipart([ident, p.pack(p.END, n + 1, 2)])  # the same audio, ending alone
+    alone = _replies(router, 2)
+    assert w.finish_sizes == [n, 1]
+    assert [r[0] for r in alone] == [p.FRAMES, p.DONE]
+    last = {r[1]: p.unpack_frames(r[3], NUM_BLENDSHAPES, NUM_BONES) for r in got + alone if r[0] == p.FRAMES}
+    assert len(last[1]) > 0 and last[1].last
+    for sid in range(2, n + 2):
+        np.testing.assert_allclose(last[sid].weights, last[1].weights, atol=1e-5, err_msg=f"stream {sid}")
+    assert not any(sid in w.sessions for sid in range(1, n + 2))
 
 
 @pytest.mark.parametrize("engine, rate", [

@@ -80,3 +80,8 @@ class ExpressionEngine:
         """push() on many of this engine's streams at once (a worker's pending chunks); engines that can
         batch their compute across streams override this. Results are the same as separate pushes."""
         return [s.push(a) for s, a in zip(streams, audio)]
+
+    def finish_many(self, streams: list[ExpressionStream]) -> list[Frames]:
+        """finish() on many of this engine's streams at once (live streams that ended together); engines that
+        batch override this. Results are the same as separate finishes."""
+        return [s.finish() for s in streams]

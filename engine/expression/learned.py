@@ -139,6 +139,21 @@ class LearnedExpressionEngine(ExpressionEngine):
             f.warnings = j[0]
         return out
 
+    def finish_many(self, streams: list["LearnedExpressionStream"]) -> list[Frames]:
+        """Every stream's remaining frames through one batched pass, as push_many does for audio: when many
+        live streams end together (a scene ends), one ~1.5 ms pass each would stall every other stream of
+        the worker behind them."""
+        plans = [s._finish_plan() for s in streams]
+        due = [i for i, p in enumerate(plans) if p is not None]
+        out = [Frames.empty(s._next) for s in streams]
+        if due:
+            live = [streams[i] for i in due]
+            self._advance(live, [live[j]._windows(plans[i][0]) for j, i in enumerate(due)],
+                          [plans[i][0] for i in due])
+            for i, f in zip(due, self._emit(live, [plans[i][1] for i in due], final=True)):
+                out[i] = f
+        return out
+
     # ------------------------------------------------------------ batched internals
     def _advance(self, streams: list, wins: list, n_ready: list[int]) -> None:
         """Feature steps of every stream that has new windows -> network -> smoothed 10 ms faces."""
@@ -391,21 +406,24 @@ class LearnedExpressionStream(ExpressionStream):
         return self.engine.push_many([self], [audio])[0]
 
     def finish(self) -> Frames:
+        return self.engine.finish_many([self])[0]
+
+    def _finish_plan(self) -> tuple[int, int] | None:
+        """Mark the stream finished and pad its buffer so that every remaining frame can be made, as if silence
+        followed the audio: -> (feature steps needed, frame count), or None when no frame remains."""
         if self._finished:
-            return Frames.empty(self._next)
+            return None
         self._finished = True
         n_total = -(-self._total * self.fps // SAMPLE_RATE)
         if n_total <= self._next:
-            return Frames.empty(self._next)
-        # Every remaining frame, as if silence followed the audio.
+            return None
         last_face = math.ceil((n_total - 1) * 100 / self.fps)
         need_steps = last_face + self.delay + 1
         need_samples = (need_steps - 1) * HOP + WIN // 2
         pad = need_samples - self._total
         if pad > 0:
             self._buf = np.concatenate((self._buf, np.zeros(pad, np.float32)))
-        self.engine._advance([self], [self._windows(need_steps)], [need_steps])
-        return self.engine._emit([self], [n_total], final=True)[0]
+        return need_steps, n_total
 
     # ------------------------------------------------------------ internals
     def _take(self, audio: np.ndarray) -> tuple[list[str], np.ndarray | None, int]:

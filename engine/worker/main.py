@@ -96,6 +96,7 @@ class Worker:
         push costs a fixed ~1 ms plus ~0.15 ms per stream, so at 50 streams a worker that ran each chunk as it
         came spent most of a core on the fixed part (docs/benchmarks.md); at a few streams nothing waits."""
         batch: dict[int, tuple[int, bytes, float]] = {}  # sid -> (seq, body, received), one chunk per stream
+        ends: dict[int, int] = {}  # sid -> seq: live streams whose END came, finished together after the batch
         first = 0.0  # when the batch's first chunk arrived
         live = 0  # live streams of this worker that could still join the batch (0: do not wait)
         worth_waiting = self._chunk_rate * self.batch_window_s >= 2.0
@@ -108,20 +109,23 @@ class Worker:
                 if wait > 0 and self.sock.poll(max(1, round(wait * 1000))):
                     continue
                 if self._deferred:  # one later Speak sentence, then look at the socket again
-                    self._audio_batch(batch)
-                    batch = {}
+                    self._batches(batch, ends)
+                    batch, ends = {}, {}
                     self._speak_next(*self._next_deferred())
                     self._flush()
                     continue
                 break
             for msg in parts:
                 if msg[:1] == p.STOP:
-                    self._audio_batch(batch)
+                    self._batches(batch, ends)
                     return False
                 kind, sid, seq, body = p.unpack(msg)
+                if kind == p.END and isinstance(self.sessions.get(sid), LiveSession):
+                    ends[sid] = seq  # after its audio in the batch: no later message of the stream can come
+                    continue
                 if kind != p.AUDIO or sid in batch or len(batch) >= MAX_BATCH:
-                    self._audio_batch(batch)  # first, so each stream's messages keep their order
-                    batch = {}
+                    self._batches(batch, ends)  # first, so each stream's messages keep their order
+                    batch, ends = {}, {}
                 if kind == p.NEXT and getattr(self.sessions.get(sid), "scheduled", False):
                     # A Speak sentence waits behind every message already here and is then synthesised by
                     # deadline (_next_deferred), so live audio and the sentence that is due first are not
@@ -139,7 +143,7 @@ class Worker:
                 else:
                     self.handle(kind, sid, seq, body)
                     self._flush()
-        self._audio_batch(batch)
+        self._batches(batch, ends)
         return True
 
     def handle(self, kind: bytes, sid: int, seq: int, body: bytes) -> None:
@@ -205,6 +209,40 @@ class Worker:
         spec = SpeakSpec.from_json(body)
         backend, voice = self.voices[spec.voice]
         return SpeakSession(self._engine(spec.engine), backend, voice, spec)
+
+    def _batches(self, batch: dict[int, tuple[int, bytes, float]], ends: dict[int, int]) -> None:
+        self._audio_batch(batch)
+        if ends:
+            self._end_batch(ends)
+
+    def _end_batch(self, ends: dict[int, int]) -> None:
+        """ENDs of live streams: each stream's last samples and the engine's finish, one push_many and one
+        finish_many per engine (a scene's streams often end together, and one at a time that cost ~1.5 ms of
+        engine work each, a stall of every other stream of this worker), then each stream's last block + DONE."""
+        groups: dict[object, list] = {}
+        for sid, seq in ends.items():
+            try:
+                s = self._live(sid)
+                groups.setdefault(s.engine, []).append((sid, seq, s, s.end_audio()))
+            except Exception as exc:
+                self._fail(sid, seq, exc)
+        for engine, items in groups.items():
+            try:
+                streams = [it[2].stream for it in items]
+                tails = engine.push_many(streams, [it[3] for it in items])
+                rests = engine.finish_many(streams)
+            except Exception as exc:  # an engine bug ends these streams, not the worker
+                for sid, seq, *_ in items:
+                    self._fail(sid, seq, exc)
+                continue
+            for (sid, seq, s, _), tail, rest in zip(items, tails, rests):
+                try:
+                    s.ended(Replies(self._out, sid, seq), tail, rest)
+                except Exception as exc:
+                    self._fail(sid, seq, exc)
+                    continue
+                self.sessions.pop(sid, None)  # finished (its DONE is queued)
+        self._flush()
 
     def _audio_batch(self, batch: dict[int, tuple[int, bytes, float]]) -> None:
         """AUDIO messages of distinct live streams: decoded one by one (a bad chunk fails only its stream),

@@ -55,19 +55,25 @@ class LiveSession(Session):
         return self._note(self.counter.track(frames))
 
     def end(self, out: Replies) -> None:
-        out.frames(self, self._tail(), True)
-        self.finish(out, Done(audio_seconds=self.audio_seconds, warnings=self.warnings))
+        """The end of this stream's audio alone (the worker batches streams that end together: end_audio, the
+        engine's push_many + finish_many, ended)."""
+        tail = self.stream.push(self.end_audio())
+        self.ended(out, tail, self.stream.finish())
 
-    def _tail(self) -> Frames:
+    def end_audio(self) -> np.ndarray:
+        """The resampler's last samples (to push before the engine's finish); notes input warnings."""
         self.warnings.extend(self.decoder.downmix.warnings)
         dropped = self.decoder.pending_bytes
         if dropped:
             self.warnings.append(
                 f"the audio ended mid-sample: {dropped} trailing bytes (less than one "
                 f"{self.decoder.frame_bytes}-byte sample frame) were ignored")
-        tail = self.stream.push(self.resampler.process(np.zeros(0, np.float32), last=True))
-        rest = self.stream.finish()
-        return self._note(self.counter.fit_final(_concat(tail, rest), self.decoder.samples_in))
+        return self.resampler.process(np.zeros(0, np.float32), last=True)
+
+    def ended(self, out: Replies, tail: Frames, rest: Frames) -> None:
+        """The frames of end_audio's push (tail) and of the engine's finish (rest): the last block, then DONE."""
+        out.frames(self, self._note(self.counter.fit_final(_concat(tail, rest), self.decoder.samples_in)), True)
+        self.finish(out, Done(audio_seconds=self.audio_seconds, warnings=self.warnings))
 
     @property
     def audio_seconds(self) -> float:
