@@ -40,10 +40,11 @@ sys.path.insert(0, os.getcwd())
 from bench.stream_bench import STAGES
 out = sys.argv[1]
 nan = float("nan")
-print("| part | chunk ms | streams | errors | client p50 / p99 ms | p99 after 2 s | server p99 (bucket) | "
+print("| part | chunk ms | streams | errors | client p50 / p99 ms | p99 after 2 s | p99 2 s .. last 1 s | "
+      "server p99 (bucket) | "
       + " | ".join(f"{s} p50 / p99" for s in STAGES) + " | loop lag p50 / p99 | run-queue wait ms/s | steal % "
       "| server cores (front) |")
-print("|---|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|" + "---|" * len(STAGES) + "---|---|---|---|")
 for path in sorted(glob.glob(os.path.join(out, "*.json")), key=os.path.getmtime):
     d = json.load(open(path))
     for r in d["rows"]:
@@ -51,7 +52,7 @@ for path in sorted(glob.glob(os.path.join(out, "*.json")), key=os.path.getmtime)
         st = r.get("stage_p50_p99_bucket_ms", {})
         lag = r.get("loop_lag_p50_p99_bucket_ms", (nan, nan))
         print(f"| {os.path.basename(path)[:-5]} | {d['meta']['chunk_ms']:.0f} | {r['streams']} | {r['errors']} | "
-              f"{f('client_p50_ms')} / {f('client_p99_ms')} | {f('client_p99_steady_ms')} | "
+              f"{f('client_p50_ms')} / {f('client_p99_ms')} | {f('client_p99_steady_ms')} | {f('client_p99_middle_ms')} | "
               f"<= {r['server_p99_bucket_ms']:.0f} | "
               + " | ".join("<= {:.0f} / {:.0f}".format(*st.get(s, (nan, nan))) for s in STAGES)
               + f" | <= {lag[0]:.0f} / {lag[1]:.0f} | {f('server_runqueue_wait_ms_per_s', '.0f')} | "
