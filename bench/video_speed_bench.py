@@ -103,9 +103,7 @@ def main() -> int:
     ap.add_argument("--skip-fp8", action="store_true")
     ap.add_argument("--budget-s", type=float, default=540, help="stop starting new parts after this many seconds")
     ap.add_argument("--modes", default="", help="comma-separated subset (the reference always runs)")
-    ap.add_argument("--steady-from", type=int, default=3,
-                    help="steady s/block = mean over blocks from this one (full window from block 4; with CUDA "
-                         "graphs, blocks 4-7 capture and replays start at block 8)")
+    ap.add_argument("--steady-from", type=int, default=3, help="steady s/block = mean over blocks from this one")
     ap.add_argument("--cap-gib", type=float, default=24.0, help="memory cap of the offload mode")
     args = ap.parse_args()
     dev, dt = "cuda", torch.bfloat16
@@ -133,7 +131,6 @@ def main() -> int:
     if not args.skip_fp8:
         modes.append(("compile+fp8", sp.SpeedOptions(compile=True, quant="fp8")))
         modes.append(("compile+fp8+fp8kv", sp.SpeedOptions(compile=True, quant="fp8", kv_cache="fp8")))
-        modes.append(("compile+fp8+graphs", sp.SpeedOptions(compile=True, quant="fp8", cuda_graphs=True)))
         # control for the streamed mode: the same weights re-pointed into one device buffer per layer at the
         # streamer's offsets, never moved (is a streamed-vs-resident difference the streaming or the addresses?)
         modes.append(("flat-resident", sp.SpeedOptions(compile=True, quant="fp8", kv_cache="fp8")))
@@ -204,9 +201,6 @@ def main() -> int:
             steady = sum(secs[args.steady_from:]) / max(1, len(secs[args.steady_from:]))
             r.update(s_per_block=[round(s, 4) for s in secs], first_pass_s_per_block=[round(s, 3) for s in secs1],
                      steady_s_per_block=steady, dit_fps=12 / steady, prefill_s=prefill, quantize_s=q_s)
-            if regions is not None and regions.block_graphs is not None:
-                bg = regions.block_graphs
-                r["cuda_graphs"] = {"captures": bg.captures, "replays": bg.replays, "failed": bg.failed}
             if regions is not None and regions.active:
                 r["compiled_graphs"] = regions.graphs
                 r["compile_fallbacks"] = regions.fallbacks

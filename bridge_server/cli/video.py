@@ -70,9 +70,6 @@ def _common(ap) -> None:
     sp.add_argument("--offload_dit", choices=["none", "weights", "weights+kv"], default=None,
                     help="stream the DiT layers' weights (and with weights+kv the KV caches) from pinned host "
                          "memory; implies --offload_model; for GPUs of 24 GB or less")
-    sp.add_argument("--cuda_graphs", action="store_true", default=None,
-                    help="replay each block's layers from CUDA graphs once the KV window is full (a CUDA GPU; not "
-                         "with --offload_dit); the first full window's blocks pay the captures")
     mg = ap.add_argument_group("several GPUs (docs/multi_gpu.md)")
     mg.add_argument("--num_gpus_dit", type=int, default=1,
                     help="ranks for the DiT: LiveAvatar = timestep pipeline (one denoising step per GPU, steps cycle "
@@ -155,8 +152,7 @@ def speed_options(args):
     return SpeedOptions.from_env(fast=getattr(args, "fast_eager", None), compile=getattr(args, "compile", None),
                                  quant=getattr(args, "quant", None),
                                  compile_vae=False if getattr(args, "no_compile_vae", None) else None,
-                                 kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None),
-                                 cuda_graphs=getattr(args, "cuda_graphs", None))
+                                 kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None))
 
 
 def parallel_config(args, k):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.video.config import S2VConfig
-from engine.video.speed import BlockGraphs, Regions, flin, pack
+from engine.video.speed import Regions, flin, pack
 
 # -- small pieces ---------------------------------------------------------------------------------
 
@@ -364,13 +364,9 @@ REGIONS = {"pre": region_pre, "post": region_post, "inject": region_inject, "ref
 
 
 def make_regions(opts) -> Regions:
-    """The four regions of a layer, compiled when ``opts.compile`` (one graph each for all 40 layers); with
-    ``opts.cuda_graphs`` they carry the ``BlockGraphs`` that replays whole blocks."""
-    regions = Regions(REGIONS, compile=bool(opts is not None and opts.compile),
-                      backend=getattr(opts, "compile_backend", "inductor"))
-    if getattr(opts, "cuda_graphs", False):
-        regions.block_graphs = BlockGraphs()
-    return regions
+    """The four regions of a layer, compiled when ``opts.compile`` (one graph each for all 40 layers)."""
+    return Regions(REGIONS, compile=bool(opts is not None and opts.compile),
+                   backend=getattr(opts, "compile_backend", "inductor"))
 
 
 class TextKV:
@@ -693,26 +689,13 @@ class WanS2VTransformer(nn.Module):
         e, e0 = self.time_vectors(t)
         start = frame0 * fsl
         g, a = self._audio_tokens_once(audio_feats)
-
-        def layers(tokens, e0, cos, sin, rcos, rsin, g, a):
-            for blk in self.streamed_blocks():
-                i = blk.index
-                q_r, _, k_r, v = regions("pre", *self._pre_args(blk, tokens, e0, cos, sin))
-                kv.write_ref(i, regions("ref_rope", cond.k[i][:, :cond.n_ref], rcos, rsin))
-                keys, vals = kv.write_and_window(i, start, k_r, v)
-                tokens = regions("post", *self._post_args(blk, tokens, self.window_attention(q_r, keys, vals), e0,
-                                                          tkv))
-                tokens = self._inject_fast(regions, tokens, i, g, a)
-            return tokens
-
-        args = (tokens, e0, cos, sin, rcos, rsin, g, a)
-        graphs = getattr(regions, "block_graphs", None)
-        if graphs is not None and start >= kv.length and getattr(self, "_streamer", None) is None:
-            # A full window: every block of this ring slot runs the same kernels on the same buffers.
-            graphs.bind(cond, tkv)
-            tokens = graphs.run(kv, start % kv.length, layers, args)
-        else:
-            tokens = layers(*args)
+        for blk in self.streamed_blocks():
+            i = blk.index
+            q_r, _, k_r, v = regions("pre", *self._pre_args(blk, tokens, e0, cos, sin))
+            kv.write_ref(i, regions("ref_rope", cond.k[i][:, :cond.n_ref], rcos, rsin))
+            keys, vals = kv.write_and_window(i, start, k_r, v)
+            tokens = regions("post", *self._post_args(blk, tokens, self.window_attention(q_r, keys, vals), e0, tkv))
+            tokens = self._inject_fast(regions, tokens, i, g, a)
         out = self.head(tokens, e)
         return self.unpatchify(out.float(), (nb, hp, wp))
 

@@ -154,8 +154,6 @@ class VideoEngine:
         sp = self.speed
         if not sp.enabled and not sp.vae_compiled:
             return
-        if sp.cuda_graphs:
-            speed_mod.check_cuda_graphs(self.device)
         if sp.quant == "fp8":
             speed_mod.quantize_dit(self.dit, emulate=sp._fp8_emulate, memory=sp.kv_cache == "fp8" or
                                    sp.offload != "none", work_device=self.device)

@@ -22,13 +22,9 @@ What a ``SpeedOptions`` turns on (all off = the reference path, unchanged):
   (``engine/video/offload.py``); ``"weights+kv"`` keeps the KV caches in host memory too (the window is copied
   in per layer, the new block's K/V copied back). For GPUs with 24 GB or less.
 
-- ``cuda_graphs`` (implies ``fast``; a CUDA device, no offload): each causal block's 40 layers replayed from a CUDA
-  graph, one per (step cache, ring slot) once the KV window is full, so the block's ~1,000 kernel launches cost
-  one (``BlockGraphs``). The first window's blocks, whose attention length still grows, run as before.
-
 Settings: the environment variables ``AVATAR_VIDEO_FAST=1``, ``AVATAR_VIDEO_COMPILE=1``,
 ``AVATAR_VIDEO_QUANT=fp8``, ``AVATAR_VIDEO_COMPILE_VAE=0/1``, ``AVATAR_VIDEO_KV_CACHE=fp8``,
-``AVATAR_VIDEO_OFFLOAD=weights|weights+kv``, ``AVATAR_VIDEO_CUDA_GRAPHS=1`` give the defaults; CLI flags win.
+``AVATAR_VIDEO_OFFLOAD=weights|weights+kv`` give the defaults; CLI flags win.
 """
 from __future__ import annotations
 
@@ -36,7 +32,6 @@ import logging
 import math
 import os
 import warnings
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -82,7 +77,6 @@ class SpeedOptions:
     compile_backend: str = "inductor"
     kv_cache: str = "model"  # model (the model dtype) | fp8
     offload: str = "none"  # none | weights | weights+kv
-    cuda_graphs: bool = False  # replay each full-window block's layers from a CUDA graph (BlockGraphs)
     _fp8_emulate: bool = False  # tests only: quantise like FP8 but multiply in fp32 (runs on CPU)
 
     def __post_init__(self):
@@ -92,14 +86,10 @@ class SpeedOptions:
             raise SpeedConfigError(f"kv_cache must be 'model' or 'fp8', not {self.kv_cache!r}")
         if self.offload not in OFFLOAD_MODES:
             raise SpeedConfigError(f"offload_dit must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
-        if self.cuda_graphs and self.offload != "none":
-            raise SpeedConfigError("--cuda_graphs cannot be combined with --offload_dit (weights streamed per layer "
-                                   "from host memory are not capturable); drop one of the two")
 
     @property
     def enabled(self) -> bool:
-        return (self.fast or self.compile or self.quant != "none" or self.kv_cache != "model" or self.offload != "none"
-                or self.cuda_graphs)
+        return self.fast or self.compile or self.quant != "none" or self.kv_cache != "model" or self.offload != "none"
 
     @property
     def vae_compiled(self) -> bool:
@@ -116,8 +106,6 @@ class SpeedOptions:
             parts.append("fp8kv")
         if self.offload != "none":
             parts.append("offload-" + self.offload)
-        if self.cuda_graphs:
-            parts.append("cuda-graphs")
         if self.vae_compiled:
             parts.append("vae-compile")
         return "+".join(parts)
@@ -128,8 +116,7 @@ class SpeedOptions:
                   quant=os.environ.get("AVATAR_VIDEO_QUANT", "none") or "none",
                   compile_vae=_env_bool("AVATAR_VIDEO_COMPILE_VAE", None),
                   kv_cache=os.environ.get("AVATAR_VIDEO_KV_CACHE", "model") or "model",
-                  offload=os.environ.get("AVATAR_VIDEO_OFFLOAD", "none") or "none",
-                  cuda_graphs=_env_bool("AVATAR_VIDEO_CUDA_GRAPHS", False))
+                  offload=os.environ.get("AVATAR_VIDEO_OFFLOAD", "none") or "none")
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
 
@@ -239,7 +226,6 @@ class Regions:
 
     def __init__(self, fns: dict, compile: bool = False, backend: str = "inductor", dynamic: bool = False):
         self.eager = dict(fns)
-        self.block_graphs: "BlockGraphs | None" = None  # set by dit.make_regions with SpeedOptions.cuda_graphs
         self.graphs = 0
         self.backend_name = backend
         self.compiled = {}
@@ -285,99 +271,6 @@ class Regions:
         exp = len(self.compiled) if expected is None else expected
         if self.graphs > exp:
             raise AssertionError(f"DiT regions recompiled: {self.graphs} graphs for {exp} regions")
-
-
-def check_cuda_graphs(device) -> None:
-    """Raise ``SpeedConfigError`` unless CUDA graphs can be captured on ``device``."""
-    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
-        raise SpeedConfigError(f"--cuda_graphs needs a CUDA GPU; the video engine runs on {device}. "
-                               "Drop --cuda_graphs on this machine")
-
-
-class BlockGraphs:
-    """CUDA graphs of a causal block's layer loop, one per key (the step's KV cache and the ring slot the block
-    writes). Once the window is full, every block of a slot launches the same kernels on the same buffers
-    (cache rows, weights, text K/V, sink keys); only the block's inputs differ, and those are copied into one set
-    of static tensors shared by all graphs, as the output is copied out of one. Graph-internal memory comes from
-    one shared pool: nothing a graph allocates outlives its replay.
-
-    The captured kernels read the sink cache and text K/V of the clip they were captured in: ``bind`` drops every
-    graph when those change (a new clip, the rolling sink). A capture that fails (an operation that cannot be
-    captured) turns graphs off with a warning: the layers run as without them."""
-
-    def __init__(self):
-        self.graphs: dict = {}
-        self.pool = None
-        self.inputs: tuple | None = None
-        self.output: torch.Tensor | None = None
-        self.context: tuple = ()
-        self.failed: str | None = None
-        self.captures = 0
-        self.replays = 0
-
-    def bind(self, *context) -> None:
-        """The objects the captured kernels read (sink cache, text K/V), by identity; held weakly, so a freed one
-        (whose memory may be reused) can never match a live one."""
-        if len(context) != len(self.context) or any(r() is not c for r, c in zip(self.context, context)):
-            self.clear()
-            self.context = tuple(weakref.ref(c) for c in context)
-
-    def clear(self) -> None:
-        self.graphs.clear()
-        self.inputs = self.output = self.pool = None
-        self.context = ()
-
-    def run(self, owner, slot: int, fn, args: tuple) -> torch.Tensor:
-        """fn(*args) -> tensor, from the graph of (owner, slot), captured on its first call; ``owner`` is the KV
-        cache the kernels write (held weakly: a new cache at a freed one's address gets its own graph)."""
-        if self.failed is not None:
-            return fn(*args)
-        key = (id(owner), slot)
-        entry = self.graphs.get(key)
-        if entry is None or entry[0]() is not owner:
-            return self._capture(key, owner, fn, args)
-        g = entry[1]
-        for dst, src in zip(self.inputs, args):
-            dst.copy_(src)
-        g.replay()
-        self.replays += 1
-        return self.output.clone()
-
-    def _capture(self, key, owner, fn, args: tuple) -> torch.Tensor:
-        if self.inputs is None or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(self.inputs, args)):
-            self.graphs.clear()
-            self.inputs = tuple(a.clone() for a in args)
-            self.output = None
-        else:
-            for dst, src in zip(self.inputs, args):
-                dst.copy_(src)
-        try:
-            main = torch.cuda.current_stream()
-            if self.output is None:  # first capture: one warm-up run on a side stream (lazy handles, workspaces)
-                side = torch.cuda.Stream()
-                side.wait_stream(main)
-                with torch.cuda.stream(side):
-                    self.output = torch.empty_like(fn(*self.inputs))
-                main.wait_stream(side)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=self.pool, capture_error_mode="thread_local"):
-                self.output.copy_(fn(*self.inputs))
-        except Exception as exc:  # an uncapturable operation: graphs off, the layers run as before
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"CUDA graph capture of the DiT block failed ({msg}); running without graphs",
-                          RuntimeWarning, stacklevel=3)
-            log.warning("CUDA graph capture failed, graphs off: %s", msg)
-            self.failed = msg
-            self.clear()
-            return fn(*args)
-        self.pool = g.pool()
-        self.graphs[key] = (weakref.ref(owner), g)
-        self.captures += 1
-        g.replay()
-        self.replays += 1
-        return self.output.clone()
 
 
 def compile_vae_decoder(vae, backend: str = "inductor"):
@@ -465,11 +358,13 @@ def check_numerics(per_block_err: list[float], opts: SpeedOptions, precision: st
 
 @torch.no_grad()
 def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio, noises, steps: int = 4,
-                   ref_shift: int = 10, regions: "Regions | None" = None, window_blocks: int = 4, sync=None):
+                   ref_shift: int = 10, regions: "Regions | None" = None, window_blocks: int = 4, sync=None,
+                   on_block=None):
     """The LiveAvatar loop without encoders/VAE: prefill, then for each block noise in ``noises`` (each
     [B,16,nb,H_l,W_l]) ``steps`` Euler steps with one cache per step. ``opts`` None / not enabled = reference
     path. Returns (final latents per block, seconds per block, prefill seconds); ``sync`` (e.g.
-    torch.cuda.synchronize) is called around the timed regions. Used by the numerics tests and the bench."""
+    torch.cuda.synchronize) is called around the timed regions; ``on_block(b, latents)``, if given, right after
+    block b's steps are queued (the bench decodes there). Used by the numerics tests and the bench."""
     import time
 
     from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, make_regions
@@ -516,6 +411,8 @@ def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio
             else:
                 v = dit.forward_block(x, t, context, af, nb * b, caches[i], cc, ref_shift)
             x = eu.step(v, i, x)
+        if on_block is not None:
+            on_block(b, x)
         sync()
         secs.append(time.perf_counter() - t0)
         outs.append(x)
