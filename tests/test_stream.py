@@ -154,26 +154,32 @@ def _frame_batch_field_by_field(block, sample_rate):
     return pb.FrameBatch(frames=frames)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_frame_batch_encoder_matches_messages_built_field_by_field(seed):
-    from bridge_server.rpc.messages import frame_batch
+    from bridge_server.rpc.messages import frame_batch, frames_response
     from engine.rig import NUM_BONES
     from engine.worker import protocol as p
     rng = np.random.default_rng(seed)
     n = int(rng.integers(0, 5))
     opt = lambda a: a if rng.random() < 0.5 else None  # noqa: E731
-    first = int(rng.choice([0, 1, 127, 128, 300, 2**40]))
+    first = int(rng.choice([0, 1, 127, 128, 300, 16383, 2097150, 2**40]))  # each varint length
+    idx_hi = [2**7, 2**14, 2**21, 2**35][seed % 4]
     block = p.FrameBlock(
-        first, np.sort(rng.integers(0, 2**35, n)).astype(np.uint64), rng.random((n, 52), np.float32) * (seed - 2),
+        first, np.sort(rng.integers(0, idx_hi, n)).astype(np.uint64), rng.random((n, 52), np.float32) * (seed - 2),
         rng.standard_normal((n, NUM_BONES * 4)).astype(np.float32), opt(rng.standard_normal((n, 3)).astype(np.float32)),
         1.5, 16000, False, confidence=opt(rng.choice([0.0, 0.5, 1.0], n).astype(np.float32)),
         face_lost=opt(rng.random(n) < 0.5), visemes=opt(rng.random((n, 15), np.float32)))
-    if seed == 5 and n:
+    if seed % 6 == 5 and n:
         block.weights[0, 0] = np.nan
     for rate in (16000, 44100, 1_000_000):
         got, want = frame_batch(block, rate), _frame_batch_field_by_field(block, rate)
         assert len(got.frames) == n
         assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
+        for rtype in (pb.ExpressionResponse, pb.CaptureVideoResponse, pb.SpeakResponse):
+            resp = frames_response(rtype, rtype.FRAMES_FIELD_NUMBER, block, rate)
+            assert resp.WhichOneof("msg") == "frames"
+            assert resp.SerializeToString(deterministic=True) == rtype(frames=want).SerializeToString(
+                deterministic=True)
 
 
 def test_latency_stages_split_each_chunk(server):

@@ -31,7 +31,8 @@ class CaptureVideoSink(Sink):
     pull = True
 
     def __init__(self, context, call: LiveCall, ws: WorkerStream, opened: Opened):
-        super().__init__(context, call, ws, MICROS, lambda batch: pb.CaptureVideoResponse(frames=batch))
+        super().__init__(context, call, ws, MICROS,
+                         (pb.CaptureVideoResponse, pb.CaptureVideoResponse.FRAMES_FIELD_NUMBER))
         self.opened = opened
 
     async def track(self, ev: Event) -> None:

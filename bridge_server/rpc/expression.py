@@ -10,7 +10,7 @@ from bridge_server import metrics, outputs, validation
 from bridge_server.rpc import messages
 from bridge_server.rpc.calls import Front, LiveCall, run_reader
 from bridge_server.rpc.forward import Sink, forward
-from bridge_server.rpc.live import expression_response, live_stream
+from bridge_server.rpc.live import EXPRESSION_FRAMES, live_stream
 from bridge_server.workers import Event, StreamError, WorkerStream
 from engine.worker import protocol as p
 from engine.worker.specs import Opened, StreamSpec
@@ -31,7 +31,7 @@ class ClipSink(Sink):
     pull = True
 
     def __init__(self, context, call: LiveCall, ws: WorkerStream, fps: int, opened: Opened):
-        super().__init__(context, call, ws, 0, expression_response)
+        super().__init__(context, call, ws, 0, EXPRESSION_FRAMES)
         self.fps, self.opened = fps, opened
 
     async def frames(self, ev: Event) -> None:

@@ -35,10 +35,11 @@ class Sink:
 
     pull = False  # the worker makes each next block only when asked (NEXT)
 
-    def __init__(self, context, call: LiveCall, ws: WorkerStream, sample_rate: int, wrap):
+    def __init__(self, context, call: LiveCall, ws: WorkerStream, sample_rate: int, response):
         self.context, self.call, self.ws = context, call, ws
         self.sample_rate = sample_rate
-        self.wrap = wrap  # FrameBatch -> the RPC's response message
+        self.response = response  # (the RPC's response type, the field number of its FrameBatch)
+        self.frames_sent = metrics.FRAMES_SENT.labels(call.rpc)
         self.sent = 0
 
     def ask_next(self, ev: Event) -> bool:
@@ -53,12 +54,12 @@ class Sink:
     async def write_frames(self, block) -> None:
         call, n = self.call, len(block)
         call.writing = True
-        await self.context.write(self.wrap(messages.frame_batch(block, self.sample_rate)))
+        await self.context.write(messages.frames_response(*self.response, block, self.sample_rate))
         call.writing = False
         call.last_progress = time.monotonic()
         outputs.send_all(call.outputs, block, self.sample_rate)
         self.sent += n
-        metrics.FRAMES_SENT.labels(call.rpc).inc(n)
+        self.frames_sent.inc(n)
 
     async def track(self, ev: Event) -> None:
         """An audio chunk of the stream (only the RPCs that carry audio override this)."""

@@ -16,8 +16,7 @@ from bridge_server.workers import Event, StreamError, WorkerStream
 from engine.worker.specs import Opened
 
 
-def expression_response(batch: pb.FrameBatch) -> pb.ExpressionResponse:
-    return pb.ExpressionResponse(frames=batch)
+EXPRESSION_FRAMES = (pb.ExpressionResponse, pb.ExpressionResponse.FRAMES_FIELD_NUMBER)
 
 
 class LiveSink(Sink):
@@ -25,7 +24,7 @@ class LiveSink(Sink):
     reading while frames pile up past max_pending_frames."""
 
     def __init__(self, front: Front, context, call: LiveCall, ws: WorkerStream, sample_rate: int, opened: Opened):
-        super().__init__(context, call, ws, sample_rate, expression_response)
+        super().__init__(context, call, ws, sample_rate, EXPRESSION_FRAMES)
         self.front, self.opened = front, opened
         self.arrivals: dict[int, float] = {}  # input seq -> when it arrived (frame latency)
         self.pending = 0  # frames received from the worker, not yet written

@@ -22,9 +22,25 @@ def frame_batch(block, sample_rate: int) -> pb.FrameBatch:
     return pb.FrameBatch.FromString(encode_frame_batch(block, sample_rate))
 
 
+def frames_response(response_type, field: int, block, sample_rate: int):
+    """A response message (e.g. ExpressionResponse) whose FrameBatch field number ``field`` holds the block, parsed
+    from wire bytes in one pass (wrapping a FrameBatch message in its response copied it once more)."""
+    batch = encode_frame_batch(block, sample_rate)
+    return response_type.FromString(_varint(field << 3 | 2) + _varint(len(batch)) + batch)
+
+
+_BYTE = [bytes((i,)) for i in range(128)]
+
+
 def _varint(v: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int (the short forms unrolled: most are frame indices and
+    sample positions below 2^21)."""
     if v < 0x80:
-        return bytes((v,))
+        return _BYTE[v]
+    if v < 0x4000:
+        return bytes(((v & 0x7F) | 0x80, v >> 7))
+    if v < 0x200000:
+        return bytes(((v & 0x7F) | 0x80, ((v >> 7) & 0x7F) | 0x80, v >> 14))
     out = bytearray()
     while v >= 0x80:
         out.append((v & 0x7F) | 0x80)
@@ -35,6 +51,7 @@ def _varint(v: int) -> bytes:
 
 _F64 = struct.Struct("<d")
 _VEC3 = struct.Struct("<BfBfBf")
+_ONE_F32 = struct.pack("<f", 1.0)
 
 
 def _rows(tag: bytes, arr) -> tuple[bytes, bytes, int]:
@@ -55,8 +72,8 @@ def encode_frame_batch(block, sample_rate: int) -> bytes:
     rh, rb, rs = _rows(b"\x2a", block.rotations) if rig else (b"", b"", 0)
     vh, vb, vs = _rows(b"\x4a", block.visemes) if block.visemes is not None else (b"", b"", 0)
     trans = block.translation.tolist() if block.translation is not None else None
-    conf = (np.ascontiguousarray(block.confidence, "<f4") if block.confidence is not None
-            else np.ones(n, "<f4")).tobytes()
+    conf = (np.ascontiguousarray(block.confidence, "<f4").tobytes() if block.confidence is not None
+            else _ONE_F32 * n)
     lost = block.face_lost.tolist() if block.face_lost is not None else None
     out = []
     for i in range(n):

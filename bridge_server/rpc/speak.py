@@ -23,7 +23,7 @@ class SpeakSink(Sink):
     pull = True
 
     def __init__(self, context, call: LiveCall, ws: WorkerStream, sample_rate: int, stopped: asyncio.Event):
-        super().__init__(context, call, ws, sample_rate, lambda batch: pb.SpeakResponse(frames=batch))
+        super().__init__(context, call, ws, sample_rate, (pb.SpeakResponse, pb.SpeakResponse.FRAMES_FIELD_NUMBER))
         self.stopped = stopped
 
     def ask_next(self, ev: Event) -> bool:
