@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Before/after on the 16-core device host (issue 19): the same stream_bench.py against two trees, rounds
+# interleaved (old, new, new, old, ...), server on CPUs 0-1, load generator on CPUs 4-11, 10 s levels.
+#
+#   git archive -o .ab/old.tar <old commit>          # here, in an ignored folder that the device call carries
+#   OUT=$OUT OLD_TAR=.ab/old.tar bash bench/host16_ab.sh    # on the device host, from the repository root
+#   ROUNDS=3 CHUNK_MS=100 STREAMS="200" EXTRA40=1 ...        # defaults; EXTRA40=1 adds 40 ms x 100 streams (new tree)
+#   SERVER_CPUS=0,1 CLIENT_CPUS=0,1 STREAMS=10 LEVEL_SECONDS=3 ROUNDS=1 SITE=   # a smoke run on a small machine
+set -u
+OUT=${OUT:-/tmp/ab}; OLD_TAR=${OLD_TAR:-.ab/old.tar}; ROUNDS=${ROUNDS:-3}; CHUNK_MS=${CHUNK_MS:-100}
+STREAMS=${STREAMS:-200}; EXTRA40=${EXTRA40:-1}; PY=${PYTHON:-python3}; SECONDS_=${LEVEL_SECONDS:-10}
+SERVER_CPUS=${SERVER_CPUS:-0,1}; CLIENT_CPUS=${CLIENT_CPUS:-4-11}
+mkdir -p "$OUT" /tmp/ab_old && tar -xf "$OLD_TAR" -C /tmp/ab_old && cp -r avatarbridge /tmp/ab_old/ \
+  && cp bench/stream_bench.py /tmp/ab_old/bench/ || exit 1
+NEW=$PWD SITE=${SITE:-/tmp/site}
+v() {  # tag, tree, chunk ms, streams
+  (cd "$2" && PYTHONPATH="$SITE:$2" timeout -k 5 60 $PY bench/stream_bench.py --server-cpus "$SERVER_CPUS" \
+    --client-cpus "$CLIENT_CPUS" --workers 2 --clients 4 --channels 8 --seconds "$SECONDS_" --chunk-ms "$3" --streams $4 --json "$OUT/$1.json" --note "$1" \
+    > /dev/null 2>&1)
+}
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 0 ]; then v old_r$r /tmp/ab_old "$CHUNK_MS" "$STREAMS"; v new_r$r "$NEW" "$CHUNK_MS" "$STREAMS"
+  else v new_r$r "$NEW" "$CHUNK_MS" "$STREAMS"; v old_r$r /tmp/ab_old "$CHUNK_MS" "$STREAMS"; fi
+  [ "$EXTRA40" = 1 ] && v new_c40_r$r "$NEW" 40 100
+done
+$PY - "$OUT" <<'PY' | tee "$OUT/summary.md"
+import glob, json, os, sys
+print("| run | chunk ms | streams | errors | p50 | p99 | p99 after 2 s | p99 2 s .. last 1 s | server p99 bucket | "
+      "CPU ms/stream-s | cores (front) | run-queue wait ms/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for p in sorted(glob.glob(os.path.join(sys.argv[1], "*.json")), key=os.path.getmtime):
+    d = json.load(open(p))
+    for x in d["rows"]:
+        f = lambda k, fmt=".1f": "-" if x.get(k) is None else format(x[k], fmt)  # noqa: E731
+        print(f"| {os.path.basename(p)[:-5]} | {d['meta']['chunk_ms']:.0f} | {x['streams']} | {x['errors']} | "
+              f"{f('client_p50_ms')} | {f('client_p99_ms')} | {f('client_p99_steady_ms')} | {f('client_p99_middle_ms')} "
+              f"| <= {x['server_p99_bucket_ms']:.0f} | {f('server_cpu_ms_per_stream_s', '.2f')} | "
+              f"{f('server_cores_used', '.2f')} ({f('front_cores', '.2f')}) | {f('server_runqueue_wait_ms_per_s', '.0f')} |")
+PY
