@@ -250,12 +250,15 @@ def test_glb_without_arkit_morphs_lists_them_missing_and_still_moves_the_head(pa
     assert "jawOpen" in page.inner_text("#morph-list") and "Missing ARKit names (52" in page.inner_text("#morph-list")
     upload_and_wait(page, speech_path())
     page.click("#play")
-    play_until(page, 1.0)
-    a = canvas_png(page)
-    play_until(page, 2.5)
-    b = canvas_png(page)
+    # Frames across 4 s of speech: a head that sways may pass close to an earlier pose at any one moment, so the
+    # largest change between any two of them is what must show (one pair at 1.0 / 2.5 s was once just under).
+    shots = []
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):
+        play_until(page, t)
+        shots.append(canvas_png(page))
     page.screenshot(path=str(SCREENS / "plain-glb-head-moves.png"))
-    assert changed_fraction(a, b) > 0.001, "the Head bone did not move the plain head"
+    moved = max(changed_fraction(a, b) for i, a in enumerate(shots) for b in shots[i + 1:])
+    assert moved > 0.001, f"the Head bone did not move the plain head (at most {moved:.4%} of pixels changed)"
 
 
 def test_two_tabs_at_once(browser, console):
