@@ -40,9 +40,9 @@ def _need(ok: bool, what: str) -> None:
 
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
+    sync_playwright = PlaywrightTimeout = None
 
 _need(sync_playwright is not None, "the playwright package (pip install -e '.[test]')")
 _need(os.path.exists(CHROMIUM), "Debian's chromium (apt-get install chromium)")
@@ -507,6 +507,11 @@ def camera_browser(playwright, tmp_path_factory):
     b.close()
 
 
+CAMERA_STATE = """(() => { const s = window.consoleState, c = s.camera || {};
+  return {framesShown: s.framesShown, error: s.error, faceLost: s.faceLost, active: c.active, sent: c.sent,
+          received: c.received, waiting: c.waiting && c.waiting.length}; })()"""
+
+
 def test_webcam_drives_the_avatar_through_capture_stream(camera_browser, console):
     ctx = camera_browser.new_context(viewport={"width": 1200, "height": 900}, permissions=["camera"])
     pg = ctx.new_page()
@@ -517,7 +522,12 @@ def test_webcam_drives_the_avatar_through_capture_stream(camera_browser, console
     pg.wait_for_function("window.consoleState.faceLost === false || window.consoleState.error", timeout=60000)
     assert not state(pg, "error"), state(pg, "error")
     shown = state(pg, "framesShown")
-    pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10}", timeout=60000)
+    try:
+        pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10} || window.consoleState.error",
+                             timeout=60000)
+    except PlaywrightTimeout:
+        pytest.fail(f"fewer than 10 camera frames shown in 60 s: {pg.evaluate(CAMERA_STATE)}")
+    assert not state(pg, "error"), state(pg, "error")
     pg.screenshot(path=str(SCREENS / "webcam.png"))
     latency = state(pg, "liveLatencyMs")
     pg.click("#webcam")

@@ -55,30 +55,41 @@ export class CameraSession {
       this.active = true;
       this.onState(true);
       this.onError('');
-      let busy = false;
+      // Capture times (ms) of the images sent whose frame has not come back yet. At most two wait: when the
+      // server is slower than the camera, images are skipped here instead of queueing up (a queue would only
+      // add latency). A frame settles every image taken up to its time, so an image the console dropped to keep
+      // the face current (its queue was full) frees its slot with the next frame instead of wedging the sender.
+      this.waiting = [];
       this.sent = 0;
       this.received = 0;
       this.timer = setInterval(() => {
-        // At most two images waiting for their frame: when the server is slower than the camera, images are
-        // skipped here instead of queueing up (a queue would only add latency).
-        if (busy || ws.readyState !== WebSocket.OPEN || this.sent - this.received >= 2) return;
-        busy = true;
+        if (ws.readyState !== WebSocket.OPEN || this.waiting.length >= 2) return;
         const t = performance.now();
+        this.waiting.push(t); // reserved before the asynchronous encode, so a slow toBlob cannot overshoot
         g.drawImage(this.preview, 0, 0, canvas.width, canvas.height);
         canvas.toBlob(async (blob) => {
-          busy = false;
-          if (!blob || ws.readyState !== WebSocket.OPEN) return;
-          const head = new ArrayBuffer(8);
-          new DataView(head).setFloat64(0, t, true);
-          ws.send(await new Blob([head, blob]).arrayBuffer());
-          this.sent += 1;
+          if (blob && ws.readyState === WebSocket.OPEN) {
+            const head = new ArrayBuffer(8);
+            new DataView(head).setFloat64(0, t, true);
+            const body = await new Blob([head, blob]).arrayBuffer();
+            if (ws.readyState === WebSocket.OPEN) {
+              ws.send(body);
+              this.sent += 1;
+              return;
+            }
+          }
+          this.waiting = this.waiting.filter((w) => w !== t); // never sent: free its slot
         }, 'image/jpeg', 0.8);
       }, 1000 / 15);
     };
     ws.onmessage = (ev) => {
       const m = JSON.parse(ev.data);
       if (m.type === 'frames') {
-        for (const [index, ts, w, r, lost] of m.frames) this.pending.push({ index, ts, w, r, lost });
+        for (const [index, ts, w, r, lost] of m.frames) {
+          this.pending.push({ index, ts, w, r, lost });
+          // ts: the image's capture time in whole µs (the console truncates, then keeps them strictly increasing)
+          this.waiting = this.waiting.filter((t) => Math.floor(t * 1000) > ts);
+        }
         this.received += m.frames.length;
       } else if (m.type === 'error') {
         this.failed = true;

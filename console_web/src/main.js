@@ -327,6 +327,7 @@ $('webcam').addEventListener('click', async () => {
     },
     onFace: (lost) => { state.faceLost = lost; $('capture-info').textContent = lost ? 'no face in view' : 'face found'; },
   });
+  state.camera = live; // its sent / received / waiting counts, for the page's own checks
   await live.start();
 });
 
