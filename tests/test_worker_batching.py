@@ -118,6 +118,27 @@ def test_streams_that_end_together_finish_in_one_call(worker_pair):
     assert not any(sid in w.sessions for sid in range(1, n + 2))
 
 
+def test_streams_opening_among_audio_do_not_split_the_batch(worker_pair):
+    """Many streams starting together: their OPENs arrive between the first streams' chunks. Each OPEN is
+    answered at once, and the chunks around them still go through the engine in one call (an OPEN used to end
+    the batch, leaving passes of one stream at the engine's fixed cost each, when the worker is busiest)."""
+    w, router, ident, sizes = worker_pair
+    n = 4
+    _open(router, ident, "learned-v2", n)
+    sizes.clear()
+    msgs = []
+    for sid in range(1, n + 1):  # audio of stream k, then the OPEN of a new stream n + k, in one drain
+        msgs += [p.pack(p.AUDIO, sid, 1, CHUNK), p.pack(p.OPEN, n + sid, 0, p.dumps(_cfg("learned-v2")))]
+    router.send_multipart([ident, *msgs])
+    got = _replies(router, 2 * n)
+    assert sorted(r[1] for r in got if r[0] == p.OPENED) == list(range(n + 1, 2 * n + 1))
+    assert sorted(r[1] for r in got if r[0] == p.FRAMES) == list(range(1, n + 1))
+    assert sizes == [n], sizes
+    # ...and each new stream works: its first chunk is answered
+    router.send_multipart([ident, *(p.pack(p.AUDIO, sid, 1, CHUNK) for sid in range(n + 1, 2 * n + 1))])
+    assert sorted(r[1] for r in _replies(router, n) if r[0] == p.FRAMES) == list(range(n + 1, 2 * n + 1))
+
+
 @pytest.mark.parametrize("engine, rate", [
     ("learned-v1", 1.0),     # few chunks per second: waiting would gather nothing
     ("dsp-v1", 1000.0),      # an engine whose push_many gains nothing: never waits, however busy
