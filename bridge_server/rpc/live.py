@@ -23,9 +23,10 @@ class LiveSink(Sink):
     """Frames of a live stream: latency metrics per input chunk, and the stream ends when its client stops
     reading while frames pile up past max_pending_frames."""
 
-    def __init__(self, front: Front, context, call: LiveCall, ws: WorkerStream, sample_rate: int, opened: Opened):
+    def __init__(self, front: Front, context, call: LiveCall, ws: WorkerStream, sample_rate: int):
         super().__init__(context, call, ws, sample_rate, EXPRESSION_FRAMES)
-        self.front, self.opened = front, opened
+        self.front = front
+        self.opened: Opened | None = None  # the worker's OPENED, once it has come (live_stream)
         self.arrivals: dict[int, float] = {}  # input seq -> when it arrived (frame latency)
         self.pending = 0  # frames received from the worker, not yet written
         ws.on_frames = self._on_frames
@@ -105,13 +106,17 @@ async def live_stream(front: Front, context, call: LiveCall, open_kind: bytes, s
     ws = front.pool.open_stream()
     call.outputs = front.open_outputs(call.stream_id, fps or 30)
     try:
+        sink = LiveSink(front, context, call, ws, sample_rate)  # before any frames can arrive: it counts them
         ws.send(open_kind, 0, spec.to_json())
-        opened = (await ws.next_event()).msg
-        await context.write(pb.ExpressionResponse(
-            header=messages.expression_header(call.stream_id, fps, sample_rate, opened)))
-        sink = LiveSink(front, context, call, ws, sample_rate, opened)
+        # The requests are read from now on, not once the worker's OPENED is back: the worker takes a stream's
+        # messages in order, so the first chunk follows the OPEN at once instead of one worker round trip
+        # later. When many streams start together those first chunks are the level's slowest (about 1 % of
+        # a 10 s stream's chunks at 100 ms: its p99).
         reader = call.reader = asyncio.create_task(pump(front, context, call, ws, spec, sink.arrivals))
         try:
+            sink.opened = (await ws.next_event()).msg
+            await context.write(pb.ExpressionResponse(
+                header=messages.expression_header(call.stream_id, fps, sample_rate, sink.opened)))
             await forward(ws, sink)
         finally:
             reader.cancel()
