@@ -273,15 +273,16 @@ class Regions:
             raise AssertionError(f"DiT regions recompiled: {self.graphs} graphs for {exp} regions")
 
 
-def compile_vae_decoder(vae, backend: str = "inductor"):
-    """Wrap ``vae.decoder.forward`` in torch.compile; any failure on a call -> eager from then on (warning)."""
+def compile_vae_decoder(vae, backend: str = "inductor", mode: str | None = None):
+    """Wrap ``vae.decoder.forward`` in torch.compile (``mode``: torch.compile's, e.g. "max-autotune-no-cudagraphs";
+    None = its default); any failure on a call -> eager from then on (warning)."""
     dec = vae.decoder
     if getattr(dec, "_speed_compiled", False):
         return vae
     eager = dec.forward
     import torch._dynamo
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 16)
-    compiled = torch.compile(eager, backend=backend, dynamic=False)
+    compiled = torch.compile(eager, backend=backend, dynamic=False, mode=mode)
     state = {"ok": True}
 
     def forward(*args, **kwargs):
