@@ -56,6 +56,10 @@ namespace AvatarBridge.Device
         [SerializeField, Min(0.5f)] float connectTimeoutSeconds = 3f;
         [Tooltip("Give up after this many failed connection attempts (0 = keep trying).")]
         [SerializeField, Min(0)] int maxConnectAttempts;
+        [Tooltip("Clip input: the audio goes out in messages of this many ms, each early by as much, so nothing " +
+                 "is delayed; 100 ms lets one server carry about twice as many streams as one message per " +
+                 "frame (0 = one message per frame).")]
+        [SerializeField, Range(0f, 500f)] float clipChunkMs = 100f;
 
         readonly JitterBuffer buffer = new JitterBuffer(1024);
         readonly PlaybackClock clock = new PlaybackClock();
@@ -385,8 +389,8 @@ namespace AvatarBridge.Device
         void FeedClip()
         {
             if (clipSamples == null || sentFrames >= clipFrames) return;
-            double due = (AudioSettings.dspTime - sendZeroDsp + SendLeadSeconds) * clipRate;
-            int upTo = (int)Math.Min(clipFrames, Math.Max(0, due));
+            int upTo = AudioPacker.ClipFramesDue(AudioSettings.dspTime - sendZeroDsp, SendLeadSeconds,
+                                                 clipChunkMs / 1000.0, clipRate, sentFrames, clipFrames);
             if (upTo <= sentFrames) return;
             feed.Write(AudioPacker.ToPcm16(clipSamples, clipChannels, sentFrames, upTo - sentFrames));
             sentFrames = upTo;

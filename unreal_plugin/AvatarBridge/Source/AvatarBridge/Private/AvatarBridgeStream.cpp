@@ -111,6 +111,7 @@ FAvatarBridgeStream::FAvatarBridgeStream(ILiveLinkClient* InClient, FGuid InSour
 	avatarbridge::SessionOptions Options;
 	Options.target = TCHAR_TO_UTF8(*ServerAddress);
 	Options.max_buffered_seconds = MaxBufferedSeconds;
+	Options.min_chunk_ms = Settings.SendChunkMs;
 	Options.client = ClientOptions;  // TLS CA and bearer token of the source
 	avatarbridge::StreamSettings& S = Options.settings;
 	S.encoding = bFloat32 ? avatarbridge::AudioEncoding::Float32 : avatarbridge::AudioEncoding::Pcm16;
