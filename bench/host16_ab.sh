@@ -34,17 +34,4 @@ for r in $(seq 1 "$ROUNDS"); do
   first=$1; shift; set -- "$@" "$first"
   [ "$EXTRA40" = 1 ] && v new_c40_r$r "$NEW" 40 100
 done
-$PY - "$OUT" <<'PY' | tee "$OUT/summary.md"
-import glob, json, os, sys
-print("| run | chunk ms | streams | errors | p50 | p99 | p99 after 2 s | p99 2 s .. last 1 s | server p99 bucket | "
-      "CPU ms/stream-s | cores (front) | run-queue wait ms/s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for p in sorted(glob.glob(os.path.join(sys.argv[1], "*.json")), key=os.path.getmtime):
-    d = json.load(open(p))
-    for x in d["rows"]:
-        f = lambda k, fmt=".1f": "-" if x.get(k) is None else format(x[k], fmt)  # noqa: E731
-        print(f"| {os.path.basename(p)[:-5]} | {d['meta']['chunk_ms']:.0f} | {x['streams']} | {x['errors']} | "
-              f"{f('client_p50_ms')} | {f('client_p99_ms')} | {f('client_p99_steady_ms')} | {f('client_p99_middle_ms')} "
-              f"| <= {x['server_p99_bucket_ms']:.0f} | {f('server_cpu_ms_per_stream_s', '.2f')} | "
-              f"{f('server_cores_used', '.2f')} ({f('front_cores', '.2f')}) | {f('server_runqueue_wait_ms_per_s', '.0f')} |")
-PY
+$PY bench/stream_runs_table.py "$OUT" | tee "$OUT/summary.md"

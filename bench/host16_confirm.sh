@@ -13,15 +13,5 @@ v() {  # tag, chunk ms, streams, [engine]
 for r in 1 2 3 4 5 6 7 8; do v d100_200_r$r 100 200; done
 for r in 1 2; do v d100_250_r$r 100 250; v d40_150_r$r 40 150; done
 v dsp100_200 100 200 dsp-v1; v l1_100_200 100 200 learned-v1
-$PY - "$OUT/r" <<'PY' | tee "$OUT/summary.md"
-import glob, json, os, sys
-print("| run | engine | chunk ms | streams | errors | p50 | p99 | p99 after 2 s | p99 2 s .. last 1 s | to_worker p99 | in_worker p99 | CPU ms/stream-s | cores (front) | run-queue wait ms/s |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-for p in sorted(glob.glob(os.path.join(sys.argv[1], "*.json")), key=os.path.getmtime):
-    d = json.load(open(p))
-    for x in d["rows"]:
-        f = lambda k, fmt=".1f": "-" if x.get(k) is None else format(x[k], fmt)
-        st = x.get("stage_p50_p99_bucket_ms", {})
-        print(f"| {os.path.basename(p)[:-5]} | {d['meta'].get('engine') or 'default'} | {d['meta']['chunk_ms']:.0f} | {x['streams']} | {x['errors']} | {f('client_p50_ms')} | {f('client_p99_ms')} | {f('client_p99_steady_ms')} | {f('client_p99_middle_ms')} | <= {st.get('to_worker', [0, 0])[1]:.0f} | <= {st.get('in_worker', [0, 0])[1]:.0f} | {f('server_cpu_ms_per_stream_s', '.2f')} | {f('server_cores_used', '.2f')} ({f('front_cores', '.2f')}) | {f('server_runqueue_wait_ms_per_s', '.0f')} |")
-PY
+$PY bench/stream_runs_table.py "$OUT/r" | tee "$OUT/summary.md"
 tar -czf "$OUT/results.tgz" -C "$OUT" r && rm -rf "$OUT/r"
