@@ -529,6 +529,17 @@ def test_webcam_drives_the_avatar_through_capture_stream(camera_browser, console
         pytest.fail(f"fewer than 10 camera frames shown in 60 s: {pg.evaluate(CAMERA_STATE)}")
     assert not state(pg, "error"), state(pg, "error")
     pg.screenshot(path=str(SCREENS / "webcam.png"))
+    # Two images whose frames never come back (as when the console drops an image from a full queue) must not
+    # wedge the sender: a later frame settles them, or they expire.
+    shown = state(pg, "framesShown")
+    pg.evaluate("(() => { const c = window.consoleState.camera, t = performance.now() - 60000;"
+                " c.waiting.push(t, t + 1); })()")
+    try:
+        pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10} || window.consoleState.error",
+                             timeout=60000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the camera stopped after two lost images: {pg.evaluate(CAMERA_STATE)}")
+    assert not state(pg, "error"), state(pg, "error")
     latency = state(pg, "liveLatencyMs")
     pg.click("#webcam")
     ctx.close()

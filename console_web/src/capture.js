@@ -63,8 +63,10 @@ export class CameraSession {
       this.sent = 0;
       this.received = 0;
       this.timer = setInterval(() => {
-        if (ws.readyState !== WebSocket.OPEN || this.waiting.length >= 2) return;
         const t = performance.now();
+        // An image whose frame never came (lost between page and server) stops counting after 5 s.
+        this.waiting = this.waiting.filter((w) => t - w < 5000);
+        if (ws.readyState !== WebSocket.OPEN || this.waiting.length >= 2) return;
         this.waiting.push(t); // reserved before the asynchronous encode, so a slow toBlob cannot overshoot
         g.drawImage(this.preview, 0, 0, canvas.width, canvas.height);
         canvas.toBlob(async (blob) => {
