@@ -12,15 +12,16 @@ namespace AvatarBridge.Core
         /// <summary>
         /// How far into a clip the audio should have been sent after <paramref name="elapsedSeconds"/> of
         /// playback: <paramref name="leadSeconds"/> ahead of real time, in messages of at least
-        /// <paramref name="chunkSeconds"/> (the clip's end may be shorter). Returns <paramref name="sentFrames"/>
+        /// <paramref name="chunkSeconds"/> (the clip's end may be shorter; a negative or NaN chunk sends as it comes). Returns <paramref name="sentFrames"/>
         /// while the next message is not due. Each message leaves when its first sample is
         /// <paramref name="leadSeconds"/> ahead of playback, so larger messages delay nothing; they let one server
-        /// carry about twice as many streams (100 ms against the ~17 ms of one Update).
+        /// carry more streams (measured: 200 per 2 cores with 100 ms messages, 100-150 with 40 ms ones).
         /// </summary>
         public static int ClipFramesDue(double elapsedSeconds, double leadSeconds, double chunkSeconds, int rate,
                                         int sentFrames, int totalFrames)
         {
-            double chunk = Math.Max(0.0, chunkSeconds);
+            // Negative or NaN: no gathering; more than the clip: the rest of it at once.
+            double chunk = chunkSeconds > 0.0 ? Math.Min(chunkSeconds, (double)totalFrames / Math.Max(1, rate)) : 0.0;
             double due = (elapsedSeconds + leadSeconds + chunk) * rate;
             int upTo = (int)Math.Min(totalFrames, Math.Max(0.0, due));
             int minFrames = Math.Max(1, (int)(chunk * rate));

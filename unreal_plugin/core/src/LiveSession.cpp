@@ -7,6 +7,9 @@ namespace avatarbridge {
 
 namespace {
 constexpr size_t kMaxMessageBytes = 64 * 1024;  // well under any server's max_message_bytes (default 4 MiB)
+constexpr double kMaxMinChunkMs = 10000.0;  // SessionOptions::min_chunk_ms: gathering more than 10 s makes no sense
+
+bool MinChunkValid(double ms) { return ms >= 0.0 && ms <= kMaxMinChunkMs; }  // false for NaN too
 }  // namespace
 
 const char* SessionStateName(SessionState state) {
@@ -95,8 +98,8 @@ void LiveSession::PushAudio(const void* data, size_t bytes) {
     const size_t whole = buf.size() / fb * fb;  // keep chunks on sample-frame boundaries
     partial_.assign(buf.begin() + whole, buf.end());
     buf.resize(whole);
-    const size_t min_bytes = options_.min_chunk_ms > 0
-        ? static_cast<size_t>(options_.min_chunk_ms * options_.settings.sample_rate / 1000.0) * fb : 0;
+    const double ms = options_.min_chunk_ms;  // out of range: Run() fails the session (no cast of it here)
+    const size_t min_bytes = MinChunkValid(ms) ? static_cast<size_t>(ms * options_.settings.sample_rate / 1000.0) * fb : 0;
     if (min_bytes > 0) {  // gather small pushes into fewer, larger messages
       gathered_.insert(gathered_.end(), buf.begin(), buf.end());
       if (gathered_.size() < min_bytes) return;
@@ -255,6 +258,11 @@ bool LiveSession::RunSegment(BridgeClient& client, CallStatus* status) {
 }
 
 void LiveSession::Run() {
+  if (!MinChunkValid(options_.min_chunk_ms)) {  // a setting no retry can fix
+    SetState(SessionState::Failed, "min_chunk_ms=" + std::to_string(options_.min_chunk_ms) +
+                                       " is out of range: use 0..10000 ms (0 sends audio as it is pushed)");
+    return;
+  }
   BridgeClient client(options_.target, options_.client);
   if (!client.SetupError().empty()) {  // an unreadable TLS file: retrying cannot help
     SetState(SessionState::Failed, client.SetupError());

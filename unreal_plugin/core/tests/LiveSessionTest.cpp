@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -27,9 +28,11 @@ struct Recorder : SessionObserver {
   std::vector<std::pair<Clock::time_point, TimedFrame>> frames;  // arrival, frame
   std::vector<std::string> warnings;
   int statuses = 0;
-  void OnState(SessionState s, const std::string&) override {
+  std::string last_detail;
+  void OnState(SessionState s, const std::string& detail) override {
     std::lock_guard<std::mutex> l(mu);
     states.push_back(s);
+    last_detail = detail;
   }
   void OnHeader(const StreamHeaderInfo& h) override {
     std::lock_guard<std::mutex> l(mu);
@@ -206,6 +209,27 @@ TEST(LiveSession, InvalidSettingsFailWithoutRetrying) {
 }
 
 /** A 30 fps session on `server` for `wav`'s audio, with room to queue a whole clip (nothing is dropped). */
+TEST(LiveSession, AnOutOfRangeMinChunkFailsAndNamesTheSetting) {
+  for (double bad : {-1.0, 1e20, std::nan("")}) {
+    PosePlayer player(52, 4, 30.0);
+    Recorder rec(&player);
+    SessionOptions opt;
+    opt.target = abtest::SharedServer().target();
+    opt.min_chunk_ms = bad;
+    LiveSession session(opt, &rec);
+    session.Start();
+    std::vector<int16_t> silence(1600);
+    session.PushAudio(silence.data(), silence.size() * 2);  // must not gather with the bad value
+    ASSERT_TRUE(session.WaitFinished(10s)) << bad;
+    EXPECT_EQ(session.state(), SessionState::Failed) << bad;
+    session.Stop();  // the session's thread has reported Failed (OnState) before it ended
+    EXPECT_FALSE(rec.Saw(SessionState::Backoff));
+    std::lock_guard<std::mutex> l(rec.mu);
+    EXPECT_NE(rec.last_detail.find("min_chunk_ms="), std::string::npos) << rec.last_detail;
+    EXPECT_NE(rec.last_detail.find("0..10000 ms"), std::string::npos) << rec.last_detail;
+  }
+}
+
 static SessionOptions ClipOptions(const abtest::ServerProcess& server, const abtest::Wav& wav) {
   SessionOptions opt;
   opt.target = server.target();

@@ -80,6 +80,14 @@ namespace AvatarBridge.Core.Tests
             Assert.AreEqual(3200, AudioPacker.ClipFramesDue(0.05, 0.1, 0.1, 16000, 3200, 32000), "not yet due");
             Assert.AreEqual(32000, AudioPacker.ClipFramesDue(5.0, 0.1, 0.1, 16000, 31900, 32000), "the short end");
         }
+
+        [Test]
+        public void NegativeNaNOrHugeChunksStillSendTheWholeClip()
+        {
+            Assert.AreEqual(1600, AudioPacker.ClipFramesDue(0.0, 0.1, -1.0, 16000, 0, 32000), "negative: as it comes");
+            Assert.AreEqual(1600, AudioPacker.ClipFramesDue(0.0, 0.1, double.NaN, 16000, 0, 32000), "NaN: as it comes");
+            Assert.AreEqual(32000, AudioPacker.ClipFramesDue(0.0, 0.1, 1e9, 16000, 0, 32000), "huge: the whole clip");
+        }
     }
 
     /// <summary>The audio hand-over from Unity's main thread to the sending task.</summary>

@@ -45,9 +45,9 @@ struct SessionOptions {
   std::chrono::milliseconds connect_timeout{2000};  // per attempt
   double max_buffered_seconds = 2.0;  // audio kept while disconnected; older audio is dropped
   /** Pushed audio is gathered into messages of at least this many ms before it is sent (0: as pushed). A server
-   *  carries about twice as many streams per core with 100 ms messages as with 20-40 ms ones
-   *  (docs/scaling.md). It delays live audio by up to this much: use it for clips and TTS audio pushed ahead of
-   *  playback, keep 0 for a microphone that needs the least delay. EndAudio sends what is gathered. */
+   *  carries 200 streams per 2 cores with 100 ms messages, 100-150 with 40 ms ones (docs/scaling.md). It delays live audio by up to this much: use it for clips and TTS audio pushed ahead of
+   *  playback, keep 0 for a microphone that needs the least delay. EndAudio sends what is gathered.
+   *  0..10000; outside that (or NaN) the session fails at Start, naming the setting. */
   double min_chunk_ms = 0.0;
   ClientOptions client;  // TLS CA file, client certificate, bearer token (docs/security.md)
 };
