@@ -96,9 +96,9 @@ struct AVATARBRIDGE_API FAvatarBridgeStreamSettings
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Latency", meta = (ClampMin = 0))
 	float StallEaseSeconds = 0.5f;
 
-	/** Audio is sent in messages of at least this many ms (0 = as pushed). 100 lets one server carry about twice
-	 *  as many streams (many NPCs) as the 10-20 ms an audio callback pushes; it delays live audio by up to this
-	 *  much, so keep 0 for a microphone that needs the least delay. */
+	/** Audio is sent in messages of at least this many ms (0 = as pushed). Larger messages let one server carry
+	 *  more streams (many NPCs): 200 per 2 cores with 100 ms, 100-150 with 40 ms. It delays live audio by up to
+	 *  this much, so keep 0 for a microphone that needs the least delay. */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "Avatar Bridge|Latency", meta = (ClampMin = 0, ClampMax = 1000))
 	float SendChunkMs = 0.f;
 };
