@@ -512,6 +512,17 @@ CAMERA_STATE = """(() => { const s = window.consoleState, c = s.camera || {};
           received: c.received, waiting: c.waiting && c.waiting.length}; })()"""
 
 
+def camera_frames_keep_coming(pg, failure: str) -> None:
+    """10 more camera frames drawn within 60 s and no page error; else the failure with the sender's counts."""
+    shown = state(pg, "framesShown")
+    try:
+        pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10} || window.consoleState.error",
+                             timeout=60000)
+    except PlaywrightTimeout:
+        pytest.fail(f"{failure}: {pg.evaluate(CAMERA_STATE)}")
+    assert not state(pg, "error"), state(pg, "error")
+
+
 def test_webcam_drives_the_avatar_through_capture_stream(camera_browser, console):
     ctx = camera_browser.new_context(viewport={"width": 1200, "height": 900}, permissions=["camera"])
     pg = ctx.new_page()
@@ -521,25 +532,13 @@ def test_webcam_drives_the_avatar_through_capture_stream(camera_browser, console
     pg.click("#webcam")
     pg.wait_for_function("window.consoleState.faceLost === false || window.consoleState.error", timeout=60000)
     assert not state(pg, "error"), state(pg, "error")
-    shown = state(pg, "framesShown")
-    try:
-        pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10} || window.consoleState.error",
-                             timeout=60000)
-    except PlaywrightTimeout:
-        pytest.fail(f"fewer than 10 camera frames shown in 60 s: {pg.evaluate(CAMERA_STATE)}")
-    assert not state(pg, "error"), state(pg, "error")
+    camera_frames_keep_coming(pg, "fewer than 10 camera frames shown in 60 s")
     pg.screenshot(path=str(SCREENS / "webcam.png"))
     # Two images whose frames never come back (as when the console drops an image from a full queue) must not
     # wedge the sender: a later frame settles them, or they expire.
-    shown = state(pg, "framesShown")
     pg.evaluate("(() => { const c = window.consoleState.camera, t = performance.now() - 60000;"
                 " c.waiting.push(t, t + 1); })()")
-    try:
-        pg.wait_for_function(f"window.consoleState.framesShown > {shown + 10} || window.consoleState.error",
-                             timeout=60000)
-    except PlaywrightTimeout:
-        pytest.fail(f"the camera stopped after two lost images: {pg.evaluate(CAMERA_STATE)}")
-    assert not state(pg, "error"), state(pg, "error")
+    camera_frames_keep_coming(pg, "the camera stopped after two lost images")
     latency = state(pg, "liveLatencyMs")
     pg.click("#webcam")
     ctx.close()
