@@ -8,6 +8,9 @@ sink 2,640 tokens, window 4 blocks):
   fast        the refactored eager path (fp32 RoPE tables, sink K/V in the cache, text K/V once)
   compile     fast + regional torch.compile (one graph per region for all 40 layers)
   compile+fp8 compile + FP8 rowwise linears (torch._scaled_mm, fast accumulation); bf16 weights dropped
+  compile+fp8+fa3     compile+fp8 with FlashAttention-3 (bf16) for the window self-attention
+  compile+fp8+fa3-fp8 compile+fp8 with FlashAttention-3 on e4m3 q, k, v (KV caches in e4m3, one scale per layer
+                      and head set by the sink; q scaled per head per call)
   compile+fp8+fp8kv   + FP8 KV caches (e4m3, per token-and-head scales) and FP8 cross-attn/injector k,v
   offload-24g         compile+fp8+fp8kv with the DiT weights AND the KV caches streamed from pinned host memory
                       (engine/video/offload.py), the process capped at 24 GiB by
@@ -130,6 +133,10 @@ def main() -> int:
     modes = [("reference", None), ("fast", sp.SpeedOptions(fast=True)), ("compile", sp.SpeedOptions(compile=True))]
     if not args.skip_fp8:
         modes.append(("compile+fp8", sp.SpeedOptions(compile=True, quant="fp8")))
+        # FlashAttention-3 for the window self-attention (the flash_attn_3 wheel of bench/fa3_build.sh): bf16, and
+        # on e4m3 operands with the head-scaled FP8 KV caches
+        modes.append(("compile+fp8+fa3", sp.SpeedOptions(compile=True, quant="fp8", attention="fa3")))
+        modes.append(("compile+fp8+fa3-fp8", sp.SpeedOptions(compile=True, quant="fp8", attention="fa3-fp8")))
         modes.append(("compile+fp8+fp8kv", sp.SpeedOptions(compile=True, quant="fp8", kv_cache="fp8")))
         # control for the streamed mode: the same weights re-pointed into one device buffer per layer at the
         # streamer's offsets, never moved (is a streamed-vs-resident difference the streaming or the addresses?)
@@ -156,6 +163,8 @@ def main() -> int:
                 torch.cuda.empty_cache()
                 q_s = time.perf_counter() - t0
                 r["weights_gib_after_quant"] = gib(torch.cuda.memory_allocated())
+            if opts is not None and opts.attention != "sdpa":
+                sp.check_fa3(dev)
             if name == "flat-resident":
                 from bench.video_offload_gpu_check import flat_resident
                 flat_resident(m, dev)
@@ -252,8 +261,9 @@ def main() -> int:
             res["vae_compiled_psnr_vs_eager_db"] = sp.psnr(comp_frames, eager_frames)
             res["vae_compiled_fallback"] = not vae.decoder._speed_state["ok"]
             print(f"vae compiled {vae_comp_s:.3f} s/block (warm {warm_s:.0f} s)", flush=True)
-            for name in ("compile", "compile+fp8"):
-                r = res["modes"].get(name, {})
+            for name, r in res["modes"].items():
+                if not name.startswith("compile"):
+                    continue
                 if "steady_s_per_block" in r:
                     r["dit_vae_fps_vae_compiled"] = 12 / (r["steady_s_per_block"] + vae_comp_s)
                     r["ttff_s_vae_compiled"] = r["prefill_s"] + r["s_per_block"][0] + vae_comp_s

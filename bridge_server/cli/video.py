@@ -67,6 +67,10 @@ def _common(ap) -> None:
                     help="with --compile: keep the VAE decoder eager")
     sp.add_argument("--kv_cache", choices=["model", "fp8"], default=None,
                     help="fp8: KV caches in FP8 e4m3 with per-token scales (half their memory; any device)")
+    sp.add_argument("--attention", choices=["sdpa", "fa3", "fa3-fp8"], default=None,
+                    help="window self-attention kernel: sdpa (default), fa3 = FlashAttention-3 bf16, fa3-fp8 = "
+                         "FlashAttention-3 on FP8 operands with FP8 KV caches (Hopper; the flash_attn_3 wheel, "
+                         "docs/video.md)")
     sp.add_argument("--offload_dit", choices=["none", "weights", "weights+kv"], default=None,
                     help="stream the DiT layers' weights (and with weights+kv the KV caches) from pinned host "
                          "memory; implies --offload_model; for GPUs of 24 GB or less")
@@ -152,7 +156,8 @@ def speed_options(args):
     return SpeedOptions.from_env(fast=getattr(args, "fast_eager", None), compile=getattr(args, "compile", None),
                                  quant=getattr(args, "quant", None),
                                  compile_vae=False if getattr(args, "no_compile_vae", None) else None,
-                                 kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None))
+                                 kv_cache=getattr(args, "kv_cache", None), offload=getattr(args, "offload_dit", None),
+                                 attention=getattr(args, "attention", None))
 
 
 def parallel_config(args, k):

@@ -748,18 +748,25 @@ class FastKVCache:
     window (blocks 0..2) is contiguous too. Costs one copy of the sink K/V per step cache (~2 GiB at 704*384).
 
     ``store_dtype`` FP8 (``--kv_cache fp8``): rows stored as e4m3 with one fp32 scale per token and head
-    (``speed.quant_tokens``), dequantised into the model dtype per layer for attention. ``home`` "cpu" with a CUDA
+    (``speed.quant_tokens``), dequantised into the model dtype per layer for attention. With ``scales="head"``
+    (``--attention fa3-fp8``) one fp32 scale per layer and head instead, fixed when a sink is bound
+    (``speed.head_scales``), and the window is handed to attention as (e4m3 rows, [B, H] scale) pairs, not
+    dequantised: FlashAttention-3's FP8 kernel reads them as they are. ``home`` "cpu" with a CUDA
     ``device`` (``--offload_dit weights+kv``): the rows live in pinned host memory; writes are copied there and
     each layer's window is copied in, all on the compute stream (ordered, no host sync)."""
 
     def __init__(self, num_layers: int, batch: int, length: int, n_cond: int, heads: int, head_dim: int,
-                 dtype: torch.dtype, device, store_dtype: torch.dtype | None = None, home=None, codec=None):
+                 dtype: torch.dtype, device, store_dtype: torch.dtype | None = None, home=None, codec=None,
+                 scales: str = "token"):
         from engine.video.speed import FP8, kv_codec
         self.codec = codec if codec is not None else (kv_codec(None) if store_dtype == FP8 else None)
         self.length, self.n_cond = length, n_cond
         self.dtype, self.device = dtype, torch.device(device)
         self.store_dtype = store_dtype or dtype
         self.fp8 = self.store_dtype == FP8
+        if scales not in ("token", "head") or (scales == "head" and not self.fp8):
+            raise ValueError(f"scales must be 'token' or 'head' (FP8 caches only), not {scales!r}")
+        self.head = scales == "head"
         self.home = torch.device(home) if home is not None else self.device
         pin = self.home.type == "cpu" and self.device.type == "cuda"
         shape = (batch, n_cond + length, heads, head_dim)
@@ -770,8 +777,11 @@ class FastKVCache:
         self.k = [buf(shape, self.store_dtype) for _ in range(num_layers)]
         self.v = [buf(shape, self.store_dtype) for _ in range(num_layers)]
         sshape = (batch, n_cond + length, heads, 1)
-        self.ks = [buf(sshape, torch.float32) for _ in range(num_layers)] if self.fp8 else None
-        self.vs = [buf(sshape, torch.float32) for _ in range(num_layers)] if self.fp8 else None
+        if self.head:  # [B, H] per layer, on the compute device, set by ``bind``
+            self.ks, self.vs = [None] * num_layers, [None] * num_layers
+        else:
+            self.ks = [buf(sshape, torch.float32) for _ in range(num_layers)] if self.fp8 else None
+            self.vs = [buf(sshape, torch.float32) for _ in range(num_layers)] if self.fp8 else None
         self._bound = None
 
     @staticmethod
@@ -782,11 +792,13 @@ class FastKVCache:
 
     def nbytes(self) -> int:
         n = sum(t.numel() * t.element_size() for t in self.k + self.v)
-        return n + (sum(t.numel() * 4 for t in self.ks + self.vs) if self.fp8 else 0)
+        return n + (sum(t.numel() * 4 for t in self.ks + self.vs if t is not None) if self.fp8 else 0)
 
     def _put(self, store, scales, layer: int, lo: int, x: torch.Tensor) -> None:
         n = x.shape[1]
-        if self.fp8:
+        if self.head:
+            store[layer][:, lo:lo + n].copy_(self.codec("quant_head", x, scales[layer]), non_blocking=True)
+        elif self.fp8:
             x8, sc = self.codec("quant", x)
             store[layer][:, lo:lo + n].copy_(x8, non_blocking=True)
             scales[layer][:, lo:lo + n].copy_(sc, non_blocking=True)
@@ -795,6 +807,8 @@ class FastKVCache:
 
     def _get(self, store, scales, layer: int, end: int) -> torch.Tensor:
         x = store[layer][:, :end]
+        if self.head:  # e4m3 rows and their head scales, as FA3's FP8 kernel takes them
+            return x.to(self.device, non_blocking=True), scales[layer]
         if not self.fp8 and self.home == self.device:
             return x  # a view: attention reads the cache in place
         x = x.to(self.device, non_blocking=True)
@@ -814,6 +828,11 @@ class FastKVCache:
         mcos = msin = None
         if len(cond.grids) > 1:
             mcos, msin = rope_tables(dit.grid_freqs(cond.grids[1:], cond.k[0].device))
+        if self.head:  # this portrait's sink sets each layer's head scales (RoPE: within sqrt(2) of un-roped)
+            from engine.video.speed import head_scales
+            for i in range(len(self.k)):
+                self.ks[i] = head_scales(cond.k[i][:, :self.n_cond]).to(self.device)
+                self.vs[i] = head_scales(cond.v[i][:, :self.n_cond]).to(self.device)
         for i in range(len(self.k)):
             self._put(self.v, self.vs, i, 0, cond.v[i][:, :self.n_cond])
             if mcos is not None:

@@ -161,6 +161,11 @@ class VideoEngine:
             from engine.video.offload import LayerStreamer
             LayerStreamer(self.dit, self.device)
         self.regions = make_regions(sp)
+        if sp.attention != "sdpa" and not sp._fa3_emulate:
+            speed_mod.check_fa3(self.device)
+        if speed_mod.kv_placement(sp, self.device)[0] is not None:
+            self.kv_codec = speed_mod.kv_codec(sp)  # compiled once per engine
+        self.dit.window_attention = speed_mod.window_attention(sp, getattr(self, "kv_codec", None))
         if sp.vae_compiled:
             speed_mod.compile_vae_decoder(self.vae, sp.compile_backend)
         log.info("video speed path: %s", sp.label)
@@ -267,11 +272,13 @@ class VideoEngine:
                 from engine.video.offload import check_host_memory
                 check_host_memory(p.sample_steps * FastKVCache.host_bytes(
                     cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
-                    torch.empty(0, dtype=store or self.dtype).element_size(), store is not None), "the KV caches")
+                    torch.empty(0, dtype=store or self.dtype).element_size(),
+                    store is not None and speed_mod.kv_scales(self.speed) == "token"), "the KV caches")
             if store is not None and getattr(self, "kv_codec", None) is None:
                 self.kv_codec = speed_mod.kv_codec(self.speed)  # compiled once per engine
             caches = [FastKVCache(cfg.num_layers, 1, lat_per_clip * fsl, n_cond, cfg.num_heads, cfg.head_dim,
-                                  self.dtype, self.device, store, home, self.kv_codec if store else None)
+                                  self.dtype, self.device, store, home, self.kv_codec if store else None,
+                                  speed_mod.kv_scales(self.speed))
                       for _ in range(p.sample_steps)]
             ccache.bind_all(dit, caches)
         else:
@@ -346,9 +353,10 @@ class VideoEngine:
         if self.speed.quant == "fp8":
             raise speed_mod.SpeedConfigError("--quant fp8 applies to the LiveAvatar causal mode only; "
                                              "the S2V offline mode runs the bf16 reference path")
-        if self.speed.offload != "none" or self.speed.kv_cache != "model":
-            raise speed_mod.SpeedConfigError("--offload_dit / --kv_cache fp8 apply to the LiveAvatar causal mode "
-                                             "only; the S2V offline mode keeps the DiT and its tokens on the GPU")
+        if self.speed.offload != "none" or self.speed.kv_cache != "model" or self.speed.attention != "sdpa":
+            raise speed_mod.SpeedConfigError("--offload_dit / --kv_cache fp8 / --attention fa3* apply to the "
+                                             "LiveAvatar causal mode only; the S2V offline mode keeps the DiT and "
+                                             "its tokens on the GPU and uses SDPA")
         if self.speed.compile or self.speed.fast:
             log.warning("speed path (%s) applies to LiveAvatar mode; S2V runs the reference path", self.speed.label)
         if p.infer_frames % 4:
@@ -418,7 +426,8 @@ def estimate_gpu_bytes(h: int, w: int, params: GenParams, offload_model: bool, l
     t5 = 0 if offload_model or offload != "none" else 11.4e9
     if live:
         rows = (params.infer_frames // 4) * fsl + (2.5 * fsl if sp.enabled else 0)  # the speed path holds the sink
-        kv_bytes = 5120 * (1 + 4 / 128 if sp.kv_cache == "fp8" else 2)
+        fp8_rows = speed_mod.kv_placement(sp, "cpu")[0] is not None
+        kv_bytes = 5120 * ((1 + 4 / 128 if speed_mod.kv_scales(sp) == "token" else 1) if fp8_rows else 2)
         kv = (2 * rows * 2 * 5120 * 2 if offload == "weights+kv" else params.sample_steps * rows * 40 * 2 * kv_bytes)
         tokens = (params.block_frames + 2.5) * fsl
     else:

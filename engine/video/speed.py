@@ -17,6 +17,12 @@ What a ``SpeedOptions`` turns on (all off = the reference path, unchanged):
   fp32 scale per token and head, dequantised to the model dtype per layer for attention (half the cache memory;
   runs anywhere, it is storage only). With ``quant="fp8"`` the cross-attention and audio-injector k/v linears
   are quantised as well (memory; they run once per clip / on 5 tokens per frame);
+- ``attention`` (implies ``fast``): the window self-attention kernel. ``"sdpa"`` (default): PyTorch's SDPA
+  (cuDNN on Hopper). ``"fa3"``: FlashAttention-3, bf16, the same maths (Hopper only; the ``flash_attn_3``
+  wheel, built by ``bench/fa3_build.sh``). ``"fa3-fp8"``: FlashAttention-3 on e4m3 operands. Its KV caches are
+  stored in e4m3 with one scale per layer and head, set when a portrait's sink is bound (``KV_HEAD_HEADROOM``
+  above the sink's largest value; later rows beyond it saturate), so attention reads the cache as it is;
+  q gets one scale per head per call. Anything that cannot run is a ``SpeedConfigError`` naming the fix;
 - ``offload`` (implies ``fast``): ``"weights"`` streams each DiT layer's weights from pinned host memory into
   one of two device slots, the next layer copied on a side stream while this one computes
   (``engine/video/offload.py``); ``"weights+kv"`` keeps the KV caches in host memory too (the window is copied
@@ -24,7 +30,7 @@ What a ``SpeedOptions`` turns on (all off = the reference path, unchanged):
 
 Settings: the environment variables ``AVATAR_VIDEO_FAST=1``, ``AVATAR_VIDEO_COMPILE=1``,
 ``AVATAR_VIDEO_QUANT=fp8``, ``AVATAR_VIDEO_COMPILE_VAE=0/1``, ``AVATAR_VIDEO_KV_CACHE=fp8``,
-``AVATAR_VIDEO_OFFLOAD=weights|weights+kv`` give the defaults; CLI flags win.
+``AVATAR_VIDEO_OFFLOAD=weights|weights+kv``, ``AVATAR_VIDEO_ATTENTION=sdpa|fa3|fa3-fp8`` give the defaults; CLI flags win.
 """
 from __future__ import annotations
 
@@ -49,12 +55,24 @@ FP8_MAX = 448.0
 # elementwise work (different rounding points); FP8 adds ~2.4e-2 per call (prototype, shared notes).
 # FP8 KV caches: e4m3 keeps 3 mantissa bits, ~3 % per element, averaged down by attention over ~15k keys.
 # Weight/KV streaming (offload) moves bytes only: same numbers as the mode without it.
+# FP8 attention (fa3-fp8): e4m3 q, k, v and, in the kernel, e4m3 probabilities: ~1e-1 per call on synthetic
+# inputs, which the layers average down (cuDNN's FP8 attention gave 1.7e-2 more in the final latents). The fp32
+# (CPU) rows emulate the operands' quantisation only, not the kernel's e4m3 probabilities.
+# FlashAttention-3 in bf16 (fa3) is the same maths as SDPA: the mode's own threshold applies.
 THRESHOLDS = {
-    "fp32": {"fast": 1e-5, "compile": 1e-4, "fp8": 6e-2, "fp8kv": 6e-2, "fp8+fp8kv": 8e-2},
-    "bf16": {"fast": 2e-2, "compile": 3e-2, "fp8": 1.5e-1, "fp8kv": 1e-1, "fp8+fp8kv": 1.5e-1},
+    "fp32": {"fast": 1e-5, "compile": 1e-4, "fp8": 6e-2, "fp8kv": 6e-2, "fp8+fp8kv": 8e-2, "fp8attn": 6e-2,
+             "fp8+fp8attn": 8e-2},
+    "bf16": {"fast": 2e-2, "compile": 3e-2, "fp8": 1.5e-1, "fp8kv": 1e-1, "fp8+fp8kv": 1.5e-1, "fp8attn": 1e-1,
+             "fp8+fp8attn": 1.5e-1},
 }
-PSNR_MIN_DB = {"fast": 35.0, "compile": 30.0, "fp8": 22.0, "fp8kv": 25.0, "fp8+fp8kv": 22.0}
+PSNR_MIN_DB = {"fast": 35.0, "compile": 30.0, "fp8": 22.0, "fp8kv": 25.0, "fp8+fp8kv": 22.0, "fp8attn": 25.0,
+               "fp8+fp8attn": 22.0}
 OFFLOAD_MODES = ("none", "weights", "weights+kv")
+ATTENTION_MODES = ("sdpa", "fa3", "fa3-fp8")
+# fa3-fp8 caches: the sink's largest |k| and |v| of a head map to FP8_MAX / KV_HEAD_HEADROOM, so window rows up
+# to 4x louder than the sink still fit before saturating. e4m3 is a float format: the headroom costs no
+# precision, only the smallest values (below ~1e-5 of the largest) move into subnormals.
+KV_HEAD_HEADROOM = 4.0
 
 
 class SpeedConfigError(ValueError):
@@ -77,7 +95,9 @@ class SpeedOptions:
     compile_backend: str = "inductor"
     kv_cache: str = "model"  # model (the model dtype) | fp8
     offload: str = "none"  # none | weights | weights+kv
+    attention: str = "sdpa"  # sdpa | fa3 | fa3-fp8
     _fp8_emulate: bool = False  # tests only: quantise like FP8 but multiply in fp32 (runs on CPU)
+    _fa3_emulate: bool = False  # tests only: fa3 modes through an fp32 SDPA of the same (dequantised) operands
 
     def __post_init__(self):
         if self.quant not in ("none", "fp8"):
@@ -86,10 +106,13 @@ class SpeedOptions:
             raise SpeedConfigError(f"kv_cache must be 'model' or 'fp8', not {self.kv_cache!r}")
         if self.offload not in OFFLOAD_MODES:
             raise SpeedConfigError(f"offload_dit must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
+        if self.attention not in ATTENTION_MODES:
+            raise SpeedConfigError(f"attention must be one of {', '.join(ATTENTION_MODES)}, not {self.attention!r}")
 
     @property
     def enabled(self) -> bool:
-        return self.fast or self.compile or self.quant != "none" or self.kv_cache != "model" or self.offload != "none"
+        return (self.fast or self.compile or self.quant != "none" or self.kv_cache != "model"
+                or self.offload != "none" or self.attention != "sdpa")
 
     @property
     def vae_compiled(self) -> bool:
@@ -106,6 +129,8 @@ class SpeedOptions:
             parts.append("fp8kv")
         if self.offload != "none":
             parts.append("offload-" + self.offload)
+        if self.attention != "sdpa":
+            parts.append(self.attention)
         if self.vae_compiled:
             parts.append("vae-compile")
         return "+".join(parts)
@@ -116,7 +141,8 @@ class SpeedOptions:
                   quant=os.environ.get("AVATAR_VIDEO_QUANT", "none") or "none",
                   compile_vae=_env_bool("AVATAR_VIDEO_COMPILE_VAE", None),
                   kv_cache=os.environ.get("AVATAR_VIDEO_KV_CACHE", "model") or "model",
-                  offload=os.environ.get("AVATAR_VIDEO_OFFLOAD", "none") or "none")
+                  offload=os.environ.get("AVATAR_VIDEO_OFFLOAD", "none") or "none",
+                  attention=os.environ.get("AVATAR_VIDEO_ATTENTION", "sdpa") or "sdpa")
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kw)
 
@@ -317,6 +343,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> float:
 
 
 def guard_kind(opts: SpeedOptions) -> str:
+    if opts.attention == "fa3-fp8":  # its caches are FP8 too; FP8 q.k and p.v on top
+        return "fp8+fp8attn" if opts.quant == "fp8" else "fp8attn"
     if opts.kv_cache == "fp8":
         return "fp8+fp8kv" if opts.quant == "fp8" else "fp8kv"
     return "fp8" if opts.quant == "fp8" else ("compile" if opts.compile else "fast")
@@ -324,9 +352,60 @@ def guard_kind(opts: SpeedOptions) -> str:
 
 def kv_placement(opts: "SpeedOptions", device):
     """(store dtype or None, home device or None) of the speed path's KV caches for these options."""
-    store = FP8 if opts.kv_cache == "fp8" else None
+    store = FP8 if opts.kv_cache == "fp8" or opts.attention == "fa3-fp8" else None
     home = "cpu" if opts.offload == "weights+kv" and torch.device(device).type == "cuda" else None
     return store, home
+
+
+def kv_scales(opts: "SpeedOptions") -> str:
+    """How an FP8 cache scales its rows: "head" (one scale per layer and head: what FA3's FP8 kernel reads) for
+    ``attention="fa3-fp8"``, else "token" (one per token and head, dequantised before attention)."""
+    return "head" if opts.attention == "fa3-fp8" else "token"
+
+
+def check_fa3(device) -> None:
+    """Raise ``SpeedConfigError`` unless FlashAttention-3 can run on ``device``."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        raise SpeedConfigError(f"--attention fa3 / fa3-fp8 needs an NVIDIA Hopper GPU (compute capability 9.0); the "
+                               f"engine runs on {dev.type}. Use --attention sdpa.")
+    cap = torch.cuda.get_device_capability(dev)
+    if cap != (9, 0):
+        raise SpeedConfigError(f"--attention fa3 / fa3-fp8: FlashAttention-3's kernels are built for Hopper "
+                               f"(compute capability 9.0, H100/H200); {torch.cuda.get_device_name(dev)} is "
+                               f"{cap[0]}.{cap[1]}. Use --attention sdpa.")
+    try:
+        import flash_attn_interface  # noqa: F401
+    except ImportError as exc:
+        raise SpeedConfigError(f"--attention fa3 / fa3-fp8 needs the flash_attn_3 package (FlashAttention-3), "
+                               f"which is not importable here ({exc}). Build its wheel on the GPU machine with "
+                               f"bench/fa3_build.sh and pip install it (docs/video.md), or use --attention sdpa.")
+
+
+def window_attention(opts: "SpeedOptions", codec: "Regions | None" = None):
+    """The speed path's window self-attention for ``opts.attention``: [B, L, H, d] q (model dtype) and the
+    cache's keys and values -> [B, L, H, d]. For fa3-fp8 the keys and values are (e4m3 rows, [B, H] dequant
+    scale) pairs, as a head-scaled ``FastKVCache`` returns them, and ``codec`` quantises q."""
+    from engine.video.dit import sdpa
+    from engine.video.fp8_attention import fa3_attention
+    if opts.attention == "sdpa":
+        return sdpa
+    emulate = opts._fa3_emulate
+    if opts.attention == "fa3":
+        return sdpa if emulate else fa3_attention
+    if codec is None:
+        raise ValueError("attention fa3-fp8 needs the KV codec (kv_codec) to quantise q")
+
+    def fa3_fp8(q, keys, vals):
+        # a model-dtype cache (the several-GPU paths keep one) is quantised here, per call
+        k8, dk = keys if isinstance(keys, tuple) else codec("quant_q", keys)
+        v8, dv = vals if isinstance(vals, tuple) else codec("quant_q", vals)
+        q8, dq = codec("quant_q", q)
+        if emulate:  # the same e4m3 operands and scales through an fp32 SDPA (CPU tests)
+            deq = [codec("dequant_head", x8, s, torch.float32) for x8, s in ((q8, dq), (k8, dk), (v8, dv))]
+            return sdpa(*deq).to(q.dtype)
+        return fa3_attention(q8, k8, v8, dq, dk, dv)
+    return fa3_fp8
 
 
 def dequant_tokens(x8: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -337,7 +416,8 @@ def kv_codec(opts: "SpeedOptions | None") -> "Regions":
     """FP8 KV quantise / dequantise, compiled with ``opts.compile`` (one fused pass each instead of ~7 eager
     kernels; dynamic in the token count, which differs for the reference keys, a block and the growing first
     window)."""
-    return Regions({"quant": quant_tokens, "dequant": dequant_tokens},
+    return Regions({"quant": quant_tokens, "dequant": dequant_tokens, "quant_head": quant_head_static,
+                    "quant_q": quant_heads, "dequant_head": dequant_heads},
                    compile=bool(opts is not None and opts.compile),
                    backend=getattr(opts, "compile_backend", "inductor"), dynamic=True)
 
@@ -348,6 +428,27 @@ def quant_tokens(x: torch.Tensor):
     xf = x.float()
     s = (xf.abs().amax(dim=-1, keepdim=True) / FP8_MAX).clamp(min=1e-12)
     return (xf / s).clamp(-FP8_MAX, FP8_MAX).to(FP8), s
+
+
+def head_scales(x: torch.Tensor, headroom: float = KV_HEAD_HEADROOM) -> torch.Tensor:
+    """[B, L, H, d] -> fp32 [B, H] dequant scales that map the largest |x| of each head to FP8_MAX / headroom."""
+    return (x.float().abs().amax(dim=(1, 3)) * (headroom / FP8_MAX)).clamp(min=1e-12)
+
+
+def quant_head_static(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """K or V rows [B, L, H, d] -> e4m3 with the head's fixed dequant scale ``s`` [B, H]; saturates at FP8_MAX
+    (a plain cast would turn anything beyond it into NaN)."""
+    return (x.float() / s[:, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+
+
+def quant_heads(x: torch.Tensor):
+    """q [B, L, H, d] -> (e4m3, fp32 [B, H] dequant scale): one scale per head, from this call's values."""
+    s = head_scales(x, 1.0)
+    return (x.float() / s[:, None, :, None]).to(FP8), s
+
+
+def dequant_heads(x8: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (x8.float() * s[:, None, :, None]).to(dtype)
 
 
 def check_numerics(per_block_err: list[float], opts: SpeedOptions, precision: str) -> list[str]:
@@ -395,8 +496,9 @@ def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio
         store, home = kv_placement(opts, dev)
         codec = kv_codec(opts) if store is not None else None
         caches = [FastKVCache(cfg.num_layers, 1, length, cc.k[0].shape[1], cfg.num_heads, cfg.head_dim, dtype, dev,
-                              store, home, codec) for _ in range(steps)]
+                              store, home, codec, kv_scales(opts)) for _ in range(steps)]
         cc.bind_all(dit, caches)
+        dit.window_attention = window_attention(opts, codec)
     else:
         caches = [BlockKVCache(cfg.num_layers, 1, length, cfg.num_heads, cfg.head_dim, dtype, dev)
                   for _ in range(steps)]
@@ -418,4 +520,7 @@ def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio
         secs.append(time.perf_counter() - t0)
         outs.append(x)
     del caches
+    if fast:
+        from engine.video.dit import sdpa
+        dit.window_attention = sdpa
     return outs, secs, prefill_s
