@@ -229,17 +229,19 @@ def write_lora(path: str, cfg: dict = TINY_DIT, rank: int = 4, seed: int = 4, pr
     return out
 
 
-def write_all(folder: str, lora: bool = True) -> str:
-    """A complete tiny S2V checkpoint directory (+ LoRA file). Returns the folder."""
+def write_all(folder: str, lora: bool = True, dit: dict | None = None) -> str:
+    """A complete tiny S2V checkpoint directory (+ LoRA file). Returns the folder. ``dit``: config keys over
+    TINY_DIT (e.g. ``dim=256, num_heads=2`` for the released head dim, 128, which FlashAttention-3 needs)."""
     os.makedirs(folder, exist_ok=True)
-    write_dit(folder)
+    cfg = {**TINY_DIT, **(dit or {})}
+    write_dit(folder, cfg)
     write_vae(os.path.join(folder, "Wan2.1_VAE.pth"))
     write_t5(folder)
     write_wav2vec(os.path.join(folder, "wav2vec2-large-xlsr-53-english"), TINY_DIT["audio_dim"])
     with open(os.path.join(folder, "component_configs.json"), "w") as fh:
         json.dump({"vae": {"base_dim": TINY_VAE_BASE}, "t5": TINY_T5}, fh)
     if lora:
-        write_lora(os.path.join(folder, "liveavatar.safetensors"))
+        write_lora(os.path.join(folder, "liveavatar.safetensors"), cfg)
     return folder
 
 

@@ -127,6 +127,8 @@ class VideoEngine:
 
         if self.speed.quant == "fp8":
             speed_mod.check_fp8(self.device)  # before loading 32 GB: a clear error on CPU / pre-Hopper GPUs
+        if self.speed.attention != "sdpa" and not self.speed._fa3_emulate:
+            speed_mod.check_fa3(self.device)
         self.check_files()
         streamed = self.speed.offload != "none"
         if streamed:
@@ -161,8 +163,8 @@ class VideoEngine:
             from engine.video.offload import LayerStreamer
             LayerStreamer(self.dit, self.device)
         self.regions = make_regions(sp)
-        if sp.attention != "sdpa" and not sp._fa3_emulate:
-            speed_mod.check_fa3(self.device)
+        if sp.attention != "sdpa" and not sp._fa3_emulate:  # the kernel on this model's head dim
+            speed_mod.check_fa3(self.device, self.dit.config.head_dim, fp8=sp.attention == "fa3-fp8")
         if speed_mod.kv_placement(sp, self.device)[0] is not None:
             self.kv_codec = speed_mod.kv_codec(sp)  # compiled once per engine
         self.dit.window_attention = speed_mod.window_attention(sp, getattr(self, "kv_codec", None))

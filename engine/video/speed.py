@@ -363,8 +363,10 @@ def kv_scales(opts: "SpeedOptions") -> str:
     return "head" if opts.attention == "fa3-fp8" else "token"
 
 
-def check_fa3(device) -> None:
-    """Raise ``SpeedConfigError`` unless FlashAttention-3 can run on ``device``."""
+def check_fa3(device, head_dim: int | None = None, fp8: bool = False) -> None:
+    """Raise ``SpeedConfigError`` unless FlashAttention-3 can run on ``device``; with ``head_dim``, also run its
+    kernel once on a few rows of that head dim (in e4m3 with ``fp8``): a wheel built for other head dims or
+    dtypes fails here, at start, not in the first request."""
     dev = torch.device(device)
     if dev.type != "cuda" or not torch.cuda.is_available():
         raise SpeedConfigError(f"--attention fa3 / fa3-fp8 needs an NVIDIA Hopper GPU (compute capability 9.0); the "
@@ -380,6 +382,23 @@ def check_fa3(device) -> None:
         raise SpeedConfigError(f"--attention fa3 / fa3-fp8 needs the flash_attn_3 package (FlashAttention-3), "
                                f"which is not importable here ({exc}). Build its wheel on the GPU machine with "
                                f"bench/fa3_build.sh and pip install it (docs/video.md), or use --attention sdpa.")
+    if head_dim is None:
+        return
+    from engine.video.fp8_attention import fa3_attention
+    x = torch.ones(1, 128, 1, head_dim, device=dev, dtype=torch.bfloat16)
+    one = torch.ones(1, 1, device=dev)
+    try:
+        if fp8:
+            x8 = x.to(FP8)
+            fa3_attention(x8, x8, x8, one, one, one)
+        else:
+            fa3_attention(x, x, x)
+        torch.cuda.synchronize(dev)
+    except Exception as exc:  # e.g. "This flash attention build does not support headdim ..."
+        raise SpeedConfigError(f"--attention {'fa3-fp8' if fp8 else 'fa3'}: the installed FlashAttention-3 cannot "
+                               f"run this model's head dim {head_dim}{' in FP8' if fp8 else ''} "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). "
+                               f"Build it for that head dim (bench/fa3_build.sh) or use --attention sdpa.") from None
 
 
 def window_attention(opts: "SpeedOptions", codec: "Regions | None" = None):
@@ -461,12 +480,13 @@ def check_numerics(per_block_err: list[float], opts: SpeedOptions, precision: st
 @torch.no_grad()
 def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio, noises, steps: int = 4,
                    ref_shift: int = 10, regions: "Regions | None" = None, window_blocks: int = 4, sync=None,
-                   on_block=None):
+                   on_block=None, codec: "Regions | None" = None):
     """The LiveAvatar loop without encoders/VAE: prefill, then for each block noise in ``noises`` (each
     [B,16,nb,H_l,W_l]) ``steps`` Euler steps with one cache per step. ``opts`` None / not enabled = reference
     path. Returns (final latents per block, seconds per block, prefill seconds); ``sync`` (e.g.
     torch.cuda.synchronize) is called around the timed regions; ``on_block(b, latents)``, if given, right after
-    block b's steps are queued (the bench decodes there). Used by the numerics tests and the bench."""
+    block b's steps are queued (the bench decodes there); ``codec``: the FP8 KV codec to reuse (compiled once).
+    Used by the numerics tests and the bench."""
     import time
 
     from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, make_regions
@@ -494,7 +514,7 @@ def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio
     length = window_blocks * nb * fsl
     if fast:
         store, home = kv_placement(opts, dev)
-        codec = kv_codec(opts) if store is not None else None
+        codec = (codec or kv_codec(opts)) if store is not None else None
         caches = [FastKVCache(cfg.num_layers, 1, length, cc.k[0].shape[1], cfg.num_heads, cfg.head_dim, dtype, dev,
                               store, home, codec, kv_scales(opts)) for _ in range(steps)]
         cc.bind_all(dit, caches)
