@@ -6,10 +6,10 @@
 #
 #   FA3_SRC=.fa3/fa3src.tar.xz FA3_BUILD=.fa3b bash bench/fa3_build.sh      # -> $FA3_BUILD/hopper/dist/*.whl
 #
-# FA3_SRC: a tarball of the flash-attention repository's hopper/ folder (instantiations trimmed to the two kept
-# files) and the CUTLASS include/ tree at the commit that repository pins, under csrc/cutlass/ (made here from
-# fetched snapshots; none of it is committed). The build folder is incremental: a call cut short by its time
-# limit resumes where ninja stopped.
+# FA3_SRC: the tarball bench/fa3_source.sh packs (flash-attention's hopper/ folder and the pinned CUTLASS
+# headers; none of it is committed). The build folder is incremental: a build cut short resumes where ninja
+# stopped. Needs nvcc >= 12.3, PyTorch, ninja, packaging and wheel; on the H200 machine (nvcc 13.0, torch 2.11)
+# it took 90 s with 16 cores. Install: pip install $FA3_BUILD/hopper/dist/flash_attn_3-*.whl
 set -euo pipefail
 SRC=${FA3_SRC:-.fa3/fa3src.tar.xz}
 B=${FA3_BUILD:-.fa3b}
