@@ -195,8 +195,11 @@ def main() -> int:
             gc.collect()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+            kv_stats = {}
             lats, secs, prefill = sp.causal_latents(m, opts, ctx, ref, motion, audio, noises, regions=regions,
-                                                    sync=torch.cuda.synchronize, codec=codec)
+                                                    sync=torch.cuda.synchronize, codec=codec, kv_stats=kv_stats)
+            if kv_stats:
+                r["kv_saturated_share"] = kv_stats
             r["peak_gib"] = gib(torch.cuda.max_memory_allocated())
             # run-to-run spread of this mode (GPU kernels may pick other algorithms for other addresses)
             r["rerun_max_rel_err"] = max(sp.rel_err(a, b) for a, b in zip(lats, lats1))

@@ -88,6 +88,10 @@ def test_head_scaled_cache_saturates_instead_of_nan(dit, inputs):
     got = dequant_heads(k8[:, n:n + 16], dk, torch.float32)
     assert torch.isfinite(got).all()
     assert torch.allclose(got, (FP8_MAX * dk)[:, None, :, None].expand_as(got))
+    sat = f8.saturated()  # the diagnostic counts exactly those 16 rows of layer 0's keys and values
+    rows = 16 * cfg.num_heads * cfg.head_dim
+    total = sum(t.numel() for t in f8.k)
+    assert sat["k"] == pytest.approx(rows / total) and sat["v"] == pytest.approx(rows / total)
 
 
 def test_head_scales_need_an_fp8_cache(dit):

@@ -839,6 +839,18 @@ class FastKVCache:
                 self._put(self.k, self.ks, i, n_ref, rope_fp32(cond.k[i][:, n_ref:], mcos, msin).to(self.dtype))
         self._bound = cond
 
+    def saturated(self) -> dict:
+        """Head-scaled caches: the share of stored k and v codes at e4m3's largest magnitude (rows louder than
+        the sink's headroom, clipped). A diagnostic for the bench: one pass over the caches."""
+        from engine.video.speed import FP8_MAX
+        if not self.head:
+            return {}
+        out = {}
+        for name, store in (("k", self.k), ("v", self.v)):
+            n = sum(t.numel() for t in store)
+            out[name] = sum(float((t.float().abs() >= FP8_MAX).sum()) for t in store) / max(1, n)
+        return out
+
     def write_ref(self, layer: int, k_ref: torch.Tensor) -> None:
         self._put(self.k, self.ks, layer, 0, k_ref)
 

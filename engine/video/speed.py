@@ -480,13 +480,14 @@ def check_numerics(per_block_err: list[float], opts: SpeedOptions, precision: st
 @torch.no_grad()
 def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio, noises, steps: int = 4,
                    ref_shift: int = 10, regions: "Regions | None" = None, window_blocks: int = 4, sync=None,
-                   on_block=None, codec: "Regions | None" = None):
+                   on_block=None, codec: "Regions | None" = None, kv_stats: dict | None = None):
     """The LiveAvatar loop without encoders/VAE: prefill, then for each block noise in ``noises`` (each
     [B,16,nb,H_l,W_l]) ``steps`` Euler steps with one cache per step. ``opts`` None / not enabled = reference
     path. Returns (final latents per block, seconds per block, prefill seconds); ``sync`` (e.g.
     torch.cuda.synchronize) is called around the timed regions; ``on_block(b, latents)``, if given, right after
-    block b's steps are queued (the bench decodes there); ``codec``: the FP8 KV codec to reuse (compiled once).
-    Used by the numerics tests and the bench."""
+    block b's steps are queued (the bench decodes there); ``codec``: the FP8 KV codec to reuse (compiled once);
+    ``kv_stats``: filled with the head-scaled caches' saturated shares at the end. Used by the numerics tests
+    and the bench."""
     import time
 
     from engine.video.dit import BlockKVCache, Cond, CondCache, FastKVCache, TextKV, make_regions
@@ -539,6 +540,9 @@ def causal_latents(dit, opts: "SpeedOptions | None", context, ref, motion, audio
         sync()
         secs.append(time.perf_counter() - t0)
         outs.append(x)
+    if kv_stats is not None and fast:
+        for i, c in enumerate(caches):
+            kv_stats.update({f"step{i}_{k}": v for k, v in c.saturated().items()})
     del caches
     if fast:
         from engine.video.dit import sdpa
