@@ -260,6 +260,10 @@ def classify(exc: Exception) -> tuple[str, str]:
         return "RESOURCE_EXHAUSTED", (f"GPU out of memory ({first}); lower `size` or `infer_frames` in the request, "
                                       f"or start the server with smaller-memory settings: AVATAR_VIDEO_QUANT=fp8, "
                                       f"AVATAR_VIDEO_KV_CACHE=fp8, AVATAR_VIDEO_OFFLOAD=weights+kv (docs/video.md)")
+    from engine.video.speed import SpeedConfigError
+    if isinstance(exc, SpeedConfigError):  # the server's own settings, not the request: say which to change
+        return "FAILED_PRECONDITION", (f"the server's video speed settings cannot run here: {exc} (server side: "
+                                       f"the AVATAR_VIDEO_* settings, docs/video.md)")
     if type(exc).__name__ == "RankFailure":  # engine.video.parallel: a rank died or hung; the group restarts
         return "UNAVAILABLE", str(exc)
     if isinstance(exc, ValueError):
