@@ -89,23 +89,7 @@ def main() -> int:
            "device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)",
            "torch": torch.__version__, "rows": []}
     rep = 100 if args.quick else 300
-
-    def row(name, make):
-        """make(q, k, v) -> a zero-argument callable (operands prepared outside it when the row says so)."""
-        r = {"kernel": name}
-        try:
-            for kind, (q, k, v) in data.items():
-                fn = make(q, k, v)
-                r[f"rel_err_{kind}"] = rel(fn(), refs[kind])
-                if kind == "heads":
-                    sync()
-                    r["ms"] = do_bench(fn, warmup=25, rep=rep, return_mode="median")
-                    r["tflops"] = flops / r["ms"] / 1e9
-                del fn
-        except Exception as exc:  # report, keep the other rows
-            r["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        res["rows"].append(r)
-        print(json.dumps(r), flush=True)
+    row = row_runner(res, data, refs, do_bench, flops, rep, sync)
 
     def sdpa_with(backend):
         def make(q, k, v):
@@ -193,15 +177,40 @@ def main() -> int:
         json.dump(res, fh, indent=2)
     print(f"\n{res['device']}, {res['shape']}; best Triton config: {res['triton_best_config']}; "
           f"wall {res['wall_s']:.0f} s")
+    print_table(res["rows"])
+    return 0
+
+
+def row_runner(res: dict, data: dict, refs: dict, do_bench, flops: float, rep: int, sync):
+    """-> row(name, make): make(q, k, v) gives a zero-argument callable (operands prepared outside it when the
+    row says so); the row's error on every input and its time on "heads" go into res["rows"]."""
+    def row(name, make):
+        r = {"kernel": name}
+        try:
+            for kind, (q, k, v) in data.items():
+                fn = make(q, k, v)
+                r[f"rel_err_{kind}"] = rel(fn(), refs[kind])
+                if kind == "heads":
+                    sync()
+                    r["ms"] = do_bench(fn, warmup=25, rep=rep, return_mode="median")
+                    r["tflops"] = flops / r["ms"] / 1e9
+                del fn
+        except Exception as exc:  # report, keep the other rows
+            r["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        res["rows"].append(r)
+        print(json.dumps(r), flush=True)
+    return row
+
+
+def print_table(rows: list) -> None:
     print("| kernel | ms per call | TFLOP/s | rel. err (heads) | rel. err (kbias) |")
     print("|---|---|---|---|---|")
-    for r in res["rows"]:
+    for r in rows:
         if "error" in r:
             print(f"| {r['kernel']} | {r['error']} | | | |")
         else:
             print(f"| {r['kernel']} | {r['ms']:.3f} | {r['tflops']:.0f} | {r['rel_err_heads']:.2e} "
                   f"| {r['rel_err_kbias']:.2e} |")
-    return 0
 
 
 if __name__ == "__main__":

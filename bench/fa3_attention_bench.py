@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.attention_fp8_bench import make_inputs, reference, rel  # noqa: E402
+from bench.attention_fp8_bench import make_inputs, print_table, reference, row_runner  # noqa: E402
 from engine.video.fp8_attention import fa3_attention, quant_heads  # noqa: E402
 
 
@@ -46,22 +46,7 @@ def main() -> int:
     res = {"shape": f"q {m} x kv {n}, {h} heads, d {d}, layout [B, L, H, d]",
            "device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
     rep = 100 if args.quick else 300
-
-    def row(name, make):
-        r = {"kernel": name}
-        try:
-            for kind, (q, k, v) in data.items():
-                fn = make(q, k, v)
-                r[f"rel_err_{kind}"] = rel(fn(), refs[kind])
-                if kind == "heads":
-                    torch.cuda.synchronize()
-                    r["ms"] = do_bench(fn, warmup=25, rep=rep, return_mode="median")
-                    r["tflops"] = flops / r["ms"] / 1e9
-                del fn
-        except Exception as exc:  # report, keep the other rows
-            r["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        res["rows"].append(r)
-        print(json.dumps(r), flush=True)
+    row = row_runner(res, data, refs, do_bench, flops, rep, torch.cuda.synchronize)
 
     def cudnn(q, k, v):
         def fn():
@@ -100,14 +85,7 @@ def main() -> int:
         json.dump(res, fh, indent=2)
     print(f"\n{res['device']}, {res['shape']}, torch {res['torch']}; compiled quant of q, k, v: "
           f"{res.get('compiled_quant_ms', float('nan')):.3f} ms; wall {res['wall_s']:.0f} s")
-    print("| kernel | ms per call | TFLOP/s | rel. err (heads) | rel. err (kbias) |")
-    print("|---|---|---|---|---|")
-    for r in res["rows"]:
-        if "error" in r:
-            print(f"| {r['kernel']} | {r['error']} | | | |")
-        else:
-            print(f"| {r['kernel']} | {r['ms']:.3f} | {r['tflops']:.0f} | {r['rel_err_heads']:.2e} | "
-                  f"{r['rel_err_kbias']:.2e} |")
+    print_table(res["rows"])
     return 0
 
 
