@@ -325,6 +325,25 @@ def test_head_scaled_cache_hands_e4m3_rows_and_head_scales_to_attention(dit, inp
     assert sink < 4e-2
 
 
+def test_head_scales_survive_a_rolling_sink(dit, inputs):
+    """A rolling sink re-bound into a head-scaled cache keeps the scales: the window rows written before it were
+    encoded with them and must read back the same after it."""
+    from engine.video.dit import Cond, CondCache
+    from engine.video.speed import dequant_heads
+    (f8,), n, _ = _bound_caches(dit, inputs, "head")
+    cfg = dit.config
+    scales = [s.clone() for s in f8.ks]
+    k = torch.randn(1, 16, cfg.num_heads, cfg.head_dim) * f8.ks[0][:, None, :, None] * 40
+    (before, dk), _ = f8.write_and_window(0, 0, k, k)
+    before = dequant_heads(before[:, n:n + 16], dk, torch.float32)
+    cc2 = CondCache(cfg.num_layers, torch.float32)
+    dit.prefill_cond_fast(cc2, Cond(inputs["context"], inputs["ref"] * 3.0, inputs["motion"]))
+    f8.bind(dit, cc2)
+    assert all(torch.equal(a, b) for a, b in zip(scales, f8.ks))
+    after = dequant_heads(f8.k[0][:, n:n + 16], f8.ks[0], torch.float32)
+    assert torch.equal(before, after)
+
+
 def test_head_scaled_cache_saturates_instead_of_nan(dit, inputs):
     from engine.video.speed import FP8_MAX, dequant_heads
     (f8,), n, _ = _bound_caches(dit, inputs, "head")

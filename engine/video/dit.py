@@ -749,7 +749,7 @@ class FastKVCache:
 
     ``store_dtype`` FP8 (``--kv_cache fp8``): rows stored as e4m3 with one fp32 scale per token and head
     (``speed.quant_tokens``), dequantised into the model dtype per layer for attention. With ``scales="head"``
-    (``--attention fa3-fp8``) one fp32 scale per layer and head instead, fixed when a sink is bound
+    (``--attention fa3-fp8``) one fp32 scale per layer and head instead, fixed by the first sink bound
     (``speed.head_scales``), and the window is handed to attention as (e4m3 rows, [B, H] scale) pairs, not
     dequantised: FlashAttention-3's FP8 kernel reads them as they are. ``home`` "cpu" with a CUDA
     ``device`` (``--offload_dit weights+kv``): the rows live in pinned host memory; writes are copied there and
@@ -828,7 +828,9 @@ class FastKVCache:
         mcos = msin = None
         if len(cond.grids) > 1:
             mcos, msin = rope_tables(dit.grid_freqs(cond.grids[1:], cond.k[0].device))
-        if self.head:  # this portrait's sink sets each layer's head scales (RoPE: within sqrt(2) of un-roped)
+        if self.head and self.ks[0] is None:
+            # The first sink sets each layer's head scales (RoPE: within sqrt(2) of un-roped) for the cache's
+            # life: a rolling sink bound later keeps them, since the window still holds rows encoded with them.
             from engine.video.speed import head_scales
             for i in range(len(self.k)):
                 self.ks[i] = head_scales(cond.k[i][:, :self.n_cond]).to(self.device)

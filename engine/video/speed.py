@@ -20,8 +20,8 @@ What a ``SpeedOptions`` turns on (all off = the reference path, unchanged):
 - ``attention`` (implies ``fast``): the window self-attention kernel. ``"sdpa"`` (default): PyTorch's SDPA
   (cuDNN on Hopper). ``"fa3"``: FlashAttention-3, bf16, the same maths (Hopper only; the ``flash_attn_3``
   wheel, built by ``bench/fa3_build.sh``). ``"fa3-fp8"``: FlashAttention-3 on e4m3 operands. Its KV caches are
-  stored in e4m3 with one scale per layer and head, set when a portrait's sink is bound (``KV_HEAD_HEADROOM``
-  above the sink's largest value; later rows beyond it saturate), so attention reads the cache as it is;
+  stored in e4m3 with one scale per layer and head, set by the stream's first sink (``KV_HEAD_HEADROOM``
+  above its largest value; a rolling sink keeps them; rows beyond them saturate), so attention reads the cache as it is;
   q gets one scale per head per call. Anything that cannot run is a ``SpeedConfigError`` naming the fix;
 - ``offload`` (implies ``fast``): ``"weights"`` streams each DiT layer's weights from pinned host memory into
   one of two device slots, the next layer copied on a side stream while this one computes
