@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.attention_fp8_bench import make_inputs, print_table, reference, row_runner  # noqa: E402
-from engine.video.fp8_attention import fa3_attention, quant_heads  # noqa: E402
+from engine.video.fp8_attention import fa3_attention  # noqa: E402
+from engine.video.speed import quant_heads  # noqa: E402
 
 
 def main() -> int:

@@ -251,13 +251,6 @@ class CudnnFp8Attention:
         return self.run(q8, dq, k8, dk, v8, dv)
 
 
-def quant_heads(x: torch.Tensor):
-    """[B, L, H, d] -> (e4m3 [B, L, H, d], fp32 dequant scale [B, H]): one scale per head, FlashAttention-3's
-    ``*_descale`` layout (it takes one per batch row and KV head)."""
-    s = (x.float().abs().amax(dim=(1, 3)) / FP8_MAX).clamp(min=1e-12)  # [B, H]
-    return (x.float() / s[:, None, :, None]).to(FP8), s
-
-
 def fa3_attention(q, k, v, q_descale=None, k_descale=None, v_descale=None) -> torch.Tensor:
     """FlashAttention-3 forward (Hopper; the ``flash_attn_3`` wheel ``bench/fa3_build.sh`` builds), [B, L, H, d]
     in and out. bf16 operands, or e4m3 ones with their [B, H] dequant scales (output bf16 either way)."""
