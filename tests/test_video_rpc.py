@@ -149,11 +149,13 @@ def test_video_off_and_incomplete_checkpoint(server, tmp_path, video_ckpt, speec
         srv.stop()
 
 
+@pytest.mark.parametrize("value,named", [("fa3", "--attention sdpa"), ("flash", "AVATAR_VIDEO_ATTENTION")])
 def test_speed_setting_that_cannot_run_here_is_failed_precondition(tmp_path, video_ckpt, speech_44k_stereo,
-                                                                      monkeypatch):
-    """A server started with FlashAttention-3 asked for on a machine without it: each request gets
-    FAILED_PRECONDITION naming the setting and the way out; the server goes on serving expression streams."""
-    monkeypatch.setenv("AVATAR_VIDEO_ATTENTION", "fa3")  # the worker process inherits it
+                                                                      monkeypatch, value, named):
+    """A server started with FlashAttention-3 asked for on a machine without it, or with a value the setting does
+    not know: each request gets FAILED_PRECONDITION naming the setting and the way out; the server goes on
+    serving expression streams."""
+    monkeypatch.setenv("AVATAR_VIDEO_ATTENTION", value)  # the worker process inherits it
     srv = Server(tmp_path, workers=1, extra=["--video-ckpt-dir", video_ckpt, "--video-lora",
                                              os.path.join(video_ckpt, "liveavatar.safetensors"),
                                              "--video-device", "cpu"])
@@ -162,7 +164,7 @@ def test_speed_setting_that_cannot_run_here_is_failed_precondition(tmp_path, vid
             with pytest.raises(grpc.RpcError) as err:
                 list(srv.stub.GenerateVideo(request(speech_44k_stereo), timeout=60))
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "--attention sdpa" in err.value.details() and "AVATAR_VIDEO_" in err.value.details()
+            assert named in err.value.details() and "AVATAR_VIDEO_" in err.value.details()
         assert_still_serving(srv)
         assert "Traceback" not in srv.logs()
     finally:

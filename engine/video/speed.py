@@ -107,7 +107,8 @@ class SpeedOptions:
         if self.offload not in OFFLOAD_MODES:
             raise SpeedConfigError(f"offload_dit must be one of {', '.join(OFFLOAD_MODES)}, not {self.offload!r}")
         if self.attention not in ATTENTION_MODES:
-            raise SpeedConfigError(f"attention must be one of {', '.join(ATTENTION_MODES)}, not {self.attention!r}")
+            raise SpeedConfigError(f"attention (--attention / AVATAR_VIDEO_ATTENTION) must be one of "
+                                   f"{', '.join(ATTENTION_MODES)}, not {self.attention!r}")
 
     @property
     def enabled(self) -> bool:
